@@ -1,0 +1,119 @@
+/*
+ * rust-vgpu FFI contract: the only interface between the C QOM shim and the
+ * Rust staticlib.
+ *
+ * Two tables cross the boundary:
+ *   - RvgOps: defined in Rust (the `rvg_ops` symbol), called by the shim for
+ *     every device event (realize, reset, MMIO, config changes).
+ *   - RvgHostServices: defined in the shim, handed to Rust at realize; Rust
+ *     calls it for everything it needs from QEMU (interrupts, logging).
+ *
+ * bindgen turns this header into the Rust declarations, and the shim
+ * compiles against it, so both sides are type-checked against one text.
+ * Only fixed-width C types, opaque pointers and plain structs appear here:
+ * no QEMU header is included. See docs/ffi.md for the rules.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#ifndef RUST_VGPU_FFI_H
+#define RUST_VGPU_FFI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Bumped whenever a table or struct below changes layout or meaning. */
+#define RVG_FFI_ABI_VERSION 1
+
+/* The Rust device. Only ever used through a shared reference on the Rust side. */
+typedef struct RvgDevice RvgDevice;
+
+/* The shim's device state, passed back to every host service. */
+typedef struct RvgHost RvgHost;
+
+/* QEMU's Error ** for the call in progress; filled through set_error. */
+typedef struct RvgErrorSink RvgErrorSink;
+
+/* Which QOM type is being realized. */
+typedef enum RvgModelKind {
+    RVG_MODEL_VGPU = 0, /* rust-vgpu: the mediated vGPU the guest drives */
+    RVG_MODEL_HW = 1,   /* rust-vgpu-hw: the raw GPU model */
+} RvgModelKind;
+
+/* The guest's interrupt configuration, as PCI config space says. */
+typedef enum RvgIrqMode {
+    RVG_IRQ_INTX = 0,
+    RVG_IRQ_MSI = 1,
+    RVG_IRQ_MSIX = 2,
+} RvgIrqMode;
+
+/* Log classes for host_services.log; the shim maps them onto QEMU's. */
+typedef enum RvgLogKind {
+    RVG_LOG_GUEST_ERROR = 0, /* qemu_log_mask(LOG_GUEST_ERROR) */
+    RVG_LOG_UNIMP = 1,       /* qemu_log_mask(LOG_UNIMP) */
+    RVG_LOG_ERROR = 2,       /* error_report: a device bug, never the guest's */
+} RvgLogKind;
+
+/* Property values, as the user set them. */
+typedef struct RvgConfig {
+    RvgModelKind model;
+    uint64_t vram_size; /* bytes; validated by Rust */
+} RvgConfig;
+
+/* What the shim needs to build the PCI device once Rust accepted the config. */
+typedef struct RvgDeviceInfo {
+    uint16_t vendor_id;
+    uint16_t device_id;
+    uint16_t subsystem_vendor_id;
+    uint16_t subsystem_id;
+    uint8_t revision;
+    uint32_t class_code;   /* 24-bit class, subclass, prog-if */
+    uint64_t vram_size;    /* BAR0 size */
+    uint64_t mmio_size;    /* BAR2 size */
+    uint32_t msix_vectors; /* BAR4 table entries */
+    uint32_t msi_vectors;  /* MSI capability vectors */
+} RvgDeviceInfo;
+
+typedef struct RvgHostServices {
+    /* Current interrupt mode from config space (MSI-X beats MSI beats INTx). */
+    RvgIrqMode (*irq_mode)(RvgHost *host);
+    /* Send MSI-X message `vector` (QEMU's msix code honours masks and PBA). */
+    void (*msix_notify)(RvgHost *host, uint32_t vector);
+    /* Send MSI message `vector` (QEMU's msi code honours the mask bits). */
+    void (*msi_notify)(RvgHost *host, uint32_t vector);
+    /* Drive the INTx pin to `level`. */
+    void (*intx_set)(RvgHost *host, bool level);
+    /* Log a NUL-terminated message of the given kind. */
+    void (*log)(RvgHost *host, RvgLogKind kind, const char *msg);
+    /* Fill QEMU's Error for the current call with a NUL-terminated message. */
+    void (*set_error)(RvgErrorSink *errp, const char *msg);
+} RvgHostServices;
+
+typedef struct RvgOps {
+    uint32_t abi_version; /* RVG_FFI_ABI_VERSION the library was built with */
+
+    /*
+     * Validate `config` and build the device. On success returns the device
+     * and fills `info`; on failure returns NULL and reports through
+     * services->set_error(errp, ...). `host` and `services` must outlive
+     * the device.
+     */
+    RvgDevice *(*realize)(const RvgConfig *config, RvgHost *host,
+                          const RvgHostServices *services,
+                          RvgDeviceInfo *info, RvgErrorSink *errp);
+    /* Free the device. No other op may run concurrently or afterwards. */
+    void (*unrealize)(RvgDevice *dev);
+    /* Back to power-on state (system reset, FLR). */
+    void (*reset)(RvgDevice *dev);
+    /* Guest access to BAR2; `size` is 1, 2, 4 or 8, offset < mmio_size. */
+    uint64_t (*mmio_read)(RvgDevice *dev, uint64_t offset, uint32_t size);
+    void (*mmio_write)(RvgDevice *dev, uint64_t offset, uint64_t value,
+                       uint32_t size);
+    /* The guest changed interrupt configuration (MSI/MSI-X enable, masks). */
+    void (*irq_config_changed)(RvgDevice *dev);
+} RvgOps;
+
+/* Defined by the Rust staticlib. */
+extern const RvgOps rvg_ops;
+
+#endif /* RUST_VGPU_FFI_H */
