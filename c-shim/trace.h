@@ -1,0 +1,2 @@
+/* Generated from c-shim/trace-events by QEMU's tracetool. */
+#include "trace/trace-hw_display_rust_vgpu_c_shim.h"

@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""Build the rust-vgpu staticlib for QEMU's meson and hand ninja a depfile.
+
+Runs `cargo build --release` for one package, copies the library to the
+output meson expects, and rewrites cargo's dep-info so ninja tracks every Rust source.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--cargo", required=True)
+    ap.add_argument("--manifest-path", required=True)
+    ap.add_argument("--target-dir", required=True)
+    ap.add_argument("--package", required=True)
+    ap.add_argument("--lib-name", required=True)
+    ap.add_argument("--output", required=True)
+    ap.add_argument("--depfile", required=True)
+    args = ap.parse_args()
+
+    # QEMU's tree reaches this repository through a symlink; give cargo the
+    # real path so its fingerprints match `cargo test` run in the checkout.
+    cmd = [args.cargo, "build", "--release", "--locked",
+           "--manifest-path", os.path.realpath(args.manifest_path),
+           "--target-dir", args.target_dir,
+           "--package", args.package]
+    result = subprocess.run(cmd)
+    if result.returncode != 0:
+        sys.exit(f"cargo-staticlib: '{' '.join(cmd)}' failed ({result.returncode})")
+
+    built = os.path.join(args.target_dir, "release", f"lib{args.lib_name}.a")
+    shutil.copyfile(built, args.output + ".tmp")
+    os.replace(args.output + ".tmp", args.output)
+
+    # cargo writes "<lib>: <sources...>"; ninja wants the output as target.
+    with open(os.path.join(args.target_dir, "release", f"lib{args.lib_name}.d")) as f:
+        deps = f.read().split(":", 1)[1].strip()
+    with open(args.depfile, "w") as f:
+        f.write(f"{args.output}: {deps}\n")
+
+
+if __name__ == "__main__":
+    main()
