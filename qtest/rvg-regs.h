@@ -1,0 +1,50 @@
+/*
+ * The RVG-1 register map as docs/hardware.md specifies it, for the tests.
+ *
+ * Written from the document, not from the Rust definitions, so a test
+ * catches an implementation that drifts from the specification.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#ifndef RVG_REGS_H
+#define RVG_REGS_H
+
+#define RVG_PCI_VENDOR_ID            0x1234
+#define RVG_PCI_DEVICE_ID_VGPU       0x1111
+#define RVG_PCI_DEVICE_ID_HW         0x5256
+#define RVG_PCI_SUBSYSTEM_VENDOR_ID  0x1234
+#define RVG_PCI_SUBSYSTEM_ID         0x5256
+#define RVG_MSIX_VECTORS             4
+
+#define RVG_BAR_VRAM 0
+#define RVG_BAR_MMIO 2
+#define RVG_BAR_MSIX 4
+
+#define RVG_MMIO_SIZE      (2 * MiB)
+#define RVG_GLOBAL         0x1000
+
+#define RVG_REG_ID          0x00
+#define RVG_REG_VERSION     0x04
+#define RVG_REG_CAPS        0x08
+#define RVG_REG_VRAM_SIZE   0x10
+#define RVG_REG_GTT_ENTRIES 0x18
+#define RVG_REG_SCRATCH     0x20
+#define RVG_REG_INT_STATUS  0x30
+#define RVG_REG_INT_MASK    0x34
+#define RVG_REG_INT_ENABLE  0x38
+#define RVG_REG_INT_TRIGGER 0x3c
+#define RVG_REG_FAULT_ADDR  0x40
+#define RVG_REG_FAULT_REASON 0x48
+#define RVG_REG_RESET       0x4c
+
+#define RVG_ID_VALUE        0x52564731u /* "RVG1" */
+#define RVG_VERSION_VALUE   0x00010000u
+#define RVG_RESET_MAGIC     0x52560001u
+
+#define RVG_INT_FENCE        (1u << 0)
+#define RVG_INT_ENGINE_ERROR (1u << 1)
+#define RVG_INT_GTT_FAULT    (1u << 2)
+#define RVG_INT_DISPLAY_FLIP (1u << 3)
+#define RVG_INT_SOFTWARE     (1u << 31)
+
+#endif

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Build the patched qemu-system-x86_64 with rust-vgpu, plus its qtests.
+#
+# The QEMU tree and build directory live in $RVG_CACHE, outside the clone,
+# so a warm build only recompiles what changed (cargo decides for the Rust
+# side; ninja for the shim and tests). Prints the QEMU version built.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+here=$(dirname "$0")
+: "${RVG_CACHE:?}" "${QEMU_BUILD:?}"
+
+src=$("$here/qemu-source.sh")
+fwpath=$("$here/firmware.sh")
+
+configure_args=(
+    --target-list=x86_64-softmmu
+    --disable-rust          # the project's own Rust std is linked in; one copy only
+    --disable-docs --disable-user --disable-werror
+    --disable-download      # no network but the package registries: fail fast
+    --disable-install-blobs # Debian's +ds source carries no firmware blobs
+    --enable-trace-backends=log
+)
+stamp="$src ${configure_args[*]}"
+if [ ! -f "$QEMU_BUILD/build.ninja" ] || [ "$(cat "$QEMU_BUILD/.rvg-configured" 2>/dev/null)" != "$stamp" ]; then
+    rvg_log "configuring QEMU in $QEMU_BUILD"
+    rm -rf "$QEMU_BUILD" && mkdir -p "$QEMU_BUILD"
+    (cd "$QEMU_BUILD" && "$src/configure" "${configure_args[@]}") > "$QEMU_BUILD/rvg-configure.log" 2>&1 ||
+        { tail -20 "$QEMU_BUILD/rvg-configure.log"; rvg_die "QEMU configure failed (log: $QEMU_BUILD/rvg-configure.log)"; }
+    echo "$stamp" > "$QEMU_BUILD/.rvg-configured"
+fi
+
+rvg_log "building qemu-system-x86_64 and the rust-vgpu qtests (ninja -C $QEMU_BUILD)"
+# Keep cargo's and the compilers' messages, drop ninja's per-file progress.
+ninja -C "$QEMU_BUILD" qemu-system-x86_64 tests/qtest/rust-vgpu/rust-vgpu-test |
+    awk '!/^\[[0-9]+\/[0-9]+\] (Compiling|Linking|Generating)/' ||
+    rvg_die "QEMU build failed"
+
+# Firmware: the built QEMU looks in its build tree's data directory
+# (qemu-bundle/<datadir>) first; link Debian's SeaBIOS and option ROMs there.
+datadir=$QEMU_BUILD/qemu-bundle$(sed -n 's/^#define CONFIG_QEMU_DATADIR "\(.*\)"/\1/p' "$QEMU_BUILD/config-host.h")
+mkdir -p "$datadir"
+IFS=: read -ra fwdirs <<< "$fwpath"
+for dir in "${fwdirs[@]}"; do
+    for f in "$dir"/*; do
+        [ -e "$datadir/$(basename "$f")" ] || ln -s "$f" "$datadir/"
+    done
+done
+
+debian=$(cat "$src/.rvg-debian-version" 2>/dev/null || echo "none: QEMU_SRC tree")
+echo "$("$QEMU_BUILD/qemu-system-x86_64" --version | head -n 1); Debian source package: $debian; tree: $src" \
+    > "$QEMU_BUILD/rvg-version.txt"
+rvg_log "built $(cat "$QEMU_BUILD/rvg-version.txt")"

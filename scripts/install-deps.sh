@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Install what building and testing rust-vgpu needs, once: Debian packages
+# with apt-get, meson with pip. Quiet and quick when everything is there.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+packages=(
+    # QEMU's build
+    gcc make ninja-build pkg-config flex bison
+    libglib2.0-dev libpixman-1-dev libfdt-dev zlib1g-dev libpng-dev
+    # Debian's source package and firmware handling
+    dpkg-dev xz-utils
+    # bindgen
+    libclang-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    [ "$(id -u)" = 0 ] || rvg_die "missing packages (${missing[*]}); run as root or install them"
+    rvg_log "installing ${missing[*]}"
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# QEMU 10.0 wants meson >= 1.5 (Debian 12 ships 1.0); 1.5.0 is the version
+# QEMU 10.0 itself pins.
+if ! python3 -c 'import mesonbuild.coredata as c, sys; v = tuple(map(int, c.version.split(".")[:2])); sys.exit(v < (1, 5))' 2>/dev/null; then
+    rvg_log "installing meson 1.5.0 with pip"
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'meson==1.5.0'
+fi
+
+command -v cargo >/dev/null || rvg_die "cargo not found: install a Rust toolchain (rustup) first"
+for c in clippy fmt; do
+    cargo "$c" --version >/dev/null 2>&1 || rustup component add "$( [ "$c" = fmt ] && echo rustfmt || echo clippy )"
+done
