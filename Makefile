@@ -1,0 +1,31 @@
+# rust-vgpu: two commands.
+#   make run    build what is missing, start QEMU with the vGPU, show the result
+#   make check  build what is missing, run every test
+#
+# RVG_CACHE (default ~/.cache/rust-vgpu) holds everything slow to make: the
+# QEMU source and build tree, the firmware, apt downloads.
+# QEMU_SRC=/path builds into an existing QEMU 10.0 tree instead of Debian's.
+
+SHELL := /bin/bash
+export RVG_CACHE ?= $(HOME)/.cache/rust-vgpu
+ifdef QEMU_SRC
+export QEMU_SRC
+QEMU_BUILD ?= $(RVG_CACHE)/build-$(shell printf %s "$(abspath $(QEMU_SRC))" | sha256sum | cut -c1-12)
+else
+QEMU_BUILD ?= $(RVG_CACHE)/build
+endif
+export QEMU_BUILD
+
+.PHONY: run check qemu deps
+
+run: qemu
+	scripts/run.sh
+
+check: qemu
+	scripts/check.sh
+
+qemu: deps
+	scripts/build-qemu.sh
+
+deps:
+	scripts/install-deps.sh
