@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 /* Bumped whenever a table or struct below changes layout or meaning. */
-#define RVG_FFI_ABI_VERSION 1
+#define RVG_FFI_ABI_VERSION 2
 
 /* The Rust device. Only ever used through a shared reference on the Rust side. */
 typedef struct RvgDevice RvgDevice;
@@ -33,6 +33,9 @@ typedef struct RvgHost RvgHost;
 
 /* QEMU's Error ** for the call in progress; filled through set_error. */
 typedef struct RvgErrorSink RvgErrorSink;
+
+/* Where a text report goes (a GString in the shim); see text_append. */
+typedef struct RvgTextSink RvgTextSink;
 
 /* Which QOM type is being realized. */
 typedef enum RvgModelKind {
@@ -54,6 +57,13 @@ typedef enum RvgLogKind {
     RVG_LOG_ERROR = 2,       /* error_report: a device bug, never the guest's */
 } RvgLogKind;
 
+/* What a range of guest-physical memory is, as the memory listener saw it. */
+typedef enum RvgMemKind {
+    RVG_MEM_RAM = 0,    /* guest RAM */
+    RVG_MEM_ROM = 1,    /* ROM or read-only RAM */
+    RVG_MEM_DEVICE = 2, /* RAM owned by a device: a BAR */
+} RvgMemKind;
+
 /* Property values, as the user set them. */
 typedef struct RvgConfig {
     RvgModelKind model;
@@ -69,6 +79,7 @@ typedef struct RvgDeviceInfo {
     uint8_t revision;
     uint32_t class_code;   /* 24-bit class, subclass, prog-if */
     uint64_t vram_size;    /* BAR0 size */
+    uint8_t *vram_ptr;     /* BAR0 memory, page-aligned, owned by Rust */
     uint64_t mmio_size;    /* BAR2 size */
     uint32_t msix_vectors; /* BAR4 table entries */
     uint32_t msi_vectors;  /* MSI capability vectors */
@@ -87,6 +98,18 @@ typedef struct RvgHostServices {
     void (*log)(RvgHost *host, RvgLogKind kind, const char *msg);
     /* Fill QEMU's Error for the current call with a NUL-terminated message. */
     void (*set_error)(RvgErrorSink *errp, const char *msg);
+    /*
+     * DMA through the device's bus-master address space (pci_dma_rw, so an
+     * IOMMU applies). Returns false if any part failed.
+     */
+    bool (*dma_rw)(RvgHost *host, uint64_t addr, void *buf, uint64_t len,
+                   bool is_write);
+    /* Call ops.fd_ready(dev, fd) from the main loop when `fd` is readable. */
+    void (*watch_fd)(RvgHost *host, int fd);
+    /* Stop watching `fd`; no fd_ready for it runs after this returns. */
+    void (*unwatch_fd)(RvgHost *host, int fd);
+    /* Append NUL-terminated text to a report. */
+    void (*text_append)(RvgTextSink *sink, const char *text);
 } RvgHostServices;
 
 typedef struct RvgOps {
@@ -111,6 +134,23 @@ typedef struct RvgOps {
                        uint32_t size);
     /* The guest changed interrupt configuration (MSI/MSI-X enable, masks). */
     void (*irq_config_changed)(RvgDevice *dev);
+    /*
+     * The memory listener: guest-physical [gpa, gpa + size) appeared, at host
+     * address `hva`, or went away. Page-aligned; called under the BQL.
+     */
+    void (*memory_add)(RvgDevice *dev, uint64_t gpa, uint64_t size,
+                       void *hva, RvgMemKind kind);
+    void (*memory_del)(RvgDevice *dev, uint64_t gpa, uint64_t size);
+    /* A watched fd is readable (main loop, BQL held). */
+    void (*fd_ready)(RvgDevice *dev, int fd);
+    /* The report for `info rust-vgpu`. */
+    void (*describe)(RvgDevice *dev, RvgTextSink *sink);
+    /*
+     * The report for `info rust-vgpu-gtt`: entries [first, first + count).
+     * On a bad range, appends the reason and returns false.
+     */
+    bool (*gtt_dump)(RvgDevice *dev, uint32_t first, uint32_t count,
+                     RvgTextSink *sink);
 } RvgOps;
 
 /* Defined by the Rust staticlib. */

@@ -16,11 +16,18 @@
 #include "qemu/main-loop.h"
 #include "qemu/module.h"
 #include "qemu/units.h"
+#include "qobject/qdict.h"
+#include "exec/address-spaces.h"
+#include "exec/memory.h"
+#include "hw/boards.h"
 #include "hw/pci/pci_device.h"
+#include "hw/pci/pcie.h"
 #include "hw/pci/msi.h"
 #include "hw/pci/msix.h"
 #include "hw/qdev-properties.h"
 #include "migration/vmstate.h"
+#include "monitor/monitor.h"
+#include "system/dma.h"
 #include "trace.h"
 
 #include "rust-vgpu-ffi.h"
@@ -50,6 +57,10 @@ struct RustVgpuState {
 
     MemoryRegion vram;
     MemoryRegion mmio;
+    /* vGPU only: guest RAM as the mediator must see it. */
+    MemoryListener listener;
+    bool listening;
+    int watched_fd;
     RvgDevice *dev;
     RvgDeviceInfo info;
 };
@@ -123,6 +134,43 @@ static void host_set_error(RvgErrorSink *errp, const char *msg)
     error_setg((Error **)errp, "%s", msg);
 }
 
+static bool host_dma_rw(RvgHost *host, uint64_t addr, void *buf, uint64_t len,
+                        bool is_write)
+{
+    BQL_LOCK_GUARD();
+    return pci_dma_rw(PCI_DEVICE(host_state(host)), addr, buf, len,
+                      is_write ? DMA_DIRECTION_FROM_DEVICE
+                               : DMA_DIRECTION_TO_DEVICE,
+                      MEMTXATTRS_UNSPECIFIED) == MEMTX_OK;
+}
+
+static void rust_vgpu_fd_read(void *opaque);
+
+/* One watched fd per device: the vGPU's physical interrupt eventfd. */
+static void host_watch_fd(RvgHost *host, int fd)
+{
+    RustVgpuState *s = host_state(host);
+
+    assert(s->watched_fd < 0);
+    s->watched_fd = fd;
+    qemu_set_fd_handler(fd, rust_vgpu_fd_read, NULL, s);
+}
+
+static void host_unwatch_fd(RvgHost *host, int fd)
+{
+    RustVgpuState *s = host_state(host);
+
+    qemu_set_fd_handler(fd, NULL, NULL, NULL);
+    if (s->watched_fd == fd) {
+        s->watched_fd = -1;
+    }
+}
+
+static void host_text_append(RvgTextSink *sink, const char *text)
+{
+    g_string_append((GString *)sink, text);
+}
+
 static const RvgHostServices rust_vgpu_host_services = {
     .irq_mode = host_irq_mode,
     .msix_notify = host_msix_notify,
@@ -130,7 +178,18 @@ static const RvgHostServices rust_vgpu_host_services = {
     .intx_set = host_intx_set,
     .log = host_log,
     .set_error = host_set_error,
+    .dma_rw = host_dma_rw,
+    .watch_fd = host_watch_fd,
+    .unwatch_fd = host_unwatch_fd,
+    .text_append = host_text_append,
 };
+
+static void rust_vgpu_fd_read(void *opaque)
+{
+    RustVgpuState *s = opaque;
+
+    rvg_ops.fd_ready(s->dev, s->watched_fd);
+}
 
 /* ---- BAR2: trapped MMIO, every access goes to Rust ---- */
 
@@ -188,6 +247,95 @@ static void rust_vgpu_use_all_vectors(RustVgpuState *s)
     }
 }
 
+/* ---- the memory listener: guest RAM for the mediator ---- */
+
+static RvgMemKind rust_vgpu_mem_kind(MemoryRegion *mr)
+{
+    Object *owner = memory_region_owner(mr);
+
+    if (memory_region_is_ram_device(mr) ||
+        (owner && object_dynamic_cast(owner, TYPE_PCI_DEVICE))) {
+        return RVG_MEM_DEVICE;
+    }
+    if (memory_region_is_rom(mr) || mr->readonly) {
+        return RVG_MEM_ROM;
+    }
+    return RVG_MEM_RAM;
+}
+
+/* The page-aligned part of a RAM section, as the GPU maps whole pages. */
+static bool rust_vgpu_section_range(MemoryRegionSection *section,
+                                    uint64_t *gpa, uint64_t *size, void **hva)
+{
+    uint64_t start = section->offset_within_address_space;
+    uint64_t end = start + int128_get64(section->size);
+    uint64_t first = ROUND_UP(start, qemu_real_host_page_size());
+    uint64_t last = ROUND_DOWN(end, qemu_real_host_page_size());
+
+    if (!memory_region_is_ram(section->mr) || first >= last) {
+        return false;
+    }
+    *gpa = first;
+    *size = last - first;
+    if (hva) {
+        *hva = (uint8_t *)memory_region_get_ram_ptr(section->mr) +
+               section->offset_within_region + (first - start);
+    }
+    return true;
+}
+
+static void rust_vgpu_region_add(MemoryListener *listener,
+                                 MemoryRegionSection *section)
+{
+    RustVgpuState *s = container_of(listener, RustVgpuState, listener);
+    uint64_t gpa, size;
+    void *hva;
+
+    if (rust_vgpu_section_range(section, &gpa, &size, &hva)) {
+        RvgMemKind kind = rust_vgpu_mem_kind(section->mr);
+
+        trace_rust_vgpu_memory_add(gpa, size, kind);
+        rvg_ops.memory_add(s->dev, gpa, size, hva, kind);
+    }
+}
+
+static void rust_vgpu_region_del(MemoryListener *listener,
+                                 MemoryRegionSection *section)
+{
+    RustVgpuState *s = container_of(listener, RustVgpuState, listener);
+    uint64_t gpa, size;
+
+    if (rust_vgpu_section_range(section, &gpa, &size, NULL)) {
+        trace_rust_vgpu_memory_del(gpa, size);
+        rvg_ops.memory_del(s->dev, gpa, size);
+    }
+}
+
+/* ---- realize / exit ---- */
+
+static void rust_vgpu_instance_init(Object *obj)
+{
+    RustVgpuState *s = RUST_VGPU_BASE(obj);
+
+    s->watched_fd = -1;
+    /* Decided at realize from the bus: a PCIe endpoint behind a root port. */
+    PCI_DEVICE(obj)->cap_present |= QEMU_PCI_CAP_EXPRESS;
+}
+
+/* PCI power management: D0 and D3hot, state kept across them. */
+static bool rust_vgpu_pm_init(PCIDevice *pdev, Error **errp)
+{
+    int pm = pci_pm_init(pdev, 0, errp);
+
+    if (pm < 0) {
+        return false;
+    }
+    pci_set_word(pdev->config + pm + PCI_PM_PMC, PCI_PM_CAP_VER_1_2);
+    pci_set_word(pdev->config + pm + PCI_PM_CTRL, PCI_PM_CTRL_NO_SOFT_RESET);
+    pci_set_word(pdev->wmask + pm + PCI_PM_CTRL, PCI_PM_CTRL_STATE_MASK);
+    return true;
+}
+
 static void rust_vgpu_realize(PCIDevice *pdev, Error **errp)
 {
     RustVgpuState *s = RUST_VGPU_BASE(pdev);
@@ -218,10 +366,21 @@ static void rust_vgpu_realize(PCIDevice *pdev, Error **errp)
     pci_config_set_prog_interface(conf, s->info.class_code & 0xff);
     pci_config_set_interrupt_pin(conf, 1);
 
-    if (!memory_region_init_ram(&s->vram, OBJECT(s), "rust-vgpu.vram",
-                                s->info.vram_size, errp)) {
+    if (pci_bus_is_express(pci_get_bus(pdev))) {
+        if (pcie_endpoint_cap_init(pdev, 0x80) < 0) {
+            error_setg(errp, "cannot add the PCI Express capability");
+            goto fail;
+        }
+    } else {
+        pdev->cap_present &= ~QEMU_PCI_CAP_EXPRESS;
+    }
+    if (!rust_vgpu_pm_init(pdev, errp)) {
         goto fail;
     }
+
+    /* BAR0: the VRAM Rust owns (for the vGPU, its slice of the GPU's). */
+    memory_region_init_ram_ptr(&s->vram, OBJECT(s), "rust-vgpu.vram",
+                               s->info.vram_size, s->info.vram_ptr);
     pci_register_bar(pdev, RVG_BAR_VRAM,
                      PCI_BASE_ADDRESS_SPACE_MEMORY |
                      PCI_BASE_ADDRESS_MEM_TYPE_64 |
@@ -243,6 +402,17 @@ static void rust_vgpu_realize(PCIDevice *pdev, Error **errp)
     if (msi_init(pdev, 0, s->info.msi_vectors, true, true, errp) < 0) {
         goto fail_msix;
     }
+
+    if (rc->model == RVG_MODEL_VGPU) {
+        s->listener = (MemoryListener) {
+            .name = "rust-vgpu",
+            .region_add = rust_vgpu_region_add,
+            .region_del = rust_vgpu_region_del,
+            .priority = MEMORY_LISTENER_PRIORITY_DEV_BACKEND,
+        };
+        memory_listener_register(&s->listener, &address_space_memory);
+        s->listening = true;
+    }
     return;
 
 fail_msix:
@@ -256,6 +426,10 @@ static void rust_vgpu_exit(PCIDevice *pdev)
 {
     RustVgpuState *s = RUST_VGPU_BASE(pdev);
 
+    if (s->listening) {
+        memory_listener_unregister(&s->listener);
+        s->listening = false;
+    }
     msi_uninit(pdev);
     msix_uninit_exclusive_bar(pdev);
     rvg_ops.unrealize(s->dev);
@@ -275,7 +449,12 @@ static const VMStateDescription vmstate_rust_vgpu = {
     .unmigratable = 1,
 };
 
+/* Each concrete type has its own table: the limits differ. */
 static const Property rust_vgpu_properties[] = {
+    DEFINE_PROP_SIZE("vram-size", RustVgpuState, vram_size, 64 * MiB),
+};
+
+static const Property rust_vgpu_hw_properties[] = {
     DEFINE_PROP_SIZE("vram-size", RustVgpuState, vram_size, 64 * MiB),
 };
 
@@ -289,9 +468,6 @@ static void rust_vgpu_base_class_init(ObjectClass *klass, void *data)
     k->config_write = rust_vgpu_config_write;
     device_class_set_legacy_reset(dc, rust_vgpu_reset);
     dc->vmsd = &vmstate_rust_vgpu;
-    device_class_set_props(dc, rust_vgpu_properties);
-    object_class_property_set_description(klass, "vram-size",
-        "VRAM size (BAR0): a power of two from 1 MiB to 1 GiB, default 64M");
     set_bit(DEVICE_CATEGORY_DISPLAY, dc->categories);
 }
 
@@ -301,6 +477,9 @@ static void rust_vgpu_class_init(ObjectClass *klass, void *data)
 
     RUST_VGPU_BASE_CLASS(klass)->model = RVG_MODEL_VGPU;
     dc->desc = "rust-vgpu mediated virtual GPU (RVG-1)";
+    device_class_set_props(dc, rust_vgpu_properties);
+    object_class_property_set_description(klass, "vram-size",
+        "VRAM size (BAR0): a power of two from 1 MiB to 512 MiB, default 64M");
 }
 
 static void rust_vgpu_hw_class_init(ObjectClass *klass, void *data)
@@ -309,6 +488,9 @@ static void rust_vgpu_hw_class_init(ObjectClass *klass, void *data)
 
     RUST_VGPU_BASE_CLASS(klass)->model = RVG_MODEL_HW;
     dc->desc = "rust-vgpu RVG-1 GPU model, unmediated (for VFIO hosts)";
+    device_class_set_props(dc, rust_vgpu_hw_properties);
+    object_class_property_set_description(klass, "vram-size",
+        "VRAM size (BAR0): a power of two from 1 MiB to 1 GiB, default 64M");
 }
 
 static const TypeInfo rust_vgpu_types[] = {
@@ -316,10 +498,12 @@ static const TypeInfo rust_vgpu_types[] = {
         .name = TYPE_RUST_VGPU_BASE,
         .parent = TYPE_PCI_DEVICE,
         .instance_size = sizeof(RustVgpuState),
+        .instance_init = rust_vgpu_instance_init,
         .class_size = sizeof(RustVgpuClass),
         .class_init = rust_vgpu_base_class_init,
         .abstract = true,
         .interfaces = (InterfaceInfo[]) {
+            { INTERFACE_PCIE_DEVICE },
             { INTERFACE_CONVENTIONAL_PCI_DEVICE },
             { },
         },
@@ -336,4 +520,67 @@ static const TypeInfo rust_vgpu_types[] = {
     },
 };
 
-DEFINE_TYPES(rust_vgpu_types)
+/* ---- monitor: info rust-vgpu, info rust-vgpu-gtt ---- */
+
+static int rust_vgpu_describe_one(Object *obj, void *opaque)
+{
+    RustVgpuState *s = (RustVgpuState *)object_dynamic_cast(obj,
+                                                            TYPE_RUST_VGPU_BASE);
+    GString *out = opaque;
+    DeviceState *d;
+    PCIDevice *pdev;
+
+    if (!s || !s->dev) {
+        return 0;
+    }
+    d = DEVICE(s);
+    pdev = PCI_DEVICE(s);
+    g_string_append_printf(out, "%s \"%s\" at %02x:%02x.%x\n",
+                           object_get_typename(obj), d->id ? d->id : "",
+                           pci_dev_bus_num(pdev), PCI_SLOT(pdev->devfn),
+                           PCI_FUNC(pdev->devfn));
+    rvg_ops.describe(s->dev, (RvgTextSink *)out);
+    return 0;
+}
+
+static void hmp_info_rust_vgpu(Monitor *mon, const QDict *qdict)
+{
+    g_autoptr(GString) out = g_string_new("");
+
+    object_child_foreach_recursive(qdev_get_machine(), rust_vgpu_describe_one,
+                                   out);
+    monitor_puts(mon, out->len ? out->str : "no rust-vgpu devices\n");
+}
+
+static void hmp_info_rust_vgpu_gtt(Monitor *mon, const QDict *qdict)
+{
+    const char *id = qdict_get_str(qdict, "id");
+    int64_t first = qdict_get_int(qdict, "first");
+    int64_t count = qdict_get_try_int(qdict, "count", 1);
+    DeviceState *d = qdev_find_recursive(sysbus_get_default(), id);
+    RustVgpuState *s = d ? (RustVgpuState *)object_dynamic_cast(OBJECT(d),
+                                            TYPE_RUST_VGPU_BASE) : NULL;
+    g_autoptr(GString) out = g_string_new("");
+
+    if (!s || !s->dev) {
+        monitor_printf(mon, "no rust-vgpu device with id '%s'\n", id);
+        return;
+    }
+    if (first < 0 || first > UINT32_MAX || count < 1 || count > 4096) {
+        monitor_printf(mon, "entries %" PRId64 "+%" PRId64
+                       ": first must be >= 0 and count 1 to 4096\n",
+                       first, count);
+        return;
+    }
+    rvg_ops.gtt_dump(s->dev, first, count, (RvgTextSink *)out);
+    monitor_puts(mon, out->str);
+}
+
+static void rust_vgpu_register(void)
+{
+    type_register_static_array(rust_vgpu_types, ARRAY_SIZE(rust_vgpu_types));
+    monitor_register_hmp("rust-vgpu", true, hmp_info_rust_vgpu);
+    monitor_register_hmp("rust-vgpu-gtt", true, hmp_info_rust_vgpu_gtt);
+}
+
+type_init(rust_vgpu_register)

@@ -41,23 +41,29 @@ case "$version" in
     *) rvg_die "QEMU_SRC=$src is QEMU $version; rust-vgpu needs QEMU 10.0.x" ;;
 esac
 
-# Re-apply the project's patches only when they differ from what is applied:
-# reverse the old series, apply the new one.
+# Bring the applied series in line with patches/: keep the common prefix,
+# reverse what follows it, apply the rest. Untouched files keep their
+# timestamps, so QEMU's build stays incremental.
 applied=$src/.rvg-patches
-if ! diff -rq "$repo/patches" "$applied" >/dev/null 2>&1; then
-    if [ -d "$applied" ]; then
-        for p in $(ls "$applied"/*.patch | sort -r); do
-            patch -R -p1 -s -d "$src" < "$p" || rvg_die "could not reverse $(basename "$p") in $src"
-        done
-    fi
-    for p in "$repo"/patches/*.patch; do
-        patch -p1 -s -N --dry-run -d "$src" < "$p" >/dev/null ||
-            rvg_die "$(basename "$p") does not apply to $src"
-        patch -p1 -s -N --no-backup-if-mismatch -d "$src" < "$p"
-        rvg_log "applied $(basename "$p")"
-    done
-    rm -rf "$applied" && cp -r "$repo/patches" "$applied"
-fi
+mkdir -p "$applied"
+mapfile -t old < <(cd "$applied" && ls *.patch 2>/dev/null | sort)
+mapfile -t new < <(cd "$repo/patches" && ls *.patch | sort)
+keep=0
+while [ "$keep" -lt "${#old[@]}" ] && [ "$keep" -lt "${#new[@]}" ] &&
+      [ "${old[$keep]}" = "${new[$keep]}" ] && cmp -s "$applied/${old[$keep]}" "$repo/patches/${new[$keep]}"; do
+    keep=$((keep + 1))
+done
+for ((i = ${#old[@]} - 1; i >= keep; i--)); do
+    patch -R -p1 -s -d "$src" < "$applied/${old[$i]}" || rvg_die "could not reverse ${old[$i]} in $src"
+    rm "$applied/${old[$i]}"
+done
+for ((i = keep; i < ${#new[@]}; i++)); do
+    p=$repo/patches/${new[$i]}
+    patch -p1 -s -N --dry-run -d "$src" < "$p" >/dev/null || rvg_die "${new[$i]} does not apply to $src"
+    patch -p1 -s -N --no-backup-if-mismatch -d "$src" < "$p"
+    cp "$p" "$applied/"
+    rvg_log "applied ${new[$i]}"
+done
 
 ln -sfn "$repo" "$src/hw/display/rust-vgpu"
 ln -sfn "$repo/qtest" "$src/tests/qtest/rust-vgpu"

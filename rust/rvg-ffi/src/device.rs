@@ -1,14 +1,24 @@
-//! The object behind the opaque `RvgDevice` pointer.
+//! The object behind the opaque `RvgDevice` pointer: one of the two models,
+//! the host services, and the broken flag the panic guard sets.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use rvg_model::device::{Diag, Effects};
-use rvg_model::Device;
+use rvg_mediator::{MemKind, Vgpu};
+use rvg_model::effects::{Diag, Effects};
+use rvg_model::{Gpu, IrqLine};
 
 use crate::host::{Host, LogKind};
 
+pub enum Model {
+    /// `rust-vgpu-hw`: the GPU itself, registers and all.
+    Hw(Arc<Gpu>),
+    /// `rust-vgpu`: the mediated vGPU.
+    Vgpu(Box<Vgpu>),
+}
+
 pub struct FfiDevice {
-    pub model: Device,
+    pub model: Model,
     pub host: Host,
     /// Set when a panic was caught: the device then reads as all ones and
     /// ignores writes, like a function that dropped off the bus, until reset.
@@ -16,7 +26,7 @@ pub struct FfiDevice {
 }
 
 impl FfiDevice {
-    pub fn new(model: Device, host: Host) -> FfiDevice {
+    pub fn new(model: Model, host: Host) -> FfiDevice {
         FfiDevice {
             model,
             host,
@@ -46,8 +56,94 @@ impl FfiDevice {
             match diag {
                 Diag::GuestError(m) => self.host.log(LogKind::GuestError, m),
                 Diag::Unimplemented(m) => self.host.log(LogKind::Unimplemented, m),
+                Diag::HostError(m) => self.host.log(LogKind::Error, m),
             }
         }
-        self.host.drive_irq(fx.irq);
+        if let Some(line) = fx.irq {
+            self.host.drive_irq(line);
+        }
+    }
+
+    pub fn mmio_read(&self, offset: u64, size: u32) -> u64 {
+        let (value, fx) = match &self.model {
+            Model::Hw(gpu) => gpu.mmio_read(offset, size),
+            Model::Vgpu(v) => v.mmio_read(offset, size),
+        };
+        self.apply(fx);
+        value
+    }
+
+    pub fn mmio_write(&self, offset: u64, value: u64, size: u32) {
+        let fx = match &self.model {
+            Model::Hw(gpu) => gpu.mmio_write(offset, value, size),
+            Model::Vgpu(v) => v.mmio_write(offset, value, size),
+        };
+        self.apply(fx);
+    }
+
+    pub fn reset(&self) {
+        let fx = match &self.model {
+            Model::Hw(gpu) => gpu.reset(),
+            Model::Vgpu(v) => v.reset(),
+        };
+        self.clear_broken();
+        self.apply(fx);
+    }
+
+    pub fn irq_line(&self) -> IrqLine {
+        match &self.model {
+            Model::Hw(gpu) => gpu.irq_line(),
+            Model::Vgpu(v) => v.irq_line(),
+        }
+    }
+
+    pub fn memory_add(&self, gpa: u64, size: u64, hva: u64, kind: MemKind) {
+        if let Model::Vgpu(v) = &self.model {
+            self.apply(v.guest_ram_add(gpa, size, hva, kind));
+        }
+    }
+
+    pub fn memory_del(&self, gpa: u64, size: u64) {
+        if let Model::Vgpu(v) = &self.model {
+            self.apply(v.guest_ram_del(gpa, size));
+        }
+    }
+
+    pub fn fd_ready(&self, fd: i32) {
+        if let Model::Vgpu(v) = &self.model {
+            if fd == v.phys_irq_fd() {
+                self.apply(v.phys_irq_event());
+            }
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        let c = &self.host.counts;
+        let irqs = format!(
+            "  interrupts: msix={} msi={} intx={}\n",
+            c.msix.load(Ordering::Relaxed),
+            c.msi.load(Ordering::Relaxed),
+            c.intx.load(Ordering::Relaxed)
+        );
+        match &self.model {
+            Model::Hw(gpu) => format!(
+                "  model: RVG-1 GPU, unmediated\n  vram: {:#x}\n{irqs}",
+                gpu.vram().len()
+            ),
+            Model::Vgpu(v) => format!(
+                "  model: vGPU, vram-size={:#x}\n{}{irqs}",
+                v.config().vram_size,
+                v.describe()
+            ),
+        }
+    }
+}
+
+impl Drop for FfiDevice {
+    fn drop(&mut self) {
+        if let Model::Vgpu(v) = &self.model {
+            // No fd_ready may run for an eventfd about to be closed.
+            self.host.unwatch_fd(v.phys_irq_fd());
+        }
     }
 }

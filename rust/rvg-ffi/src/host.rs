@@ -1,7 +1,10 @@
 //! The host-services table, checked once and wrapped in safe methods.
 
-use std::ffi::CString;
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
+use rvg_model::dma::{DmaError, DmaSpace};
 use rvg_model::IrqLine;
 
 use crate::sys;
@@ -21,12 +24,27 @@ struct Services {
     msix_notify: unsafe extern "C" fn(*mut sys::RvgHost, u32),
     msi_notify: unsafe extern "C" fn(*mut sys::RvgHost, u32),
     intx_set: unsafe extern "C" fn(*mut sys::RvgHost, bool),
-    log: unsafe extern "C" fn(*mut sys::RvgHost, sys::RvgLogKind, *const std::ffi::c_char),
+    log: unsafe extern "C" fn(*mut sys::RvgHost, sys::RvgLogKind, *const c_char),
+    dma_rw: unsafe extern "C" fn(*mut sys::RvgHost, u64, *mut c_void, u64, bool) -> bool,
+    watch_fd: unsafe extern "C" fn(*mut sys::RvgHost, c_int),
+    unwatch_fd: unsafe extern "C" fn(*mut sys::RvgHost, c_int),
+    text_append: unsafe extern "C" fn(*mut sys::RvgTextSink, *const c_char),
 }
 
+/// Interrupts delivered, for introspection.
+#[derive(Default)]
+pub struct IrqCounts {
+    pub msix: AtomicU64,
+    pub msi: AtomicU64,
+    pub intx: AtomicU64,
+    intx_level: AtomicBool,
+}
+
+#[derive(Clone)]
 pub struct Host {
     host: *mut sys::RvgHost,
     services: Services,
+    pub counts: Arc<IrqCounts>,
 }
 
 // SAFETY: the shim's services may be called from any thread (they take the
@@ -34,14 +52,14 @@ pub struct Host {
 unsafe impl Send for Host {}
 unsafe impl Sync for Host {}
 
-/// Make a C string out of a log message; an interior NUL would cut it short,
-/// so it is replaced.
+/// Make a C string out of a message; an interior NUL would cut it short,
+/// so it is escaped.
 pub fn c_message(msg: &str) -> CString {
     CString::new(msg.replace('\0', "\\0")).expect("NULs were replaced")
 }
 
 impl Host {
-    /// Check that the shim filled every service the device uses.
+    /// Check that the shim filled every service the devices use.
     pub fn new(host: *mut sys::RvgHost, services: &sys::RvgHostServices) -> Result<Host, String> {
         let missing = |name: &str| format!("host service '{name}' is missing");
         Ok(Host {
@@ -52,7 +70,12 @@ impl Host {
                 msi_notify: services.msi_notify.ok_or_else(|| missing("msi_notify"))?,
                 intx_set: services.intx_set.ok_or_else(|| missing("intx_set"))?,
                 log: services.log.ok_or_else(|| missing("log"))?,
+                dma_rw: services.dma_rw.ok_or_else(|| missing("dma_rw"))?,
+                watch_fd: services.watch_fd.ok_or_else(|| missing("watch_fd"))?,
+                unwatch_fd: services.unwatch_fd.ok_or_else(|| missing("unwatch_fd"))?,
+                text_append: services.text_append.ok_or_else(|| missing("text_append"))?,
             },
+            counts: Arc::default(),
         })
     }
 
@@ -61,23 +84,34 @@ impl Host {
         unsafe { (self.services.irq_mode)(self.host) }
     }
 
+    fn set_intx(&self, level: bool) {
+        if level && !self.counts.intx_level.swap(true, Ordering::Relaxed) {
+            self.counts.intx.fetch_add(1, Ordering::Relaxed);
+        } else if !level {
+            self.counts.intx_level.store(false, Ordering::Relaxed);
+        }
+        // SAFETY: present service, own host pointer.
+        unsafe { (self.services.intx_set)(self.host, level) }
+    }
+
     /// Deliver the interrupt output in the mode the guest configured. MSI and
     /// MSI-X are messages; INTx follows the level.
     pub fn drive_irq(&self, line: IrqLine) {
         let mode = self.irq_mode();
-        // SAFETY (all three): present services called with their own host pointer.
-        unsafe {
-            if mode == sys::RvgIrqMode::RVG_IRQ_MSIX {
-                if line.message {
-                    (self.services.msix_notify)(self.host, 0);
-                }
-            } else if mode == sys::RvgIrqMode::RVG_IRQ_MSI {
-                if line.message {
-                    (self.services.msi_notify)(self.host, 0);
-                }
-            } else {
-                (self.services.intx_set)(self.host, line.asserted);
+        if mode == sys::RvgIrqMode::RVG_IRQ_MSIX {
+            if line.message {
+                self.counts.msix.fetch_add(1, Ordering::Relaxed);
+                // SAFETY: present service, own host pointer.
+                unsafe { (self.services.msix_notify)(self.host, 0) }
             }
+        } else if mode == sys::RvgIrqMode::RVG_IRQ_MSI {
+            if line.message {
+                self.counts.msi.fetch_add(1, Ordering::Relaxed);
+                // SAFETY: present service, own host pointer.
+                unsafe { (self.services.msi_notify)(self.host, 0) }
+            }
+        } else {
+            self.set_intx(line.asserted);
         }
     }
 
@@ -85,8 +119,7 @@ impl Host {
     /// MSI or MSI-X, and must come back if a cause is pending on return to INTx.
     pub fn irq_mode_changed(&self, line: IrqLine) {
         let intx = self.irq_mode() == sys::RvgIrqMode::RVG_IRQ_INTX;
-        // SAFETY: present service, own host pointer.
-        unsafe { (self.services.intx_set)(self.host, intx && line.asserted) }
+        self.set_intx(intx && line.asserted);
     }
 
     pub fn log(&self, kind: LogKind, msg: &str) {
@@ -98,5 +131,53 @@ impl Host {
         let text = c_message(msg);
         // SAFETY: present service; `text` outlives the call.
         unsafe { (self.services.log)(self.host, kind, text.as_ptr()) }
+    }
+
+    pub fn watch_fd(&self, fd: c_int) {
+        // SAFETY: present service, own host pointer.
+        unsafe { (self.services.watch_fd)(self.host, fd) }
+    }
+
+    pub fn unwatch_fd(&self, fd: c_int) {
+        // SAFETY: present service, own host pointer.
+        unsafe { (self.services.unwatch_fd)(self.host, fd) }
+    }
+
+    /// Append `text` to the report the shim passed in.
+    pub fn append(&self, sink: *mut sys::RvgTextSink, text: &str) {
+        let text = c_message(text);
+        // SAFETY: present service; `sink` is the shim's for this call and
+        // `text` outlives it.
+        unsafe { (self.services.text_append)(sink, text.as_ptr()) }
+    }
+}
+
+/// DMA through QEMU's PCI DMA API: the raw model's bus-master accesses,
+/// translated by an IOMMU when the machine has one.
+pub struct HostDma(pub Host);
+
+impl DmaSpace for HostDma {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), DmaError> {
+        let len = buf.len() as u64;
+        // SAFETY: present service; `buf` is valid for `len` bytes of writes.
+        let ok = unsafe {
+            (self.0.services.dma_rw)(
+                self.0.host,
+                addr,
+                buf.as_mut_ptr() as *mut c_void,
+                len,
+                false,
+            )
+        };
+        ok.then_some(()).ok_or(DmaError { addr, len })
+    }
+
+    fn write(&self, addr: u64, data: &[u8]) -> Result<(), DmaError> {
+        let len = data.len() as u64;
+        // SAFETY: present service; with is_write the shim only reads `data`.
+        let ok = unsafe {
+            (self.0.services.dma_rw)(self.0.host, addr, data.as_ptr() as *mut c_void, len, true)
+        };
+        ok.then_some(()).ok_or(DmaError { addr, len })
     }
 }

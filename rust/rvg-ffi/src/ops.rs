@@ -1,19 +1,21 @@
 //! `rvg_ops`: the entry points the shim calls.
 //!
 //! Safety contract (from the header): `dev` is a pointer returned by
-//! `realize` and not yet passed to `unrealize`; the shim never calls two ops
-//! of one device concurrently with `unrealize`.
+//! `realize` and not yet passed to `unrealize`; the shim never calls an op of
+//! a device concurrently with `unrealize`.
 
-use std::ffi::c_char;
+use std::ffi::{c_int, c_void};
 use std::ptr;
+use std::sync::Arc;
 
-use rvg_model::config::{DeviceConfig, ModelKind};
+use rvg_mediator::{MemKind, Vgpu, VgpuConfig};
 use rvg_model::regs::{bar2, pci};
-use rvg_model::Device;
+use rvg_model::{Gpu, GpuConfig};
+use rvg_vfio::SoftGpu;
 
-use crate::device::FfiDevice;
+use crate::device::{FfiDevice, Model};
 use crate::guard;
-use crate::host::{c_message, Host};
+use crate::host::{c_message, Host, HostDma, LogKind};
 use crate::sys;
 
 /// The ops table the shim links against (`extern const RvgOps rvg_ops`).
@@ -26,6 +28,11 @@ pub static rvg_ops: sys::RvgOps = sys::RvgOps {
     mmio_read: Some(rvg_mmio_read),
     mmio_write: Some(rvg_mmio_write),
     irq_config_changed: Some(rvg_irq_config_changed),
+    memory_add: Some(rvg_memory_add),
+    memory_del: Some(rvg_memory_del),
+    fd_ready: Some(rvg_fd_ready),
+    describe: Some(rvg_describe),
+    gtt_dump: Some(rvg_gtt_dump),
 };
 
 /// Turn the opaque pointer back into the device.
@@ -36,6 +43,21 @@ unsafe fn device<'a>(dev: *mut sys::RvgDevice) -> &'a FfiDevice {
     // SAFETY: per the function contract it points to a live FfiDevice; only
     // shared references are ever made from it.
     unsafe { &*(dev as *const FfiDevice) }
+}
+
+/// Run `f` on the device inside the panic guard; a panic disables the
+/// device and yields `fallback`.
+///
+/// # Safety
+/// As for [`device`].
+unsafe fn with_device<R>(
+    dev: *mut sys::RvgDevice,
+    fallback: R,
+    f: impl FnOnce(&FfiDevice) -> R,
+) -> R {
+    // SAFETY: forwarded contract.
+    let d = unsafe { device(dev) };
+    guard::catch(fallback, |why| d.set_broken(why), || f(d))
 }
 
 /// What a read of a disabled device returns: all ones, like an absent one.
@@ -50,7 +72,60 @@ fn report(services: &sys::RvgHostServices, errp: *mut sys::RvgErrorSink, msg: &s
     if let Some(set_error) = services.set_error {
         let text = c_message(msg);
         // SAFETY: the shim's own service with the sink it passed to realize.
-        unsafe { set_error(errp, text.as_ptr() as *const c_char) }
+        unsafe { set_error(errp, text.as_ptr()) }
+    }
+}
+
+/// Build the model `config` asks for.
+fn build(config: &sys::RvgConfig, host: &Host) -> Result<Model, String> {
+    if config.model == sys::RvgModelKind::RVG_MODEL_HW {
+        let gpu = Gpu::new(GpuConfig {
+            vram_size: config.vram_size,
+        })
+        .map_err(|e| e.to_string())?;
+        gpu.set_dma(Arc::new(HostDma(host.clone())));
+        return Ok(Model::Hw(Arc::new(gpu)));
+    }
+    let cfg = VgpuConfig {
+        vram_size: config.vram_size,
+    };
+    cfg.validate().map_err(|e| e.to_string())?;
+    let log_host = host.clone();
+    let soft = SoftGpu::new(
+        GpuConfig {
+            vram_size: cfg.private_gpu_vram(),
+        },
+        Box::new(move |m| log_host.log(LogKind::Error, m)),
+    )
+    .map_err(|e| format!("soft GPU backend: {e}"))?;
+    let layout = cfg.private_layout();
+    let vgpu =
+        Vgpu::new(cfg, Arc::new(soft), layout).map_err(|e| format!("soft GPU backend: {e}"))?;
+    host.watch_fd(vgpu.phys_irq_fd());
+    Ok(Model::Vgpu(Box::new(vgpu)))
+}
+
+fn device_info(model: &Model) -> sys::RvgDeviceInfo {
+    let (device_id, vram_size, vram_ptr) = match model {
+        Model::Hw(gpu) => (
+            pci::DEVICE_ID_HW,
+            gpu.vram().len(),
+            gpu.vram().host_ptr(0).expect("offset 0 is inside VRAM"),
+        ),
+        Model::Vgpu(v) => (pci::DEVICE_ID_VGPU, v.config().vram_size, v.vram_ptr()),
+    };
+    sys::RvgDeviceInfo {
+        vendor_id: pci::VENDOR_ID,
+        device_id,
+        subsystem_vendor_id: pci::SUBSYSTEM_VENDOR_ID,
+        subsystem_id: pci::SUBSYSTEM_ID,
+        revision: pci::REVISION,
+        class_code: pci::CLASS_CODE,
+        vram_size,
+        vram_ptr,
+        mmio_size: bar2::SIZE,
+        msix_vectors: pci::MSIX_VECTORS,
+        msi_vectors: pci::MSI_VECTORS,
     }
 }
 
@@ -68,24 +143,12 @@ unsafe extern "C" fn rvg_realize(
         ptr::null_mut(),
         |why| report(services, errp, &format!("internal error in realize: {why}")),
         || {
-            let model = if config.model == sys::RvgModelKind::RVG_MODEL_HW {
-                ModelKind::Hw
-            } else {
-                ModelKind::Vgpu
-            };
-            let cfg = DeviceConfig {
-                model,
-                vram_size: config.vram_size,
-            };
-            let result = Host::new(host, services).and_then(|host| {
-                Device::new(cfg)
-                    .map(|model| FfiDevice::new(model, host))
-                    .map_err(|e| e.to_string())
-            });
-            match result {
-                Ok(dev) => {
-                    *info = device_info(dev.model.config());
-                    Box::into_raw(Box::new(dev)) as *mut sys::RvgDevice
+            let built =
+                Host::new(host, services).and_then(|host| build(config, &host).map(|m| (m, host)));
+            match built {
+                Ok((model, host)) => {
+                    *info = device_info(&model);
+                    Box::into_raw(Box::new(FfiDevice::new(model, host))) as *mut sys::RvgDevice
                 }
                 Err(msg) => {
                     report(services, errp, &msg);
@@ -94,24 +157,6 @@ unsafe extern "C" fn rvg_realize(
             }
         },
     )
-}
-
-fn device_info(cfg: &DeviceConfig) -> sys::RvgDeviceInfo {
-    sys::RvgDeviceInfo {
-        vendor_id: pci::VENDOR_ID,
-        device_id: match cfg.model {
-            ModelKind::Vgpu => pci::DEVICE_ID_VGPU,
-            ModelKind::Hw => pci::DEVICE_ID_HW,
-        },
-        subsystem_vendor_id: pci::SUBSYSTEM_VENDOR_ID,
-        subsystem_id: pci::SUBSYSTEM_ID,
-        revision: pci::REVISION,
-        class_code: pci::CLASS_CODE,
-        vram_size: cfg.vram_size,
-        mmio_size: bar2::SIZE,
-        msix_vectors: pci::MSIX_VECTORS,
-        msi_vectors: pci::MSI_VECTORS,
-    }
 }
 
 unsafe extern "C" fn rvg_unrealize(dev: *mut sys::RvgDevice) {
@@ -126,59 +171,87 @@ unsafe extern "C" fn rvg_unrealize(dev: *mut sys::RvgDevice) {
 
 unsafe extern "C" fn rvg_reset(dev: *mut sys::RvgDevice) {
     // SAFETY: header contract.
-    let d = unsafe { device(dev) };
-    guard::catch(
-        (),
-        |why| d.set_broken(why),
-        || {
-            let fx = d.model.reset();
-            d.clear_broken();
-            d.apply(fx);
-        },
-    );
+    unsafe { with_device(dev, (), |d| d.reset()) }
 }
 
 unsafe extern "C" fn rvg_mmio_read(dev: *mut sys::RvgDevice, offset: u64, size: u32) -> u64 {
     // SAFETY: header contract.
-    let d = unsafe { device(dev) };
-    if d.is_broken() {
-        return all_ones(size);
+    unsafe {
+        with_device(dev, all_ones(size), |d| {
+            if d.is_broken() {
+                all_ones(size)
+            } else {
+                d.mmio_read(offset, size)
+            }
+        })
     }
-    guard::catch(
-        all_ones(size),
-        |why| d.set_broken(why),
-        || {
-            let (value, fx) = d.model.mmio_read(offset, size);
-            d.apply(fx);
-            value
-        },
-    )
 }
 
 unsafe extern "C" fn rvg_mmio_write(dev: *mut sys::RvgDevice, offset: u64, value: u64, size: u32) {
     // SAFETY: header contract.
-    let d = unsafe { device(dev) };
-    if d.is_broken() {
-        return;
+    unsafe {
+        with_device(dev, (), |d| {
+            if !d.is_broken() {
+                d.mmio_write(offset, value, size)
+            }
+        })
     }
-    guard::catch(
-        (),
-        |why| d.set_broken(why),
-        || {
-            let fx = d.model.mmio_write(offset, value, size);
-            d.apply(fx);
-        },
-    )
 }
 
 unsafe extern "C" fn rvg_irq_config_changed(dev: *mut sys::RvgDevice) {
     // SAFETY: header contract.
-    let d = unsafe { device(dev) };
-    guard::catch(
-        (),
-        |why| d.set_broken(why),
-        || d.host.irq_mode_changed(d.model.irq_line()),
-    )
+    unsafe { with_device(dev, (), |d| d.host.irq_mode_changed(d.irq_line())) }
+}
+
+unsafe extern "C" fn rvg_memory_add(
+    dev: *mut sys::RvgDevice,
+    gpa: u64,
+    size: u64,
+    hva: *mut c_void,
+    kind: sys::RvgMemKind,
+) {
+    let kind = match kind {
+        sys::RvgMemKind::RVG_MEM_RAM => MemKind::Ram,
+        sys::RvgMemKind::RVG_MEM_ROM => MemKind::Rom,
+        _ => MemKind::Device,
+    };
+    // SAFETY: header contract.
+    unsafe { with_device(dev, (), |d| d.memory_add(gpa, size, hva as u64, kind)) }
+}
+
+unsafe extern "C" fn rvg_memory_del(dev: *mut sys::RvgDevice, gpa: u64, size: u64) {
+    // SAFETY: header contract.
+    unsafe { with_device(dev, (), |d| d.memory_del(gpa, size)) }
+}
+
+unsafe extern "C" fn rvg_fd_ready(dev: *mut sys::RvgDevice, fd: c_int) {
+    // SAFETY: header contract.
+    unsafe { with_device(dev, (), |d| d.fd_ready(fd)) }
+}
+
+unsafe extern "C" fn rvg_describe(dev: *mut sys::RvgDevice, sink: *mut sys::RvgTextSink) {
+    // SAFETY: header contract.
+    unsafe { with_device(dev, (), |d| d.host.append(sink, &d.describe())) }
+}
+
+unsafe extern "C" fn rvg_gtt_dump(
+    dev: *mut sys::RvgDevice,
+    first: u32,
+    count: u32,
+    sink: *mut sys::RvgTextSink,
+) -> bool {
+    // SAFETY: header contract.
+    unsafe {
+        with_device(dev, false, |d| {
+            let result = match &d.model {
+                Model::Vgpu(v) => v.gtt_dump(first, count),
+                Model::Hw(_) => Err("not a vGPU: rust-vgpu-hw has no mediated GTT".to_string()),
+            };
+            let ok = result.is_ok();
+            d.host.append(sink, &result.unwrap_or_else(|e| e + "\n"));
+            ok
+        })
+    }
 }
 
 #[cfg(test)]
@@ -187,7 +260,8 @@ mod tests {
     //! would drive it.
     use super::*;
     use rvg_model::irq::IntSource;
-    use rvg_model::regs::{GlobalReg, RVG_ID};
+    use rvg_model::regs::{GlobalReg, Register, RVG_ID};
+    use std::ffi::c_char;
     use std::ffi::CStr;
     use std::sync::Mutex;
 
@@ -195,6 +269,7 @@ mod tests {
     struct Recorder {
         mode: u32,
         calls: Mutex<Vec<String>>,
+        watched: Mutex<Vec<c_int>>,
     }
 
     fn rec<'a>(host: *mut sys::RvgHost) -> &'a Recorder {
@@ -231,6 +306,25 @@ mod tests {
         // SAFETY: tests pass a String as the sink; msg is a valid C string.
         unsafe { *(errp as *mut String) = CStr::from_ptr(msg).to_string_lossy().into_owned() };
     }
+    unsafe extern "C" fn dma_rw(
+        _: *mut sys::RvgHost,
+        _: u64,
+        _: *mut c_void,
+        _: u64,
+        _: bool,
+    ) -> bool {
+        false
+    }
+    unsafe extern "C" fn watch_fd(host: *mut sys::RvgHost, fd: c_int) {
+        rec(host).watched.lock().unwrap().push(fd);
+    }
+    unsafe extern "C" fn unwatch_fd(host: *mut sys::RvgHost, fd: c_int) {
+        rec(host).watched.lock().unwrap().retain(|&f| f != fd);
+    }
+    unsafe extern "C" fn text_append(sink: *mut sys::RvgTextSink, text: *const c_char) {
+        // SAFETY: tests pass a String as the sink; text is a valid C string.
+        unsafe { (*(sink as *mut String)).push_str(&CStr::from_ptr(text).to_string_lossy()) };
+    }
 
     const SERVICES: sys::RvgHostServices = sys::RvgHostServices {
         irq_mode: Some(irq_mode),
@@ -239,16 +333,18 @@ mod tests {
         intx_set: Some(intx_set),
         log: Some(log),
         set_error: Some(set_error),
+        dma_rw: Some(dma_rw),
+        watch_fd: Some(watch_fd),
+        unwatch_fd: Some(unwatch_fd),
+        text_append: Some(text_append),
     };
 
     fn realize(
         host: &Recorder,
+        model: sys::RvgModelKind,
         vram_size: u64,
     ) -> (*mut sys::RvgDevice, sys::RvgDeviceInfo, String) {
-        let config = sys::RvgConfig {
-            model: sys::RvgModelKind::RVG_MODEL_VGPU,
-            vram_size,
-        };
+        let config = sys::RvgConfig { model, vram_size };
         let mut info = sys::RvgDeviceInfo::default();
         let mut err = String::new();
         let realize = rvg_ops.realize.unwrap();
@@ -269,10 +365,12 @@ mod tests {
         bar2::GLOBAL + r.offset()
     }
 
+    const VGPU: sys::RvgModelKind = sys::RvgModelKind::RVG_MODEL_VGPU;
+
     #[test]
     fn realize_reports_a_bad_property_through_set_error() {
         let host = Recorder::default();
-        let (dev, _, err) = realize(&host, 3 << 20);
+        let (dev, _, err) = realize(&host, VGPU, 3 << 20);
         assert!(dev.is_null());
         assert!(
             err.contains("'vram-size'") && err.contains("3 MiB"),
@@ -281,34 +379,55 @@ mod tests {
     }
 
     #[test]
-    fn mmio_and_msix_round_trip() {
+    fn vgpu_interrupt_goes_through_the_watched_eventfd() {
         let host = Recorder {
             mode: sys::RvgIrqMode::RVG_IRQ_MSIX.0,
             ..Default::default()
         };
-        let (dev, info, err) = realize(&host, 16 << 20);
+        let (dev, info, err) = realize(&host, VGPU, 4 << 20);
         assert!(!dev.is_null(), "{err}");
         assert_eq!((info.vendor_id, info.device_id), (0x1234, 0x1111));
-        assert_eq!(info.vram_size, 16 << 20);
+        assert_eq!(info.vram_size, 4 << 20);
+        assert!(!info.vram_ptr.is_null());
+        let fd = *host
+            .watched
+            .lock()
+            .unwrap()
+            .first()
+            .expect("an eventfd is watched");
         let ops = &rvg_ops;
+        let sw = u64::from(IntSource::SOFTWARE.bits());
         // SAFETY: `dev` is live until unrealize at the end.
         unsafe {
             assert_eq!(
                 ops.mmio_read.unwrap()(dev, reg(GlobalReg::Id), 4),
                 u64::from(RVG_ID)
             );
-            let sw = u64::from(IntSource::SOFTWARE.bits());
             ops.mmio_write.unwrap()(dev, reg(GlobalReg::IntEnable), sw, 4);
             ops.mmio_write.unwrap()(dev, reg(GlobalReg::IntTrigger), sw, 4);
+            assert!(
+                host.calls.lock().unwrap().is_empty(),
+                "not before the main loop sees the fd"
+            );
+            ops.fd_ready.unwrap()(dev, fd);
+            let mut report = String::new();
+            ops.describe.unwrap()(dev, &mut report as *mut String as *mut sys::RvgTextSink);
+            assert!(report.contains("physical-interrupts: 1"), "{report}");
+            assert!(report.contains("msix=1"), "{report}");
             ops.unrealize.unwrap()(dev);
         }
         assert_eq!(*host.calls.lock().unwrap(), ["msix 0"]);
+        assert!(
+            host.watched.lock().unwrap().is_empty(),
+            "unwatched before close"
+        );
     }
 
     #[test]
-    fn intx_follows_the_level_and_guest_errors_are_logged() {
+    fn hw_model_intx_follows_the_level_and_guest_errors_are_logged() {
         let host = Recorder::default();
-        let (dev, _, _) = realize(&host, 16 << 20);
+        let (dev, info, _) = realize(&host, sys::RvgModelKind::RVG_MODEL_HW, 16 << 20);
+        assert_eq!(info.device_id, 0x5256);
         let ops = &rvg_ops;
         let sw = u64::from(IntSource::SOFTWARE.bits());
         // SAFETY: `dev` is live until unrealize at the end.
@@ -321,6 +440,27 @@ mod tests {
         }
         let calls = host.calls.lock().unwrap();
         assert_eq!(calls[..3], ["intx 0", "intx 1", "intx 0"]);
-        assert!(calls[3].starts_with("log0 ID is read-only"), "{}", calls[3]);
+        assert!(
+            calls[3].starts_with("log0 BAR2 write of 0x0 at 0x1000: ID is read-only"),
+            "{}",
+            calls[3]
+        );
+    }
+
+    #[test]
+    fn gtt_dump_rejects_a_bad_range() {
+        let host = Recorder::default();
+        let (dev, _, _) = realize(&host, VGPU, 4 << 20);
+        let mut out = String::new();
+        // SAFETY: `dev` is live until unrealize at the end.
+        unsafe {
+            let sink = &mut out as *mut String as *mut sys::RvgTextSink;
+            assert!(!rvg_ops.gtt_dump.unwrap()(dev, 32760, 16, sink));
+            rvg_ops.unrealize.unwrap()(dev);
+        }
+        assert!(
+            out.contains("outside the vGPU's 32768 GTT entries"),
+            "{out}"
+        );
     }
 }

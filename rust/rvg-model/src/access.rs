@@ -18,8 +18,19 @@ pub struct Lane {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AccessError {
     BadSize(u32),
-    Misaligned { offset: u64, size: u32 },
-    SpansRegisters { offset: u64, size: u32 },
+    Misaligned {
+        offset: u64,
+        size: u32,
+    },
+    SpansRegisters {
+        offset: u64,
+        size: u32,
+    },
+    /// A value the register does not accept.
+    Value {
+        value: u64,
+        expected: &'static str,
+    },
 }
 
 impl fmt::Display for AccessError {
@@ -38,6 +49,9 @@ impl fmt::Display for AccessError {
                     "{size}-byte access at {offset:#x} does not fit in one register"
                 )
             }
+            AccessError::Value { value, expected } => {
+                write!(f, "{value:#x} refused: {expected}; ignored")
+            }
         }
     }
 }
@@ -54,7 +68,7 @@ impl Lane {
         if !matches!(size, 1 | 2 | 4 | 8) {
             return Err(AccessError::BadSize(size));
         }
-        if offset % u64::from(size) != 0 {
+        if !offset.is_multiple_of(u64::from(size)) {
             return Err(AccessError::Misaligned { offset, size });
         }
         let within = offset

@@ -1,23 +1,12 @@
-//! Device properties as the user gave them, and their validation.
+//! Property validation shared by the devices.
 
 use std::fmt;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ModelKind {
-    /// `rust-vgpu`: the mediated vGPU.
-    Vgpu,
-    /// `rust-vgpu-hw`: the raw GPU model.
-    Hw,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DeviceConfig {
-    pub model: ModelKind,
-    pub vram_size: u64,
-}
-
 pub const VRAM_SIZE_MIN: u64 = 1 << 20;
+/// The physical GPU's limit.
 pub const VRAM_SIZE_MAX: u64 = 1 << 30;
+/// A vGPU's limit: its private GPU holds twice its VRAM (see the mediator).
+pub const VGPU_VRAM_SIZE_MAX: u64 = 512 << 20;
 pub const VRAM_SIZE_DEFAULT: u64 = 64 << 20;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +17,8 @@ pub enum ConfigError {
         value: String,
         expected: String,
     },
+    /// The host could not provide a resource.
+    Host(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -38,6 +29,7 @@ impl fmt::Display for ConfigError {
                 value,
                 expected,
             } => write!(f, "property '{property}' is {value}: {expected}"),
+            ConfigError::Host(msg) => f.write_str(msg),
         }
     }
 }
@@ -49,59 +41,74 @@ impl std::error::Error for ConfigError {}
 pub fn human_size(bytes: u64) -> String {
     const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
     for (unit, name) in UNITS {
-        if bytes >= unit && bytes % unit == 0 {
+        if bytes >= unit && bytes.is_multiple_of(unit) {
             return format!("{bytes} ({} {name})", bytes / unit);
         }
     }
     format!("{bytes} bytes")
 }
 
-impl DeviceConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let v = self.vram_size;
-        if !v.is_power_of_two() || !(VRAM_SIZE_MIN..=VRAM_SIZE_MAX).contains(&v) {
-            return Err(ConfigError::BadProperty {
-                property: "vram-size",
-                value: human_size(v),
-                expected: format!(
-                    "it must be a power of two from {} to {}",
-                    human_size(VRAM_SIZE_MIN),
-                    human_size(VRAM_SIZE_MAX)
-                ),
-            });
-        }
-        Ok(())
+/// A power of two in `min..=max`, or an error naming `property` and `value`.
+pub fn check_pow2(
+    property: &'static str,
+    value: u64,
+    min: u64,
+    max: u64,
+    unit: fn(u64) -> String,
+) -> Result<(), ConfigError> {
+    if value.is_power_of_two() && (min..=max).contains(&value) {
+        return Ok(());
     }
+    Err(ConfigError::BadProperty {
+        property,
+        value: unit(value),
+        expected: format!(
+            "it must be a power of two from {} to {}",
+            unit(min),
+            unit(max)
+        ),
+    })
+}
+
+/// Check the physical GPU's `vram-size`.
+pub fn check_vram_size(value: u64) -> Result<(), ConfigError> {
+    check_pow2("vram-size", value, VRAM_SIZE_MIN, VRAM_SIZE_MAX, human_size)
+}
+
+/// Check a vGPU's `vram-size`.
+pub fn check_vgpu_vram_size(value: u64) -> Result<(), ConfigError> {
+    check_pow2(
+        "vram-size",
+        value,
+        VRAM_SIZE_MIN,
+        VGPU_VRAM_SIZE_MAX,
+        human_size,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn cfg(vram_size: u64) -> DeviceConfig {
-        DeviceConfig {
-            model: ModelKind::Vgpu,
-            vram_size,
-        }
-    }
-
     #[test]
     fn powers_of_two_in_range_are_accepted() {
         for shift in 20..=30 {
-            assert_eq!(cfg(1 << shift).validate(), Ok(()));
+            assert_eq!(check_vram_size(1 << shift), Ok(()));
         }
     }
 
     #[test]
     fn bad_vram_size_names_property_and_value() {
-        let err = cfg(3 << 20).validate().unwrap_err().to_string();
+        let err = check_vram_size(3 << 20).unwrap_err().to_string();
         assert_eq!(
             err,
             "property 'vram-size' is 3145728 (3 MiB): it must be a power of two \
              from 1048576 (1 MiB) to 1073741824 (1 GiB)"
         );
         for bad in [0, 1, 4096, 512 << 10, 2 << 30, u64::MAX] {
-            assert!(cfg(bad).validate().is_err(), "{bad} accepted");
+            assert!(check_vram_size(bad).is_err(), "{bad} accepted");
         }
+        assert!(check_vgpu_vram_size(512 << 20).is_ok());
+        assert!(check_vgpu_vram_size(1 << 30).is_err());
     }
 }

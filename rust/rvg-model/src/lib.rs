@@ -1,12 +1,22 @@
-//! The RVG-1 GPU model: what `docs/hardware.md` specifies, as plain safe Rust.
+//! The RVG-1 GPU model: what `docs/hardware.md` specifies, as plain Rust.
 //!
-//! Nothing here knows about QEMU or FFI; the staticlib (`rvg-ffi`) adapts it.
+//! Nothing here knows about QEMU, VFIO or FFI. `Gpu` is the physical GPU;
+//! the register blocks and interrupt logic are shared with the mediator's
+//! virtual GPU.
 
 pub mod access;
+pub mod block;
 pub mod config;
-pub mod device;
+pub mod dma;
+pub mod effects;
+pub mod global;
+pub mod gpu;
+pub mod gtt;
 pub mod irq;
 pub mod regs;
+pub mod vram;
 
-pub use config::{ConfigError, DeviceConfig, ModelKind};
-pub use device::{Device, IrqLine};
+pub use config::ConfigError;
+pub use effects::{Diag, Effects};
+pub use gpu::{Gpu, GpuConfig};
+pub use irq::{IntSource, IrqLine};

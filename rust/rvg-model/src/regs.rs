@@ -21,40 +21,29 @@ pub mod pci {
 pub mod bar2 {
     pub const SIZE: u64 = 2 << 20;
     pub const EDID: u64 = 0x0000;
+    pub const EDID_SIZE: u64 = 0x400;
     pub const VGA_PORTS: u64 = 0x0400;
+    pub const VGA_PORTS_SIZE: u64 = 0x20;
     pub const DISPI: u64 = 0x0500;
+    pub const DISPI_SIZE: u64 = 0x18;
     pub const QEMU_EXT: u64 = 0x0600;
+    pub const QEMU_EXT_SIZE: u64 = 0x8;
     pub const GLOBAL: u64 = 0x1000;
     pub const ENGINE: u64 = 0x2000;
     pub const DISPLAY: u64 = 0x3000;
     /// Size of each register block.
     pub const BLOCK_SIZE: u64 = 0x1000;
     pub const GTT: u64 = 0x10_0000;
+    /// Entries the GTT window can hold.
+    pub const GTT_WINDOW_ENTRIES: u32 = ((SIZE - GTT) / 8) as u32;
 }
 
 /// `ID` register value: "RVG1" in ASCII, most significant byte first.
 pub const RVG_ID: u32 = u32::from_be_bytes(*b"RVG1");
 /// `VERSION`: major in bits 31:16, minor in 15:0.
 pub const RVG_VERSION: u32 = 1 << 16;
-
-/// Registers of the global block, as offsets from `bar2::GLOBAL`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u64)]
-pub enum GlobalReg {
-    Id = 0x00,
-    Version = 0x04,
-    Caps = 0x08,
-    VramSize = 0x10,
-    GttEntries = 0x18,
-    Scratch = 0x20,
-    IntStatus = 0x30,
-    IntMask = 0x34,
-    IntEnable = 0x38,
-    IntTrigger = 0x3c,
-    FaultAddr = 0x40,
-    FaultReason = 0x48,
-    Reset = 0x4c,
-}
+/// `RESET` register: writing this value resets the whole device.
+pub const RESET_MAGIC: u32 = 0x5256_0001;
 
 /// How a register behaves on writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,88 +58,139 @@ pub enum RegKind {
     WriteOnly,
 }
 
-impl GlobalReg {
-    pub const ALL: [GlobalReg; 13] = [
-        GlobalReg::Id,
-        GlobalReg::Version,
-        GlobalReg::Caps,
-        GlobalReg::VramSize,
-        GlobalReg::GttEntries,
-        GlobalReg::Scratch,
-        GlobalReg::IntStatus,
-        GlobalReg::IntMask,
-        GlobalReg::IntEnable,
-        GlobalReg::IntTrigger,
-        GlobalReg::FaultAddr,
-        GlobalReg::FaultReason,
-        GlobalReg::Reset,
-    ];
-
-    pub fn offset(self) -> u64 {
-        self as u64
-    }
-
-    /// Register width in bytes.
-    pub fn width(self) -> u64 {
-        match self {
-            GlobalReg::VramSize | GlobalReg::Scratch | GlobalReg::FaultAddr => 8,
-            _ => 4,
-        }
-    }
-
-    pub fn kind(self) -> RegKind {
-        match self {
-            GlobalReg::Id
-            | GlobalReg::Version
-            | GlobalReg::Caps
-            | GlobalReg::VramSize
-            | GlobalReg::GttEntries
-            | GlobalReg::FaultAddr
-            | GlobalReg::FaultReason => RegKind::ReadOnly,
-            GlobalReg::Scratch | GlobalReg::IntMask | GlobalReg::IntEnable => RegKind::ReadWrite,
-            GlobalReg::IntStatus => RegKind::WriteOneToClear,
-            GlobalReg::IntTrigger | GlobalReg::Reset => RegKind::WriteOnly,
-        }
-    }
+/// A register block: an enum of registers with offset, width, kind, name.
+pub trait Register: Copy + Eq + 'static {
+    const ALL: &'static [Self];
+    fn offset(self) -> u64;
+    /// Width in bytes.
+    fn width(self) -> u64;
+    fn kind(self) -> RegKind;
+    fn name(self) -> &'static str;
 
     /// The register that contains block offset `offset`, if any.
-    pub fn containing(offset: u64) -> Option<GlobalReg> {
+    fn containing(offset: u64) -> Option<Self> {
         Self::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|r| (r.offset()..r.offset() + r.width()).contains(&offset))
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            GlobalReg::Id => "ID",
-            GlobalReg::Version => "VERSION",
-            GlobalReg::Caps => "CAPS",
-            GlobalReg::VramSize => "VRAM_SIZE",
-            GlobalReg::GttEntries => "GTT_ENTRIES",
-            GlobalReg::Scratch => "SCRATCH",
-            GlobalReg::IntStatus => "INT_STATUS",
-            GlobalReg::IntMask => "INT_MASK",
-            GlobalReg::IntEnable => "INT_ENABLE",
-            GlobalReg::IntTrigger => "INT_TRIGGER",
-            GlobalReg::FaultAddr => "FAULT_ADDR",
-            GlobalReg::FaultReason => "FAULT_REASON",
-            GlobalReg::Reset => "RESET",
-        }
     }
 }
 
-/// `RESET` register: writing this value resets the whole device.
-pub const RESET_MAGIC: u32 = 0x5256_0001;
+/// Declare a register block: `name = offset, width, kind, "NAME"` per line.
+macro_rules! register_block {
+    ($(#[$meta:meta])* $block:ident { $($reg:ident = $off:expr, $width:expr, $kind:ident, $name:expr;)* }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $block { $($reg,)* }
+
+        impl Register for $block {
+            const ALL: &'static [Self] = &[$($block::$reg,)*];
+            fn offset(self) -> u64 { match self { $($block::$reg => $off,)* } }
+            fn width(self) -> u64 { match self { $($block::$reg => $width,)* } }
+            fn kind(self) -> RegKind { match self { $($block::$reg => RegKind::$kind,)* } }
+            fn name(self) -> &'static str { match self { $($block::$reg => $name,)* } }
+        }
+    };
+}
+
+register_block! {
+    /// The global block, at `bar2::GLOBAL`.
+    GlobalReg {
+        Id = 0x00, 4, ReadOnly, "ID";
+        Version = 0x04, 4, ReadOnly, "VERSION";
+        Caps = 0x08, 4, ReadOnly, "CAPS";
+        VramSize = 0x10, 8, ReadOnly, "VRAM_SIZE";
+        GttEntries = 0x18, 4, ReadOnly, "GTT_ENTRIES";
+        Scratch = 0x20, 8, ReadWrite, "SCRATCH";
+        IntStatus = 0x30, 4, WriteOneToClear, "INT_STATUS";
+        IntMask = 0x34, 4, ReadWrite, "INT_MASK";
+        IntEnable = 0x38, 4, ReadWrite, "INT_ENABLE";
+        IntTrigger = 0x3c, 4, WriteOnly, "INT_TRIGGER";
+        FaultAddr = 0x40, 8, ReadOnly, "FAULT_ADDR";
+        FaultReason = 0x48, 4, ReadOnly, "FAULT_REASON";
+        Reset = 0x4c, 4, WriteOnly, "RESET";
+        GttFaults = 0x50, 4, ReadOnly, "GTT_FAULTS";
+    }
+}
+
+register_block! {
+    /// The engine block, at `bar2::ENGINE`.
+    EngineReg {
+        RingBase = 0x00, 8, ReadWrite, "RING_BASE";
+        RingSize = 0x08, 4, ReadWrite, "RING_SIZE";
+        RingHead = 0x0c, 4, ReadOnly, "RING_HEAD";
+        RingTail = 0x10, 4, ReadWrite, "RING_TAIL";
+        RingCtl = 0x14, 4, ReadWrite, "RING_CTL";
+        Seqno = 0x18, 4, ReadOnly, "SEQNO";
+        Error = 0x1c, 4, ReadOnly, "ERROR";
+        ErrorAddr = 0x20, 8, ReadOnly, "ERROR_ADDR";
+    }
+}
+
+register_block! {
+    /// The display plane block, at `bar2::DISPLAY`.
+    DisplayReg {
+        PlaneCtl = 0x00, 4, ReadWrite, "PLANE_CTL";
+        PlaneFormat = 0x04, 4, ReadWrite, "PLANE_FORMAT";
+        PlaneBase = 0x08, 8, ReadWrite, "PLANE_BASE";
+        PlaneWidth = 0x10, 4, ReadWrite, "PLANE_WIDTH";
+        PlaneHeight = 0x14, 4, ReadWrite, "PLANE_HEIGHT";
+        PlaneStride = 0x18, 4, ReadWrite, "PLANE_STRIDE";
+        FlipCount = 0x1c, 4, ReadOnly, "FLIP_COUNT";
+    }
+}
+
+register_block! {
+    /// Bochs DISPI registers, 16 bits each at `bar2::DISPI + 2 * index`.
+    DispiReg {
+        Id = 0x00, 2, ReadOnly, "DISPI_ID";
+        Xres = 0x02, 2, ReadWrite, "DISPI_XRES";
+        Yres = 0x04, 2, ReadWrite, "DISPI_YRES";
+        Bpp = 0x06, 2, ReadWrite, "DISPI_BPP";
+        Enable = 0x08, 2, ReadWrite, "DISPI_ENABLE";
+        Bank = 0x0a, 2, ReadWrite, "DISPI_BANK";
+        VirtWidth = 0x0c, 2, ReadWrite, "DISPI_VIRT_WIDTH";
+        VirtHeight = 0x0e, 2, ReadWrite, "DISPI_VIRT_HEIGHT";
+        XOffset = 0x10, 2, ReadWrite, "DISPI_X_OFFSET";
+        YOffset = 0x12, 2, ReadWrite, "DISPI_Y_OFFSET";
+        VideoMemory64k = 0x14, 2, ReadOnly, "DISPI_VIDEO_MEMORY_64K";
+    }
+}
+
+register_block! {
+    /// QEMU's extended bochs registers, at `bar2::QEMU_EXT`.
+    QemuExtReg {
+        Size = 0x00, 4, ReadOnly, "QEXT_SIZE";
+        Endian = 0x04, 4, ReadWrite, "QEXT_ENDIAN";
+    }
+}
+
+/// `DISPI_ID` value of the newest bochs interface.
+pub const DISPI_ID5: u16 = 0xb0c5;
+/// `QEXT_ENDIAN` values.
+pub const QEXT_LITTLE_ENDIAN: u32 = 0x1e1e_1e1e;
+pub const QEXT_BIG_ENDIAN: u32 = 0xbebe_bebe;
+
+/// `FAULT_REASON` codes.
+pub mod fault {
+    /// A GTT entry had bits set that must be zero.
+    pub const GTT_RESERVED_BITS: u32 = 0x10;
+    /// A system-memory GTT entry pointed outside guest RAM (MMIO, ROM, nothing).
+    pub const GTT_NOT_GUEST_RAM: u32 = 0x11;
+    /// A local GTT entry pointed beyond the VRAM slice.
+    pub const GTT_OUTSIDE_VRAM: u32 = 0x12;
+    /// Guest RAM behind a GTT entry went away.
+    pub const GTT_RAM_REMOVED: u32 = 0x13;
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn registers_are_naturally_aligned_and_disjoint() {
-        for r in GlobalReg::ALL {
+    fn check_block<R: Register>() {
+        for &r in R::ALL {
             assert_eq!(r.offset() % r.width(), 0, "{} misaligned", r.name());
-            for other in GlobalReg::ALL {
+            for &other in R::ALL {
                 if other != r {
                     let (a, b) = (r.offset(), r.offset() + r.width());
                     let (c, d) = (other.offset(), other.offset() + other.width());
@@ -161,10 +201,23 @@ mod tests {
     }
 
     #[test]
+    fn registers_are_naturally_aligned_and_disjoint() {
+        check_block::<GlobalReg>();
+        check_block::<EngineReg>();
+        check_block::<DisplayReg>();
+        check_block::<DispiReg>();
+        check_block::<QemuExtReg>();
+        assert!(DispiReg::ALL
+            .iter()
+            .all(|r| r.offset() + r.width() <= bar2::DISPI_SIZE));
+    }
+
+    #[test]
     fn containing_finds_every_byte_and_nothing_else() {
         assert_eq!(GlobalReg::containing(0x23), Some(GlobalReg::Scratch));
         assert_eq!(GlobalReg::containing(0x0c), None);
-        assert_eq!(GlobalReg::containing(0x50), None);
+        assert_eq!(GlobalReg::containing(0x54), None);
         assert_eq!(RVG_ID.to_be_bytes(), *b"RVG1");
+        assert_eq!(bar2::GTT_WINDOW_ENTRIES, 128 * 1024);
     }
 }

@@ -1,0 +1,123 @@
+//! VRAM: page-aligned host memory the GPU owns, shared with the guest's BAR
+//! mapping. Accessed only through raw copies, never through Rust references,
+//! because the guest writes it concurrently (as it would real VRAM).
+
+use std::io;
+use std::ptr::NonNull;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutOfRange {
+    pub offset: u64,
+    pub len: u64,
+}
+
+pub struct Vram {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory owned by this object for its whole
+// life; all accesses are bounds-checked raw copies.
+unsafe impl Send for Vram {}
+unsafe impl Sync for Vram {}
+
+impl Vram {
+    /// Map `len` bytes of zeroed anonymous memory (allocated on first touch).
+    pub fn new(len: u64) -> io::Result<Vram> {
+        let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: a fresh anonymous mapping; no existing memory is affected.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Vram {
+            ptr: NonNull::new(ptr as *mut u8).expect("mmap never returns NULL on success"),
+            len,
+        })
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Host address of byte `offset`, for mapping into the guest.
+    pub fn host_ptr(&self, offset: u64) -> Result<*mut u8, OutOfRange> {
+        self.check(offset, 0)?;
+        // SAFETY: offset <= len, checked above.
+        Ok(unsafe { self.ptr.as_ptr().add(offset as usize) })
+    }
+
+    fn check(&self, offset: u64, len: u64) -> Result<(), OutOfRange> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len as u64 => Ok(()),
+            _ => Err(OutOfRange { offset, len }),
+        }
+    }
+
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), OutOfRange> {
+        self.check(offset, buf.len() as u64)?;
+        // SAFETY: the source range is inside the mapping (checked) and cannot
+        // overlap `buf`, which Rust owns.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.ptr.as_ptr().add(offset as usize),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        Ok(())
+    }
+
+    pub fn write(&self, offset: u64, data: &[u8]) -> Result<(), OutOfRange> {
+        self.check(offset, data.len() as u64)?;
+        // SAFETY: the destination range is inside the mapping (checked).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.ptr.as_ptr().add(offset as usize),
+                data.len(),
+            )
+        };
+        Ok(())
+    }
+}
+
+impl Drop for Vram {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the mapping made in `new`; nothing
+        // refers to it any more (the owner is being dropped).
+        unsafe { libc::munmap(self.ptr.as_ptr() as *mut libc::c_void, self.len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_are_checked() {
+        let v = Vram::new(1 << 20).unwrap();
+        v.write(0xffffc, &[1, 2, 3, 4]).unwrap();
+        let mut b = [0u8; 4];
+        v.read(0xffffc, &mut b).unwrap();
+        assert_eq!(b, [1, 2, 3, 4]);
+        assert!(v.write(0xffffd, &[0; 4]).is_err());
+        assert!(v.read(u64::MAX, &mut b).is_err());
+        assert!(v.host_ptr(1 << 20).is_ok());
+        assert!(v.host_ptr((1 << 20) + 1).is_err());
+        assert_eq!(v.host_ptr(0).unwrap() as usize % 4096, 0);
+    }
+}
