@@ -365,6 +365,8 @@ static void rust_vgpu_realize(PCIDevice *pdev, Error **errp)
     pci_config_set_class(conf, s->info.class_code >> 8);
     pci_config_set_prog_interface(conf, s->info.class_code & 0xff);
     pci_config_set_interrupt_pin(conf, 1);
+    /* No I/O BARs: I/O Space Enable is hardwired to zero. */
+    pci_word_test_and_clear_mask(pdev->wmask + PCI_COMMAND, PCI_COMMAND_IO);
 
     if (pci_bus_is_express(pci_get_bus(pdev))) {
         if (pcie_endpoint_cap_init(pdev, 0x80) < 0) {

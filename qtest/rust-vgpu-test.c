@@ -9,69 +9,10 @@
 
 #include "qemu/osdep.h"
 #include "qemu/units.h"
-#include "libqtest.h"
-#include "libqos/libqos-pc.h"
-#include "libqos/pci.h"
-#include "hw/pci/pci_regs.h"
 #include "qobject/qdict.h"
 #include "qobject/qlist.h"
 
-#include "rvg-regs.h"
-
-typedef struct Rvg {
-    QOSState *qs;
-    QPCIDevice *dev;
-    QPCIBar mmio;
-} Rvg;
-
-static void save_dev(QPCIDevice *dev, int devfn, void *data)
-{
-    *(QPCIDevice **)data = dev;
-}
-
-static QPCIDevice *find_rvg(QPCIBus *bus)
-{
-    QPCIDevice *dev = NULL;
-
-    qpci_device_foreach(bus, RVG_PCI_VENDOR_ID, RVG_PCI_DEVICE_ID_VGPU,
-                        save_dev, &dev);
-    g_assert_nonnull(dev);
-    return dev;
-}
-
-static Rvg *rvg_start(const char *extra)
-{
-    Rvg *r = g_new0(Rvg, 1);
-
-    /* -nodefaults: the pc machine's default VGA is 1234:1111 too. */
-    r->qs = qtest_pc_boot("-nodefaults -device rust-vgpu%s", extra ? extra : "");
-    r->dev = find_rvg(r->qs->pcibus);
-    return r;
-}
-
-/* Map BAR2 and turn on memory decode and bus mastering. */
-static void rvg_enable(Rvg *r)
-{
-    r->mmio = qpci_iomap(r->dev, RVG_BAR_MMIO, NULL);
-    qpci_device_enable(r->dev);
-}
-
-static void rvg_stop(Rvg *r)
-{
-    g_free(r->dev);
-    qtest_pc_shutdown(r->qs);
-    g_free(r);
-}
-
-static uint32_t greg_read(Rvg *r, uint32_t reg)
-{
-    return qpci_io_readl(r->dev, r->mmio, RVG_GLOBAL + reg);
-}
-
-static void greg_write(Rvg *r, uint32_t reg, uint32_t val)
-{
-    qpci_io_writel(r->dev, r->mmio, RVG_GLOBAL + reg, val);
-}
+#include "rvg-qtest.h"
 
 /* ---- identity ---- */
 
@@ -294,10 +235,14 @@ static void test_reset_clears_state(void)
 
 #define MSG_DATA 0x4242u
 
-/* Fire the software interrupt source. */
+/*
+ * Fire the software interrupt source and wait until it is latched: it
+ * travels through the GPU and back on an eventfd the main loop handles.
+ */
 static void trigger(Rvg *r)
 {
     greg_write(r, RVG_REG_INT_TRIGGER, RVG_INT_SOFTWARE);
+    rvg_wait_status(r, RVG_INT_SOFTWARE);
 }
 
 static void test_msix(void)

@@ -36,6 +36,47 @@
 #define RVG_REG_FAULT_ADDR  0x40
 #define RVG_REG_FAULT_REASON 0x48
 #define RVG_REG_RESET       0x4c
+#define RVG_REG_GTT_FAULTS  0x50
+
+/* Other blocks of BAR2. */
+#define RVG_EDID            0x0000
+#define RVG_VGA_PORTS       0x0400
+#define RVG_DISPI           0x0500
+#define RVG_QEMU_EXT        0x0600
+#define RVG_ENGINE          0x2000
+#define RVG_DISPLAY         0x3000
+#define RVG_GTT             0x100000
+
+#define RVG_DISPI_ID              0x00
+#define RVG_DISPI_XRES            0x02
+#define RVG_DISPI_VIDEO_MEMORY_64K 0x14
+#define RVG_DISPI_ID5             0xb0c5
+#define RVG_QEXT_SIZE             0x00
+#define RVG_QEXT_ENDIAN           0x04
+
+#define RVG_ENGINE_RING_BASE  0x00
+#define RVG_ENGINE_RING_SIZE  0x08
+#define RVG_ENGINE_RING_HEAD  0x0c
+#define RVG_ENGINE_RING_TAIL  0x10
+#define RVG_ENGINE_RING_CTL   0x14
+#define RVG_ENGINE_SEQNO      0x18
+
+#define RVG_DISPLAY_PLANE_CTL    0x00
+#define RVG_DISPLAY_PLANE_FORMAT 0x04
+#define RVG_DISPLAY_PLANE_BASE   0x08
+#define RVG_DISPLAY_PLANE_WIDTH  0x10
+#define RVG_DISPLAY_FLIP_COUNT   0x1c
+
+/* GTT entries. */
+#define RVG_GTT_ENTRIES_VGPU 32768
+#define RVG_GTT_VALID        (1ull << 0)
+#define RVG_GTT_LOCAL        (1ull << 1)
+
+/* FAULT_REASON codes. */
+#define RVG_FAULT_GTT_RESERVED_BITS 0x10
+#define RVG_FAULT_GTT_NOT_GUEST_RAM 0x11
+#define RVG_FAULT_GTT_OUTSIDE_VRAM  0x12
+#define RVG_FAULT_GTT_RAM_REMOVED   0x13
 
 #define RVG_ID_VALUE        0x52564731u /* "RVG1" */
 #define RVG_VERSION_VALUE   0x00010000u

@@ -31,7 +31,7 @@ fi
 
 rvg_log "building qemu-system-x86_64 and the rust-vgpu qtests (ninja -C $QEMU_BUILD)"
 # Keep cargo's and the compilers' messages, drop ninja's per-file progress.
-ninja -C "$QEMU_BUILD" qemu-system-x86_64 tests/qtest/rust-vgpu/rust-vgpu-test |
+ninja -C "$QEMU_BUILD" qemu-system-x86_64 rust-vgpu-qtests |
     awk '!/^\[[0-9]+\/[0-9]+\] (Compiling|Linking|Generating)/' ||
     rvg_die "QEMU build failed"
 

@@ -1,0 +1,96 @@
+/*
+ * Helpers shared by the rust-vgpu qtests.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#ifndef RVG_QTEST_H
+#define RVG_QTEST_H
+
+#include "libqtest.h"
+#include "libqos/libqos-pc.h"
+#include "libqos/pci.h"
+#include "hw/pci/pci_regs.h"
+
+#include "rvg-regs.h"
+
+typedef struct Rvg {
+    QOSState *qs;
+    QPCIDevice *dev;
+    QPCIBar mmio;
+} Rvg;
+
+static inline void save_dev(QPCIDevice *dev, int devfn, void *data)
+{
+    *(QPCIDevice **)data = dev;
+}
+
+static inline QPCIDevice *find_rvg(QPCIBus *bus)
+{
+    QPCIDevice *dev = NULL;
+
+    qpci_device_foreach(bus, RVG_PCI_VENDOR_ID, RVG_PCI_DEVICE_ID_VGPU,
+                        save_dev, &dev);
+    g_assert_nonnull(dev);
+    return dev;
+}
+
+static inline Rvg *rvg_start(const char *extra)
+{
+    Rvg *r = g_new0(Rvg, 1);
+
+    /* -nodefaults: the pc machine's default VGA is 1234:1111 too. */
+    r->qs = qtest_pc_boot("-nodefaults -device rust-vgpu%s", extra ? extra : "");
+    r->dev = find_rvg(r->qs->pcibus);
+    return r;
+}
+
+/*
+ * Turn on memory decode and bus mastering. (libqos's qpci_device_enable
+ * insists on I/O Space Enable too, which RVG-1, having no I/O BARs,
+ * hardwires to zero.)
+ */
+static inline void rvg_pci_enable(QPCIDevice *dev)
+{
+    uint16_t cmd = qpci_config_readw(dev, PCI_COMMAND);
+
+    qpci_config_writew(dev, PCI_COMMAND,
+                       cmd | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+}
+
+/* Map BAR2 and enable the device. */
+static inline void rvg_enable(Rvg *r)
+{
+    r->mmio = qpci_iomap(r->dev, RVG_BAR_MMIO, NULL);
+    rvg_pci_enable(r->dev);
+}
+
+static inline void rvg_stop(Rvg *r)
+{
+    g_free(r->dev);
+    qtest_pc_shutdown(r->qs);
+    g_free(r);
+}
+
+static inline uint32_t greg_read(Rvg *r, uint32_t reg)
+{
+    return qpci_io_readl(r->dev, r->mmio, RVG_GLOBAL + reg);
+}
+
+static inline void greg_write(Rvg *r, uint32_t reg, uint32_t val)
+{
+    qpci_io_writel(r->dev, r->mmio, RVG_GLOBAL + reg, val);
+}
+
+/* Poll INT_STATUS until `bits` are all set; fail after five seconds. */
+static inline void rvg_wait_status(Rvg *r, uint32_t bits)
+{
+    for (int i = 0; i < 5000; i++) {
+        if ((greg_read(r, RVG_REG_INT_STATUS) & bits) == bits) {
+            return;
+        }
+        g_usleep(1000);
+    }
+    g_assert_cmphex(greg_read(r, RVG_REG_INT_STATUS) & bits, ==, bits);
+}
+
+#endif
