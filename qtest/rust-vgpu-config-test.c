@@ -242,6 +242,7 @@ static void test_register_blocks(void)
     /* VGA ports are bytes; the EDID block reads as zero (no blob yet). */
     wr(r, RVG_VGA_PORTS, 1, 0x20);
     g_assert_cmphex(rd(r, RVG_VGA_PORTS, 1), ==, 0x20);
+    wr(r, RVG_EDID, 4, 0x12345678);
     g_assert_cmphex(rd(r, RVG_EDID, 4), ==, 0);
     rvg_stop(r);
 }

@@ -176,7 +176,9 @@ impl GttShadow {
         let slot = &mut self.guest[i as usize];
         if size == 8 {
             *slot = value;
-            self.partial.remove(&i);
+            if !self.partial.is_empty() {
+                self.partial.remove(&i);
+            }
         } else {
             let shift = within * 8;
             *slot = (*slot & !(0xffff_ffffu64 << shift)) | ((value & 0xffff_ffff) << shift);

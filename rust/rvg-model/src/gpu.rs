@@ -107,6 +107,19 @@ impl Gpu {
         self.dma.read().clone()
     }
 
+    /// A whole-entry write to the GTT window (`BAR2 + GTT + 8 * index`):
+    /// what an aligned 8-byte MMIO write there does, without the decoding.
+    /// Returns false for an index past the GTT.
+    pub fn set_gtt_entry(&self, index: u32, entry: GttEntry) -> bool {
+        match self.gtt.get(index as usize) {
+            Some(slot) => {
+                slot.store(entry.0, Ordering::Release);
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn gtt_entry(&self, index: u32) -> Option<GttEntry> {
         self.gtt
             .get(index as usize)
