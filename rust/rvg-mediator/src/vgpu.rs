@@ -19,13 +19,12 @@ use rvg_model::global::{GlobalBlock, GlobalWrite};
 use rvg_model::gtt::{gfx_addr, GttEntry, PAGE_SIZE};
 use rvg_model::irq::{IntSource, IrqLine};
 use rvg_model::regs::{
-    bar2, pci, DispiReg, DisplayReg, EngineReg, GlobalReg, QemuExtReg, Register, DISPI_ID5,
-    QEXT_LITTLE_ENDIAN, RVG_ID,
+    bar2, pci, Bar2Target, DispiReg, DisplayReg, EngineReg, GlobalReg, QemuExtReg, Register,
+    DISPI_ID5, QEXT_LITTLE_ENDIAN, RVG_ID,
 };
 use rvg_vfio::contract::{
-    DmaFlags, IrqAction, IrqData, IrqSet, Mapping, Region, VFIO_PCI_BAR0_REGION_INDEX,
-    VFIO_PCI_BAR2_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_INTX_IRQ_INDEX,
-    VFIO_PCI_MSIX_IRQ_INDEX,
+    DmaFlags, IrqSet, Mapping, Region, VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_BAR2_REGION_INDEX,
+    VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
 };
 use rvg_vfio::VfioDevice;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -73,8 +72,9 @@ const PHYS_SOURCES: IntSource = IntSource::all();
 /// How the physical interrupt reaches us.
 struct PhysIrq {
     eventfd: EventFd,
-    /// INTx needs an unmask after each assertion (VFIO AUTOMASKED).
-    intx: bool,
+    /// The VFIO IRQ index in use: MSI-X, or INTx, which needs an unmask
+    /// after each assertion (AUTOMASKED).
+    index: u32,
 }
 
 /// The physical GTT through the contract: entries in BAR2's GTT window.
@@ -129,37 +129,6 @@ pub struct Vgpu {
     vram: Mapping,
     irq: PhysIrq,
     state: Mutex<State>,
-}
-
-/// Which part of the vGPU's BAR2 an offset falls in.
-enum Target {
-    Edid,
-    Vga(u64),
-    Dispi(u64),
-    QemuExt(u64),
-    Global(u64),
-    Engine(u64),
-    Display(u64),
-    Gtt { index: u64, within: u64 },
-    Unassigned,
-}
-
-fn target(offset: u64) -> Target {
-    let within = |base: u64, size: u64| (base..base + size).contains(&offset);
-    match offset {
-        o if o >= bar2::GTT => Target::Gtt {
-            index: (o - bar2::GTT) / 8,
-            within: (o - bar2::GTT) % 8,
-        },
-        _ if within(bar2::EDID, bar2::EDID_SIZE) => Target::Edid,
-        o if within(bar2::VGA_PORTS, bar2::VGA_PORTS_SIZE) => Target::Vga(o - bar2::VGA_PORTS),
-        o if within(bar2::DISPI, bar2::DISPI_SIZE) => Target::Dispi(o - bar2::DISPI),
-        o if within(bar2::QEMU_EXT, bar2::QEMU_EXT_SIZE) => Target::QemuExt(o - bar2::QEMU_EXT),
-        o if within(bar2::GLOBAL, bar2::BLOCK_SIZE) => Target::Global(o - bar2::GLOBAL),
-        o if within(bar2::ENGINE, bar2::BLOCK_SIZE) => Target::Engine(o - bar2::ENGINE),
-        o if within(bar2::DISPLAY, bar2::BLOCK_SIZE) => Target::Display(o - bar2::DISPLAY),
-        _ => Target::Unassigned,
-    }
 }
 
 fn ctx(what: &str) -> impl FnOnce(io::Error) -> String + '_ {
@@ -260,11 +229,11 @@ impl Vgpu {
         let mut fx = Effects::default();
         let st = self.state.lock();
         let r = &st.regs;
-        let result = match target(offset) {
+        let result = match Bar2Target::decode(offset) {
             // No EDID blob yet: all zeros, which drivers read as "none".
-            Target::Edid => Ok(0),
-            Target::Vga(rel) => vga_read(&r.vga_ports, rel, size),
-            Target::Dispi(rel) => {
+            Bar2Target::Edid(_) => Ok(0),
+            Bar2Target::VgaPorts(rel) => vga_read(&r.vga_ports, rel, size),
+            Bar2Target::Dispi(rel) => {
                 r.dispi
                     .read(rel, size)
                     .map(|v| match DispiReg::containing(rel) {
@@ -273,25 +242,22 @@ impl Vgpu {
                         _ => v,
                     })
             }
-            Target::QemuExt(rel) => decode::<QemuExtReg>(rel, size).map(|(reg, lane)| {
+            Bar2Target::QemuExt(rel) => decode::<QemuExtReg>(rel, size).map(|(reg, lane)| {
                 lane.extract(match reg {
                     QemuExtReg::Size => bar2::QEMU_EXT_SIZE,
                     QemuExtReg::Endian => u64::from(r.qext_endian),
                 })
             }),
-            Target::Global(rel) => r.global.read(rel, size),
-            Target::Engine(rel) => r.engine.read(rel, size),
-            Target::Display(rel) => r.display.read(rel, size),
-            Target::Gtt { index, within } => st
+            Bar2Target::Global(rel) => r.global.read(rel, size),
+            Bar2Target::Engine(rel) => r.engine.read(rel, size),
+            Bar2Target::Display(rel) => r.display.read(rel, size),
+            Bar2Target::Gtt { index, within } => st
                 .gtt
                 .read(index, within, size)
                 .map_err(|e| RegError::Refused(e.to_string())),
-            Target::Unassigned => Err(RegError::NoRegister { offset, size }),
+            Bar2Target::Unassigned => Err(RegError::NoRegister { offset, size }),
         };
-        let value = result.unwrap_or_else(|e| {
-            fx.guest_error(format!("BAR2 read at {offset:#x}: {e}"));
-            0
-        });
+        let value = fx.read_value(offset, result);
         (value, fx)
     }
 
@@ -299,11 +265,11 @@ impl Vgpu {
         let mut fx = Effects::default();
         let mut st = self.state.lock();
         let State { regs, gtt, mem, .. } = &mut *st;
-        let result = match target(offset) {
-            Target::Edid => Err(RegError::ReadOnly { reg: "EDID", value }),
-            Target::Vga(rel) => vga_write(&mut regs.vga_ports, rel, value, size),
-            Target::Dispi(rel) => regs.dispi.write(rel, value, size).map(|_| ()),
-            Target::QemuExt(rel) => {
+        let result = match Bar2Target::decode(offset) {
+            Bar2Target::Edid(_) => Err(RegError::ReadOnly { reg: "EDID", value }),
+            Bar2Target::VgaPorts(rel) => vga_write(&mut regs.vga_ports, rel, value, size),
+            Bar2Target::Dispi(rel) => regs.dispi.write(rel, value, size).map(|_| ()),
+            Bar2Target::QemuExt(rel) => {
                 decode::<QemuExtReg>(rel, size).and_then(|(reg, lane)| match reg {
                     QemuExtReg::Size => Err(RegError::ReadOnly {
                         reg: reg.name(),
@@ -315,7 +281,7 @@ impl Vgpu {
                     }
                 })
             }
-            Target::Global(rel) => match regs.global.write(rel, value, size) {
+            Bar2Target::Global(rel) => match regs.global.write(rel, value, size) {
                 Ok(GlobalWrite::Done(line)) => {
                     fx.irq = Some(line);
                     Ok(())
@@ -335,9 +301,9 @@ impl Vgpu {
                 }
                 Err(e) => Err(e),
             },
-            Target::Engine(rel) => regs.engine.write(rel, value, size).map(|_| ()),
-            Target::Display(rel) => regs.display.write(rel, value, size).map(|_| ()),
-            Target::Gtt { index, within } => {
+            Bar2Target::Engine(rel) => regs.engine.write(rel, value, size).map(|_| ()),
+            Bar2Target::Display(rel) => regs.display.write(rel, value, size).map(|_| ()),
+            Bar2Target::Gtt { index, within } => {
                 match gtt.write(
                     index,
                     within,
@@ -366,11 +332,9 @@ impl Vgpu {
                     Err(e) => Err(RegError::Refused(e.to_string())),
                 }
             }
-            Target::Unassigned => Err(RegError::NoRegister { offset, size }),
+            Bar2Target::Unassigned => Err(RegError::NoRegister { offset, size }),
         };
-        if let Err(e) = result {
-            fx.guest_error(format!("BAR2 write of {value:#x} at {offset:#x}: {e}"));
-        }
+        fx.check_write(offset, value, result);
         fx
     }
 
@@ -475,15 +439,8 @@ impl Vgpu {
                 return fx;
             }
         };
-        if self.irq.intx {
-            let unmask = IrqSet {
-                index: VFIO_PCI_INTX_IRQ_INDEX,
-                action: IrqAction::Unmask,
-                start: 0,
-                count: 1,
-                data: IrqData::None,
-            };
-            if let Err(e) = self.dev.set_irqs(&unmask) {
+        if self.irq.index == VFIO_PCI_INTX_IRQ_INDEX {
+            if let Err(e) = self.dev.set_irqs(&IrqSet::intx_unmask()) {
                 fx.host_error(format!("unmasking the GPU's INTx: {e}"));
             }
         }
@@ -587,18 +544,7 @@ impl Drop for Vgpu {
     fn drop(&mut self) {
         // Leave the GPU as found: interrupts torn down, DMA unmapped, the
         // slice on the scratch page.
-        let idx = if self.irq.intx {
-            VFIO_PCI_INTX_IRQ_INDEX
-        } else {
-            VFIO_PCI_MSIX_IRQ_INDEX
-        };
-        let _ = self.dev.set_irqs(&IrqSet {
-            index: idx,
-            action: IrqAction::Trigger,
-            start: 0,
-            count: 0,
-            data: IrqData::None,
-        });
+        let _ = self.dev.set_irqs(&IrqSet::teardown(self.irq.index));
         let mut st = self.state.lock();
         let _ = st.gtt.reset(&mut ContractGtt(&self.bar2));
         for r in st.mem.iter().filter(|r| r.kind == MemKind::Ram) {
@@ -657,8 +603,8 @@ fn wire_interrupt(dev: &Arc<dyn VfioDevice>) -> Result<PhysIrq, String> {
     let msix = dev
         .irq_info(VFIO_PCI_MSIX_IRQ_INDEX)
         .map_err(ctx("MSI-X interrupt info"))?;
-    let (index, intx) = if msix.count > 0 && msix.eventfd() {
-        (VFIO_PCI_MSIX_IRQ_INDEX, false)
+    let index = if msix.count > 0 && msix.eventfd() {
+        VFIO_PCI_MSIX_IRQ_INDEX
     } else {
         let info = dev
             .irq_info(VFIO_PCI_INTX_IRQ_INDEX)
@@ -666,17 +612,11 @@ fn wire_interrupt(dev: &Arc<dyn VfioDevice>) -> Result<PhysIrq, String> {
         if info.count == 0 || !info.eventfd() {
             return Err("the GPU offers neither MSI-X nor INTx through eventfds".into());
         }
-        (VFIO_PCI_INTX_IRQ_INDEX, true)
+        VFIO_PCI_INTX_IRQ_INDEX
     };
-    dev.set_irqs(&IrqSet {
-        index,
-        action: IrqAction::Trigger,
-        start: 0,
-        count: 1,
-        data: IrqData::EventFd(&[eventfd.as_raw_fd()]),
-    })
-    .map_err(ctx("installing the interrupt eventfd"))?;
-    Ok(PhysIrq { eventfd, intx })
+    dev.set_irqs(&IrqSet::eventfds(index, 0, &[eventfd.as_raw_fd()]))
+        .map_err(ctx("installing the interrupt eventfd"))?;
+    Ok(PhysIrq { eventfd, index })
 }
 
 #[cfg(test)]

@@ -34,6 +34,26 @@ impl Effects {
     pub fn host_error(&mut self, msg: impl Into<String>) {
         self.diags.push(Diag::HostError(msg.into()));
     }
+    /// The value of a guest read, or 0 with the refusal logged.
+    pub fn read_value<E: std::fmt::Display>(&mut self, offset: u64, result: Result<u64, E>) -> u64 {
+        result.unwrap_or_else(|e| {
+            self.guest_error(format!("BAR2 read at {offset:#x}: {e}"));
+            0
+        })
+    }
+
+    /// Log a refused guest write.
+    pub fn check_write<E: std::fmt::Display>(
+        &mut self,
+        offset: u64,
+        value: u64,
+        result: Result<(), E>,
+    ) {
+        if let Err(e) = result {
+            self.guest_error(format!("BAR2 write of {value:#x} at {offset:#x}: {e}"));
+        }
+    }
+
     /// Take over another operation's effects; its interrupt state wins.
     pub fn merge(&mut self, other: Effects) {
         if other.irq.is_some() {

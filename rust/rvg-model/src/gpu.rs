@@ -14,7 +14,7 @@ use crate::effects::Effects;
 use crate::global::{GlobalBlock, GlobalWrite};
 use crate::gtt::GttEntry;
 use crate::irq::IrqLine;
-use crate::regs::{bar2, DisplayReg, EngineReg};
+use crate::regs::{bar2, Bar2Target, DisplayReg, EngineReg};
 use crate::vram::Vram;
 
 /// Entries of the physical GTT: the whole BAR2 window, 512 MiB of graphics
@@ -39,34 +39,6 @@ pub struct Gpu {
     gtt: Box<[AtomicU64]>,
     state: Mutex<GpuState>,
     dma: RwLock<Arc<dyn DmaSpace>>,
-}
-
-/// Which part of BAR2 an offset falls in.
-enum Target {
-    Global(u64),
-    Engine(u64),
-    Display(u64),
-    Gtt { index: u64, within: u64 },
-    Unassigned,
-}
-
-fn target(offset: u64) -> Target {
-    match offset {
-        o if o >= bar2::GTT => Target::Gtt {
-            index: (o - bar2::GTT) / 8,
-            within: (o - bar2::GTT) % 8,
-        },
-        o if (bar2::GLOBAL..bar2::GLOBAL + bar2::BLOCK_SIZE).contains(&o) => {
-            Target::Global(o - bar2::GLOBAL)
-        }
-        o if (bar2::ENGINE..bar2::ENGINE + bar2::BLOCK_SIZE).contains(&o) => {
-            Target::Engine(o - bar2::ENGINE)
-        }
-        o if (bar2::DISPLAY..bar2::DISPLAY + bar2::BLOCK_SIZE).contains(&o) => {
-            Target::Display(o - bar2::DISPLAY)
-        }
-        _ => Target::Unassigned,
-    }
 }
 
 impl Gpu {
@@ -152,24 +124,22 @@ impl Gpu {
 
     pub fn mmio_read(&self, offset: u64, size: u32) -> (u64, Effects) {
         let mut fx = Effects::default();
-        let result = match target(offset) {
-            Target::Global(rel) => self.global_irq(|g| g.read(rel, size)),
-            Target::Engine(rel) => self.state.lock().engine.read(rel, size),
-            Target::Display(rel) => self.state.lock().display.read(rel, size),
-            Target::Gtt { index, within } => self.gtt_read(index, within, size),
-            Target::Unassigned => Err(RegError::NoRegister { offset, size }),
+        // The raw model has no bochs-compatible block: only a vGPU needs one.
+        let result = match Bar2Target::decode(offset) {
+            Bar2Target::Global(rel) => self.global_irq(|g| g.read(rel, size)),
+            Bar2Target::Engine(rel) => self.state.lock().engine.read(rel, size),
+            Bar2Target::Display(rel) => self.state.lock().display.read(rel, size),
+            Bar2Target::Gtt { index, within } => self.gtt_read(index, within, size),
+            _ => Err(RegError::NoRegister { offset, size }),
         };
-        let value = result.unwrap_or_else(|e| {
-            fx.guest_error(format!("BAR2 read at {offset:#x}: {e}"));
-            0
-        });
+        let value = fx.read_value(offset, result);
         (value, fx)
     }
 
     pub fn mmio_write(&self, offset: u64, value: u64, size: u32) -> Effects {
         let mut fx = Effects::default();
-        let result = match target(offset) {
-            Target::Global(rel) => match self.global_irq(|g| g.write(rel, value, size)) {
+        let result = match Bar2Target::decode(offset) {
+            Bar2Target::Global(rel) => match self.global_irq(|g| g.write(rel, value, size)) {
                 Ok(GlobalWrite::Reset) => return self.reset(),
                 Ok(GlobalWrite::Trigger(src)) => {
                     fx.irq = Some(self.global_irq(|g| g.irq.raise(src)));
@@ -181,19 +151,17 @@ impl Gpu {
                 }
                 Err(e) => Err(e),
             },
-            Target::Engine(rel) => self.state.lock().engine.write(rel, value, size).map(|_| ()),
-            Target::Display(rel) => self
+            Bar2Target::Engine(rel) => self.state.lock().engine.write(rel, value, size).map(|_| ()),
+            Bar2Target::Display(rel) => self
                 .state
                 .lock()
                 .display
                 .write(rel, value, size)
                 .map(|_| ()),
-            Target::Gtt { index, within } => self.gtt_write(index, within, value, size),
-            Target::Unassigned => Err(RegError::NoRegister { offset, size }),
+            Bar2Target::Gtt { index, within } => self.gtt_write(index, within, value, size),
+            _ => Err(RegError::NoRegister { offset, size }),
         };
-        if let Err(e) = result {
-            fx.guest_error(format!("BAR2 write of {value:#x} at {offset:#x}: {e}"));
-        }
+        fx.check_write(offset, value, result);
         fx
     }
 

@@ -38,6 +38,55 @@ pub mod bar2 {
     pub const GTT_WINDOW_ENTRIES: u32 = ((SIZE - GTT) / 8) as u32;
 }
 
+/// A register block of BAR2: base, size, and how to name an offset in it.
+type Bar2Block = (u64, u64, fn(u64) -> Bar2Target);
+
+/// Which part of BAR2 an offset falls in, with the offset inside that part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bar2Target {
+    Edid(u64),
+    VgaPorts(u64),
+    Dispi(u64),
+    QemuExt(u64),
+    Global(u64),
+    Engine(u64),
+    Display(u64),
+    /// GTT entry `index`, byte `within` of it.
+    Gtt {
+        index: u64,
+        within: u64,
+    },
+    Unassigned,
+}
+
+impl Bar2Target {
+    pub fn decode(offset: u64) -> Bar2Target {
+        use bar2::*;
+        let inside =
+            |base: u64, size: u64| (base..base + size).contains(&offset).then(|| offset - base);
+        if offset >= GTT {
+            let rel = offset - GTT;
+            return Bar2Target::Gtt {
+                index: rel / 8,
+                within: rel % 8,
+            };
+        }
+        let blocks: [Bar2Block; 7] = [
+            (EDID, EDID_SIZE, Bar2Target::Edid),
+            (VGA_PORTS, VGA_PORTS_SIZE, Bar2Target::VgaPorts),
+            (DISPI, DISPI_SIZE, Bar2Target::Dispi),
+            (QEMU_EXT, QEMU_EXT_SIZE, Bar2Target::QemuExt),
+            (GLOBAL, BLOCK_SIZE, Bar2Target::Global),
+            (ENGINE, BLOCK_SIZE, Bar2Target::Engine),
+            (DISPLAY, BLOCK_SIZE, Bar2Target::Display),
+        ];
+        blocks
+            .into_iter()
+            .find_map(|(base, size, target)| inside(base, size).map(target))
+            .unwrap_or(Bar2Target::Unassigned)
+    }
+}
+
 /// `ID` register value: "RVG1" in ASCII, most significant byte first.
 pub const RVG_ID: u32 = u32::from_be_bytes(*b"RVG1");
 /// `VERSION`: major in bits 31:16, minor in 15:0.
@@ -210,6 +259,25 @@ mod tests {
         assert!(DispiReg::ALL
             .iter()
             .all(|r| r.offset() + r.width() <= bar2::DISPI_SIZE));
+    }
+
+    #[test]
+    fn bar2_decoding() {
+        assert_eq!(Bar2Target::decode(0x3ff), Bar2Target::Edid(0x3ff));
+        assert_eq!(Bar2Target::decode(0x400), Bar2Target::VgaPorts(0));
+        assert_eq!(Bar2Target::decode(0x420), Bar2Target::Unassigned);
+        assert_eq!(Bar2Target::decode(0x502), Bar2Target::Dispi(2));
+        assert_eq!(Bar2Target::decode(0x604), Bar2Target::QemuExt(4));
+        assert_eq!(Bar2Target::decode(0x1fff), Bar2Target::Global(0xfff));
+        assert_eq!(Bar2Target::decode(0x3010), Bar2Target::Display(0x10));
+        assert_eq!(Bar2Target::decode(0x4000), Bar2Target::Unassigned);
+        assert_eq!(
+            Bar2Target::decode(0x10_000c),
+            Bar2Target::Gtt {
+                index: 1,
+                within: 4
+            }
+        );
     }
 
     #[test]

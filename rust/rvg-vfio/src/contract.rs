@@ -156,7 +156,40 @@ pub struct IrqSet<'a> {
     pub data: IrqData<'a>,
 }
 
-impl IrqSet<'_> {
+impl<'a> IrqSet<'a> {
+    /// TRIGGER with eventfds for vectors `start..start + fds.len()`.
+    pub fn eventfds(index: u32, start: u32, fds: &'a [RawFd]) -> IrqSet<'a> {
+        IrqSet {
+            index,
+            action: IrqAction::Trigger,
+            start,
+            count: fds.len() as u32,
+            data: IrqData::EventFd(fds),
+        }
+    }
+
+    /// TRIGGER, DATA_NONE, count 0: tear down every trigger of `index`.
+    pub fn teardown(index: u32) -> IrqSet<'a> {
+        IrqSet {
+            index,
+            action: IrqAction::Trigger,
+            start: 0,
+            count: 0,
+            data: IrqData::None,
+        }
+    }
+
+    /// UNMASK the INTx line, after an automasked assertion was handled.
+    pub fn intx_unmask() -> IrqSet<'a> {
+        IrqSet {
+            index: VFIO_PCI_INTX_IRQ_INDEX,
+            action: IrqAction::Unmask,
+            start: 0,
+            count: 1,
+            data: IrqData::None,
+        }
+    }
+
     /// Check the data length against `count`, as the kernel does.
     pub fn validate(&self, info: &IrqInfo) -> io::Result<()> {
         let len = match self.data {

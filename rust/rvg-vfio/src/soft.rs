@@ -541,13 +541,11 @@ mod tests {
     fn msix_interrupt_reaches_the_eventfd() {
         let s = soft();
         let efd = EventFd::new(EFD_NONBLOCK).unwrap();
-        s.set_irqs(&IrqSet {
-            index: VFIO_PCI_MSIX_IRQ_INDEX,
-            action: IrqAction::Trigger,
-            start: 0,
-            count: 1,
-            data: IrqData::EventFd(&[efd.as_raw_fd()]),
-        })
+        s.set_irqs(&IrqSet::eventfds(
+            VFIO_PCI_MSIX_IRQ_INDEX,
+            0,
+            &[efd.as_raw_fd()],
+        ))
         .unwrap();
         let bar2 = Region::new(s.clone(), VFIO_PCI_BAR2_REGION_INDEX).unwrap();
         let sw = IntSource::SOFTWARE.bits();
@@ -557,23 +555,12 @@ mod tests {
         assert_eq!(efd.read().unwrap(), 1);
         // INTx cannot be enabled while MSI-X is.
         let other = EventFd::new(EFD_NONBLOCK).unwrap();
-        let intx = IrqSet {
-            index: VFIO_PCI_INTX_IRQ_INDEX,
-            action: IrqAction::Trigger,
-            start: 0,
-            count: 1,
-            data: IrqData::EventFd(&[other.as_raw_fd()]),
-        };
+        let other_fd = [other.as_raw_fd()];
+        let intx = IrqSet::eventfds(VFIO_PCI_INTX_IRQ_INDEX, 0, &other_fd);
         assert!(s.set_irqs(&intx).is_err());
         // Teardown, then INTx works.
-        s.set_irqs(&IrqSet {
-            index: VFIO_PCI_MSIX_IRQ_INDEX,
-            action: IrqAction::Trigger,
-            start: 0,
-            count: 0,
-            data: IrqData::None,
-        })
-        .unwrap();
+        s.set_irqs(&IrqSet::teardown(VFIO_PCI_MSIX_IRQ_INDEX))
+            .unwrap();
         s.set_irqs(&intx).unwrap();
     }
 
@@ -581,13 +568,11 @@ mod tests {
     fn intx_automasks_until_unmasked() {
         let s = soft();
         let efd = EventFd::new(EFD_NONBLOCK).unwrap();
-        s.set_irqs(&IrqSet {
-            index: VFIO_PCI_INTX_IRQ_INDEX,
-            action: IrqAction::Trigger,
-            start: 0,
-            count: 1,
-            data: IrqData::EventFd(&[efd.as_raw_fd()]),
-        })
+        s.set_irqs(&IrqSet::eventfds(
+            VFIO_PCI_INTX_IRQ_INDEX,
+            0,
+            &[efd.as_raw_fd()],
+        ))
         .unwrap();
         let bar2 = Region::new(s.clone(), VFIO_PCI_BAR2_REGION_INDEX).unwrap();
         let sw = IntSource::SOFTWARE.bits();
@@ -597,13 +582,7 @@ mod tests {
         // Level still high but automasked: scratch writes signal nothing.
         bar2.write_u64(global(GlobalReg::Scratch), 1).unwrap();
         assert!(efd.read().is_err());
-        let unmask = IrqSet {
-            index: VFIO_PCI_INTX_IRQ_INDEX,
-            action: IrqAction::Unmask,
-            start: 0,
-            count: 1,
-            data: IrqData::None,
-        };
+        let unmask = IrqSet::intx_unmask();
         // Unmasked while still asserted: signalled again.
         s.set_irqs(&unmask).unwrap();
         assert_eq!(efd.read().unwrap(), 1);
@@ -617,13 +596,8 @@ mod tests {
     fn non_eventfd_triggers_are_refused() {
         let s = soft();
         let file = std::fs::File::open("/dev/null").unwrap();
-        let set = IrqSet {
-            index: VFIO_PCI_MSIX_IRQ_INDEX,
-            action: IrqAction::Trigger,
-            start: 0,
-            count: 1,
-            data: IrqData::EventFd(&[file.as_raw_fd()]),
-        };
+        let file_fd = [file.as_raw_fd()];
+        let set = IrqSet::eventfds(VFIO_PCI_MSIX_IRQ_INDEX, 0, &file_fd);
         assert_eq!(
             s.set_irqs(&set).unwrap_err().raw_os_error(),
             Some(libc::EINVAL)
