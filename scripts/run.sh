@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: start the patched QEMU with the vGPU and show what a user
 # checks first: the QEMU version, the device's PCI entry as the guest's
-# firmware enumerated it, and the device's properties.
+# firmware enumerated it, the mediator's report, and the device's properties.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 here=$(cd "$(dirname "$0")" && pwd)
@@ -35,6 +35,9 @@ done
 echo
 echo "== the vGPU in 'info pci' (after SeaBIOS assigned its BARs)"
 printf '%s' "$entry"
+echo
+echo "== the mediator's view ('info rust-vgpu')"
+"$here/qmp.py" "$sock" hmp info rust-vgpu
 "$here/qmp.py" "$sock" quit
 wait "$pid" || true
 
