@@ -434,8 +434,20 @@ static void rust_vgpu_exit(PCIDevice *pdev)
     }
     msi_uninit(pdev);
     msix_uninit_exclusive_bar(pdev);
-    rvg_ops.unrealize(s->dev);
-    s->dev = NULL;
+}
+
+/*
+ * The Rust device owns BAR0's memory, which the RAM block made for it
+ * references until the device object goes: free it here, not at exit.
+ */
+static void rust_vgpu_instance_finalize(Object *obj)
+{
+    RustVgpuState *s = RUST_VGPU_BASE(obj);
+
+    if (s->dev) {
+        rvg_ops.unrealize(s->dev);
+        s->dev = NULL;
+    }
 }
 
 static void rust_vgpu_reset(DeviceState *d)
@@ -501,6 +513,7 @@ static const TypeInfo rust_vgpu_types[] = {
         .parent = TYPE_PCI_DEVICE,
         .instance_size = sizeof(RustVgpuState),
         .instance_init = rust_vgpu_instance_init,
+        .instance_finalize = rust_vgpu_instance_finalize,
         .class_size = sizeof(RustVgpuClass),
         .class_init = rust_vgpu_base_class_init,
         .abstract = true,

@@ -12,6 +12,8 @@
 #include "qobject/qdict.h"
 #include "qobject/qlist.h"
 
+#include "libqos/pci-pc.h"
+
 #include "rvg-qtest.h"
 
 /* ---- identity ---- */
@@ -387,6 +389,46 @@ static void test_intx(void)
     rvg_stop(r);
 }
 
+/*
+ * Hot-plug a vGPU, give it work that pins guest RAM, unplug it the way the
+ * guest's ACPI code would: QEMU carries on and the device is gone.
+ */
+#define HOTPLUG_SLOT 5
+
+static void test_hotplug_unplug(void)
+{
+    QOSState *qs = qtest_pc_boot("-nodefaults");
+    QTestState *qts = qs->qts;
+    uint64_t page = ROUND_UP(guest_alloc(&qs->alloc, 2 * 4096), 4096);
+    QPCIDevice *dev;
+    QPCIBar mmio;
+    g_autofree char *before = NULL;
+    g_autofree char *after = NULL;
+    QDict *resp;
+
+    g_autofree char *addr = g_strdup_printf("%x", HOTPLUG_SLOT);
+
+    qtest_qmp_device_add(qts, "rust-vgpu", "hp0", "{'addr': %s, 'vram-size': %d}",
+                         addr, 16 * MiB);
+    dev = qpci_device_find(qs->pcibus, QPCI_DEVFN(HOTPLUG_SLOT, 0));
+    g_assert_nonnull(dev);
+    mmio = qpci_iomap(dev, RVG_BAR_MMIO, NULL);
+    rvg_pci_enable(dev);
+    qpci_io_writeq(dev, mmio, RVG_GTT, page | 1);
+    before = qtest_hmp(qts, "info rust-vgpu");
+    g_assert_nonnull(strstr(before, "\"hp0\""));
+    g_assert_nonnull(strstr(before, "pinned-pages: 1"));
+
+    qpci_unplug_acpi_device_test(qts, "hp0", HOTPLUG_SLOT);
+    after = qtest_hmp(qts, "info rust-vgpu");
+    g_assert_cmpstr(after, ==, "no rust-vgpu devices\r\n");
+    resp = qtest_qmp(qts, "{'execute': 'query-status'}");
+    g_assert_true(qdict_haskey(resp, "return"));
+    qobject_unref(resp);
+    g_free(dev);
+    qtest_pc_shutdown(qs);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -404,6 +446,7 @@ int main(int argc, char **argv)
     qtest_add_func("/rust-vgpu/irq/msix", test_msix);
     qtest_add_func("/rust-vgpu/irq/msi", test_msi);
     qtest_add_func("/rust-vgpu/irq/intx", test_intx);
+    qtest_add_func("/rust-vgpu/hotplug", test_hotplug_unplug);
 
     return g_test_run();
 }

@@ -32,6 +32,10 @@ read -r cargo_pass cargo_fail < <(awk '/^test result:/ { p += $4; f += $6 } END 
 # meson prints one "▶ i/n <test path> OK|FAIL|ERROR|SKIP" line per TAP subtest.
 qtest_pass=$(grep -cE '^▶ [0-9]+/[0-9]+ .* OK *$' "$logs/qtest.log" || true)
 qtest_fail=$(grep -cE '^▶ [0-9]+/[0-9]+ .* (FAIL|ERROR) *$' "$logs/qtest.log" || true)
+# A test program that crashes or times out may report no failing subtest:
+# count it from meson's summary.
+binaries_failed=$(awk '/^(Fail|Timeout): / { n += $2 } END { print n + 0 }' "$logs/qtest.log")
+[ "$binaries_failed" -gt "$qtest_fail" ] && qtest_fail=$binaries_failed
 
 echo
 echo "== rust-vgpu test summary"
