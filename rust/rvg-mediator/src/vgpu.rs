@@ -651,9 +651,19 @@ mod tests {
         bar2::GTT + 8 * i
     }
 
-    /// Page-aligned memory standing in for guest RAM.
-    fn guest_ram(pages: u64) -> rvg_model::vram::Vram {
-        rvg_model::vram::Vram::new(pages * 4096).unwrap()
+    /// A vGPU with `pages` of guest RAM at 1 MiB: page-aligned host memory
+    /// standing in for it, reported as the memory listener would.
+    fn attach_with_ram(pages: u64) -> (Vgpu, Arc<SoftGpu>, rvg_model::vram::Vram) {
+        let (v, soft) = attach();
+        let ram = rvg_model::vram::Vram::new(pages * 4096).unwrap();
+        let fx = v.guest_ram_add(
+            0x10_0000,
+            pages * 4096,
+            ram.host_ptr(0).unwrap() as u64,
+            MemKind::Ram,
+        );
+        assert!(fx.diags.is_empty(), "{:?}", fx.diags);
+        (v, soft, ram)
     }
 
     #[test]
@@ -740,10 +750,7 @@ mod tests {
 
     #[test]
     fn guest_ram_is_dma_mapped_pinned_and_invalidated() {
-        let (v, soft) = attach();
-        let ram = guest_ram(16);
-        let hva = ram.host_ptr(0).unwrap() as u64;
-        v.guest_ram_add(0x10_0000, 16 * 4096, hva, MemKind::Ram);
+        let (v, soft, ram) = attach_with_ram(16);
         v.mmio_write(gtt(0), 0x10_2000 | GttEntry::VALID, 8);
         v.mmio_write(gtt(1), 0x10_2000 | GttEntry::VALID, 8);
         assert_eq!(
@@ -792,14 +799,7 @@ mod tests {
 
     #[test]
     fn reset_releases_everything_but_guest_memory() {
-        let (v, soft) = attach();
-        let ram = guest_ram(4);
-        v.guest_ram_add(
-            0x10_0000,
-            4 * 4096,
-            ram.host_ptr(0).unwrap() as u64,
-            MemKind::Ram,
-        );
+        let (v, soft, _ram) = attach_with_ram(4);
         v.mmio_write(gtt(3), 0x10_1000 | GttEntry::VALID, 8);
         v.mmio_write(greg(GlobalReg::Scratch), 77, 8);
         v.mmio_write(
@@ -821,14 +821,7 @@ mod tests {
 
     #[test]
     fn detach_leaves_the_gpu_clean() {
-        let (v, soft) = attach();
-        let ram = guest_ram(4);
-        v.guest_ram_add(
-            0x10_0000,
-            4 * 4096,
-            ram.host_ptr(0).unwrap() as u64,
-            MemKind::Ram,
-        );
+        let (v, soft, _ram) = attach_with_ram(4);
         v.mmio_write(gtt(0), 0x10_0000 | GttEntry::VALID, 8);
         drop(v);
         assert!(soft.gpu().dma().read(0x10_0000, &mut [0]).is_err());
