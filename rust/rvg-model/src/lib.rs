@@ -6,9 +6,11 @@
 
 pub mod access;
 pub mod block;
+pub mod cmd;
 pub mod config;
 pub mod dma;
 pub mod effects;
+pub mod gfx_mem;
 pub mod global;
 pub mod gpu;
 pub mod gtt;

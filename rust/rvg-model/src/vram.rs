@@ -95,6 +95,46 @@ impl Vram {
     }
 }
 
+impl Vram {
+    /// Fill `len` bytes at `offset` with the little-endian `value` repeated.
+    /// Both must be multiples of 4.
+    pub fn fill32(&self, offset: u64, len: u64, value: u32) -> Result<(), OutOfRange> {
+        self.check(offset, len)?;
+        if !offset.is_multiple_of(4) || !len.is_multiple_of(4) {
+            return Err(OutOfRange { offset, len });
+        }
+        // SAFETY: the range is inside the mapping (checked) and 4-aligned
+        // (the mapping is page-aligned). The slice lives only for the fill;
+        // no Rust reference to this memory exists meanwhile. A concurrent
+        // guest access through BAR0 races like a CPU against a blitter: it
+        // may see any mix of old and new pixels, never memory outside VRAM.
+        let words = unsafe {
+            std::slice::from_raw_parts_mut(
+                self.ptr.as_ptr().add(offset as usize) as *mut u32,
+                (len / 4) as usize,
+            )
+        };
+        words.fill(value.to_le());
+        Ok(())
+    }
+
+    /// memmove inside VRAM: the ranges may overlap.
+    pub fn copy_within(&self, src: u64, dst: u64, len: u64) -> Result<(), OutOfRange> {
+        self.check(src, len)?;
+        self.check(dst, len)?;
+        // SAFETY: both ranges are inside the mapping (checked); ptr::copy
+        // handles overlap.
+        unsafe {
+            std::ptr::copy(
+                self.ptr.as_ptr().add(src as usize),
+                self.ptr.as_ptr().add(dst as usize),
+                len as usize,
+            )
+        };
+        Ok(())
+    }
+}
+
 impl Drop for Vram {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly the mapping made in `new`; nothing
@@ -119,5 +159,22 @@ mod tests {
         assert!(v.host_ptr(1 << 20).is_ok());
         assert!(v.host_ptr((1 << 20) + 1).is_err());
         assert_eq!(v.host_ptr(0).unwrap() as usize % 4096, 0);
+    }
+
+    #[test]
+    fn fill_and_overlapping_copy() {
+        let v = Vram::new(1 << 20).unwrap();
+        v.fill32(0x100, 16, 0xa1b2c3d4).unwrap();
+        let mut b = [0u8; 8];
+        v.read(0x104, &mut b).unwrap();
+        assert_eq!(b, [0xd4, 0xc3, 0xb2, 0xa1, 0xd4, 0xc3, 0xb2, 0xa1]);
+        assert!(v.fill32(0x101, 4, 0).is_err());
+        assert!(v.fill32((1 << 20) - 4, 8, 0).is_err());
+        v.write(0, &[1, 2, 3, 4, 5, 6]).unwrap();
+        v.copy_within(0, 2, 6).unwrap();
+        let mut c = [0u8; 8];
+        v.read(0, &mut c).unwrap();
+        assert_eq!(c, [1, 2, 1, 2, 3, 4, 5, 6]);
+        assert!(v.copy_within(0, (1 << 20) - 2, 4).is_err());
     }
 }
