@@ -10,6 +10,7 @@ pub mod cmd;
 pub mod config;
 pub mod dma;
 pub mod effects;
+pub mod engine;
 pub mod gfx_mem;
 pub mod global;
 pub mod gpu;

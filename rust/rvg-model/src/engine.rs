@@ -1,0 +1,636 @@
+//! The command engine: executes the ring between `RING_HEAD` and
+//! `RING_TAIL`, one level of batch buffers, and stops on the first error
+//! with its code and graphics address in `ERROR` / `ERROR_ADDR`.
+//!
+//! This is the engine state and its execution, independent of threads and
+//! registers' MMIO encoding; the GPU drives it from a worker thread.
+
+use crate::cmd::{self, Command, DecodeError};
+use crate::gfx_mem::{Fault, GfxMem};
+use crate::irq::IntSource;
+
+/// `RING_CTL` bits.
+pub mod ring_ctl {
+    /// The engine runs commands while set.
+    pub const ENABLE: u32 = 1 << 0;
+    /// Writing 1 resets the engine: head to 0, error cleared, halt lifted.
+    pub const RESET: u32 = 1 << 1;
+}
+
+/// `ERROR` codes.
+pub mod error {
+    pub const NONE: u32 = 0;
+    pub const UNKNOWN_OPCODE: u32 = 1;
+    pub const RESERVED_BITS: u32 = 2;
+    pub const TRUNCATED: u32 = 3;
+    pub const BAD_ADDRESS: u32 = 4;
+    pub const BATCH_NESTING: u32 = 5;
+    pub const BAD_RECT: u32 = 6;
+    pub const MISALIGNED: u32 = 7;
+    pub const BAD_RING: u32 = 8;
+    pub const BAD_REGISTER: u32 = 9;
+}
+
+/// Smallest and largest ring, bytes; the size must be a power of two.
+pub const RING_SIZE_MIN: u32 = 4096;
+pub const RING_SIZE_MAX: u32 = 1 << 20;
+/// Largest batch, bytes.
+pub const BATCH_LEN_MAX: u32 = 1 << 20;
+
+/// An execution error: code and graphics address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineError {
+    pub code: u32,
+    pub addr: u64,
+}
+
+impl EngineError {
+    fn at(code: u32, addr: u64) -> EngineError {
+        EngineError { code, addr }
+    }
+
+    fn from_decode(e: DecodeError, addr: u64) -> EngineError {
+        let code = match e {
+            DecodeError::UnknownOpcode(_) => error::UNKNOWN_OPCODE,
+            DecodeError::ReservedBits(_) => error::RESERVED_BITS,
+            DecodeError::Truncated { .. } => error::TRUNCATED,
+        };
+        EngineError::at(code, addr)
+    }
+}
+
+impl From<Fault> for EngineError {
+    fn from(f: Fault) -> EngineError {
+        EngineError::at(error::BAD_ADDRESS, f.addr)
+    }
+}
+
+/// The engine's registers (the engine block of BAR2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineState {
+    pub ring_base: u64,
+    pub ring_size: u32,
+    pub head: u32,
+    pub tail: u32,
+    pub ctl: u32,
+    pub seqno: u32,
+    pub error: u32,
+    pub error_addr: u64,
+}
+
+/// What a run did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunOutcome {
+    /// Interrupt sources to raise.
+    pub raise: IntSource,
+    /// Commands executed (batch contents included).
+    pub commands: u64,
+    /// Work remains (the budget ran out before the tail).
+    pub more: bool,
+}
+
+impl EngineState {
+    /// Whether there is work the engine may do now.
+    pub fn runnable(&self) -> bool {
+        self.ctl & ring_ctl::ENABLE != 0 && self.error == error::NONE && self.head != self.tail
+    }
+
+    pub fn reset(&mut self) {
+        self.head = 0;
+        self.error = error::NONE;
+        self.error_addr = 0;
+    }
+
+    fn ring_ok(&self) -> bool {
+        let s = self.ring_size;
+        s.is_power_of_two()
+            && (RING_SIZE_MIN..=RING_SIZE_MAX).contains(&s)
+            && self.ring_base.is_multiple_of(u64::from(RING_SIZE_MIN))
+            && self.head < s
+            && self.tail < s
+            && self.head.is_multiple_of(4)
+            && self.tail.is_multiple_of(4)
+    }
+
+    /// Dwords between head and tail, at most `max`, read with wrap-around.
+    fn ring_dwords(&self, mem: &GfxMem, max: usize) -> Result<Vec<u32>, EngineError> {
+        let avail = (self.tail.wrapping_sub(self.head) & (self.ring_size - 1)) / 4;
+        let n = (avail as usize).min(max);
+        let mut out = Vec::with_capacity(n);
+        let mut off = self.head;
+        for _ in 0..n {
+            out.push(mem.read_u32(self.ring_base + u64::from(off))?);
+            off = (off + 4) & (self.ring_size - 1);
+        }
+        Ok(out)
+    }
+
+    /// Run up to `budget` commands from head towards tail. On error the
+    /// engine halts with `ERROR`/`ERROR_ADDR` set and head on the command.
+    pub fn run(&mut self, mem: &GfxMem, budget: u64) -> RunOutcome {
+        let mut out = RunOutcome::default();
+        if !self.runnable() {
+            return out;
+        }
+        if !self.ring_ok() {
+            return self.halt(EngineError::at(error::BAD_RING, self.ring_base), out);
+        }
+        while self.head != self.tail {
+            if out.commands >= budget {
+                out.more = true;
+                return out;
+            }
+            let at = self.ring_base + u64::from(self.head);
+            let dw = match self.ring_dwords(mem, 9) {
+                Ok(dw) => dw,
+                Err(e) => return self.halt(e, out),
+            };
+            let (command, len) = match cmd::decode(&dw) {
+                Ok(d) => d,
+                Err(e) => return self.halt(EngineError::from_decode(e, at), out),
+            };
+            out.commands += 1;
+            let result = match command {
+                Command::BatchStart { addr, len } => self.batch(mem, addr, len, &mut out),
+                Command::BatchEnd => Err(EngineError::at(error::BATCH_NESTING, at)),
+                c => self.execute(mem, c, at, &mut out),
+            };
+            if let Err(e) = result {
+                return self.halt(e, out);
+            }
+            self.head = (self.head + 4 * len as u32) & (self.ring_size - 1);
+        }
+        out
+    }
+
+    fn halt(&mut self, e: EngineError, mut out: RunOutcome) -> RunOutcome {
+        self.error = e.code;
+        self.error_addr = e.addr;
+        out.raise |= IntSource::ENGINE_ERROR;
+        if e.code == error::BAD_ADDRESS {
+            out.raise |= IntSource::GTT_FAULT;
+        }
+        out.more = false;
+        out
+    }
+
+    /// Run a batch buffer: commands in `[addr, addr + len)` until BATCH_END
+    /// or its end.
+    fn batch(
+        &mut self,
+        mem: &GfxMem,
+        addr: u64,
+        len: u32,
+        out: &mut RunOutcome,
+    ) -> Result<(), EngineError> {
+        if !len.is_multiple_of(4) || !addr.is_multiple_of(4) {
+            return Err(EngineError::at(error::MISALIGNED, addr));
+        }
+        if len > BATCH_LEN_MAX {
+            return Err(EngineError::at(error::TRUNCATED, addr));
+        }
+        let mut bytes = vec![0u8; len as usize];
+        mem.read(addr, &mut bytes)?;
+        let dw: Vec<u32> = bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        let mut i = 0;
+        while i < dw.len() {
+            let at = addr + 4 * i as u64;
+            let (command, n) =
+                cmd::decode(&dw[i..]).map_err(|e| EngineError::from_decode(e, at))?;
+            out.commands += 1;
+            match command {
+                Command::BatchEnd => return Ok(()),
+                Command::BatchStart { .. } => {
+                    return Err(EngineError::at(error::BATCH_NESTING, at))
+                }
+                c => self.execute(mem, c, at, out)?,
+            }
+            i += n;
+        }
+        Ok(())
+    }
+
+    /// One non-control command.
+    fn execute(
+        &mut self,
+        mem: &GfxMem,
+        c: Command,
+        at: u64,
+        out: &mut RunOutcome,
+    ) -> Result<(), EngineError> {
+        match c {
+            Command::Noop => {}
+            Command::StoreDw { addr, value } => {
+                if addr % 4 != 0 {
+                    return Err(EngineError::at(error::MISALIGNED, addr));
+                }
+                mem.write(addr, &value.to_le_bytes())?;
+            }
+            Command::Fence { seqno, interrupt } => {
+                self.seqno = seqno;
+                if interrupt {
+                    out.raise |= IntSource::FENCE;
+                }
+            }
+            Command::FillRect {
+                dst,
+                pitch,
+                width,
+                height,
+                color,
+            } => {
+                let row = check_rect(dst, pitch, width, height)?;
+                for y in 0..u64::from(height) {
+                    mem.check(dst + y * u64::from(pitch), row)?;
+                }
+                for y in 0..u64::from(height) {
+                    mem.fill32(dst + y * u64::from(pitch), row, color)?;
+                }
+            }
+            Command::CopyRect {
+                src,
+                src_pitch,
+                dst,
+                dst_pitch,
+                width,
+                height,
+            } => {
+                let row = check_rect(src, src_pitch, width, height)?;
+                check_rect(dst, dst_pitch, width, height)?;
+                for y in 0..u64::from(height) {
+                    mem.check(src + y * u64::from(src_pitch), row)?;
+                    mem.check(dst + y * u64::from(dst_pitch), row)?;
+                }
+                // Rows in the order that never reads a row already written:
+                // bottom-up when the destination lies after the source.
+                let rows: Box<dyn Iterator<Item = u64>> = if dst > src {
+                    Box::new((0..u64::from(height)).rev())
+                } else {
+                    Box::new(0..u64::from(height))
+                };
+                for y in rows {
+                    mem.copy(
+                        src + y * u64::from(src_pitch),
+                        dst + y * u64::from(dst_pitch),
+                        row,
+                    )?;
+                }
+            }
+            Command::LoadReg { reg, value } => {
+                // Only SEQNO may be loaded (the mediator resynchronising a
+                // context); anything else is a bad register.
+                if u64::from(reg) != crate::regs::Register::offset(crate::regs::EngineReg::Seqno) {
+                    return Err(EngineError::at(error::BAD_REGISTER, at));
+                }
+                self.seqno = value;
+            }
+            Command::BatchStart { .. } | Command::BatchEnd => unreachable!("handled by the caller"),
+        }
+        Ok(())
+    }
+}
+
+/// Check a rectangle's numbers; returns its row length in bytes.
+fn check_rect(base: u64, pitch: u32, width: u32, height: u32) -> Result<u64, EngineError> {
+    if !base.is_multiple_of(4) || !pitch.is_multiple_of(4) {
+        return Err(EngineError::at(error::MISALIGNED, base));
+    }
+    cmd::rect_span(base, pitch, width, height).ok_or(EngineError::at(error::BAD_RECT, base))?;
+    Ok(u64::from(width) * cmd::PIXEL_BYTES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dma::NoDma;
+    use crate::gfx_mem::tests::gtt_with;
+    use crate::gtt::GttEntry;
+    use crate::vram::Vram;
+
+    /// 64 graphics pages mapped 1:1 onto the first 256 KiB of VRAM; the
+    /// ring at graphics 0, 4 KiB.
+    fn setup() -> (Vram, Vec<std::sync::atomic::AtomicU64>) {
+        let vram = Vram::new(1 << 20).unwrap();
+        let entries: Vec<(usize, GttEntry)> = (0..64)
+            .map(|i| (i, GttEntry::new(i as u64 * 4096, true)))
+            .collect();
+        (vram, gtt_with(&entries, 128))
+    }
+
+    fn engine() -> EngineState {
+        EngineState {
+            ring_base: 0,
+            ring_size: 4096,
+            ctl: ring_ctl::ENABLE,
+            ..Default::default()
+        }
+    }
+
+    /// Write `cmds` into the ring at head and move the tail past them.
+    fn submit(e: &mut EngineState, m: &GfxMem, cmds: &[Command]) {
+        for c in cmds {
+            for dw in c.encode() {
+                m.write(e.ring_base + u64::from(e.tail), &dw.to_le_bytes())
+                    .unwrap();
+                e.tail = (e.tail + 4) % e.ring_size;
+            }
+        }
+    }
+
+    #[test]
+    fn store_fence_and_fill() {
+        let (vram, gtt) = setup();
+        let m = GfxMem {
+            gtt: &gtt,
+            vram: &vram,
+            dma: &NoDma,
+        };
+        let mut e = engine();
+        submit(
+            &mut e,
+            &m,
+            &[
+                Command::StoreDw {
+                    addr: 0x8000,
+                    value: 0xcafe,
+                },
+                Command::FillRect {
+                    dst: 0x10000,
+                    pitch: 256,
+                    width: 16,
+                    height: 4,
+                    color: 0x00ff00,
+                },
+                Command::Fence {
+                    seqno: 5,
+                    interrupt: true,
+                },
+            ],
+        );
+        let out = e.run(&m, 100);
+        assert_eq!(
+            (out.commands, out.raise, e.head, e.seqno),
+            (3, IntSource::FENCE, e.tail, 5)
+        );
+        assert_eq!(m.read_u32(0x8000), Ok(0xcafe));
+        assert_eq!(m.read_u32(0x10000 + 3 * 256 + 60), Ok(0x00ff00));
+        assert_eq!(
+            m.read_u32(0x10000 + 3 * 256 + 64),
+            Ok(0),
+            "clipped to the width"
+        );
+    }
+
+    #[test]
+    fn overlapping_copies_in_both_directions() {
+        let (vram, gtt) = setup();
+        let m = GfxMem {
+            gtt: &gtt,
+            vram: &vram,
+            dma: &NoDma,
+        };
+        // A 4x4 rectangle of distinct pixels at (0,0), pitch 64.
+        for i in 0..16u32 {
+            m.write(
+                0x20000 + u64::from(i / 4) * 64 + u64::from(i % 4) * 4,
+                &i.to_le_bytes(),
+            )
+            .unwrap();
+        }
+        let mut e = engine();
+        // Down and right by one pixel and one row, then back.
+        submit(
+            &mut e,
+            &m,
+            &[Command::CopyRect {
+                src: 0x20000,
+                src_pitch: 64,
+                dst: 0x20044,
+                dst_pitch: 64,
+                width: 4,
+                height: 4,
+            }],
+        );
+        e.run(&m, 10);
+        for i in 0..16u32 {
+            assert_eq!(
+                m.read_u32(0x20044 + u64::from(i / 4) * 64 + u64::from(i % 4) * 4),
+                Ok(i)
+            );
+        }
+        submit(
+            &mut e,
+            &m,
+            &[Command::CopyRect {
+                src: 0x20044,
+                src_pitch: 64,
+                dst: 0x20000,
+                dst_pitch: 64,
+                width: 4,
+                height: 4,
+            }],
+        );
+        e.run(&m, 10);
+        for i in 0..16u32 {
+            assert_eq!(
+                m.read_u32(0x20000 + u64::from(i / 4) * 64 + u64::from(i % 4) * 4),
+                Ok(i)
+            );
+        }
+        assert_eq!(e.error, error::NONE);
+    }
+
+    #[test]
+    fn batches_run_and_return() {
+        let (vram, gtt) = setup();
+        let m = GfxMem {
+            gtt: &gtt,
+            vram: &vram,
+            dma: &NoDma,
+        };
+        let batch: Vec<u8> = [
+            Command::StoreDw {
+                addr: 0x9000,
+                value: 7,
+            },
+            Command::BatchEnd,
+            Command::StoreDw {
+                addr: 0x9004,
+                value: 8,
+            },
+        ]
+        .iter()
+        .flat_map(|c| c.encode())
+        .flat_map(|d| d.to_le_bytes())
+        .collect();
+        m.write(0x30000, &batch).unwrap();
+        let mut e = engine();
+        submit(
+            &mut e,
+            &m,
+            &[
+                Command::BatchStart {
+                    addr: 0x30000,
+                    len: batch.len() as u32,
+                },
+                Command::Fence {
+                    seqno: 1,
+                    interrupt: false,
+                },
+            ],
+        );
+        let out = e.run(&m, 100);
+        assert_eq!(
+            (m.read_u32(0x9000), m.read_u32(0x9004)),
+            (Ok(7), Ok(0)),
+            "stops at BATCH_END"
+        );
+        assert_eq!((e.seqno, e.error, out.commands), (1, error::NONE, 4));
+    }
+
+    fn error_of(cmds: &[Command], raw: &[u32]) -> (EngineState, RunOutcome) {
+        let (vram, gtt) = setup();
+        let m = GfxMem {
+            gtt: &gtt,
+            vram: &vram,
+            dma: &NoDma,
+        };
+        let mut e = engine();
+        submit(&mut e, &m, cmds);
+        for &dw in raw {
+            m.write(u64::from(e.tail), &dw.to_le_bytes()).unwrap();
+            e.tail += 4;
+        }
+        let out = e.run(&m, 100);
+        (e, out)
+    }
+
+    #[test]
+    fn every_error_stops_the_engine_with_code_and_address() {
+        let fill = |dst, pitch, width, height| Command::FillRect {
+            dst,
+            pitch,
+            width,
+            height,
+            color: 0,
+        };
+        let cases: Vec<(Vec<Command>, Vec<u32>, u32, u64)> = vec![
+            (vec![], vec![0x7f00_0000], error::UNKNOWN_OPCODE, 0),
+            (vec![], vec![0x0000_0001], error::RESERVED_BITS, 0),
+            (
+                vec![Command::Noop],
+                vec![0x0500_0000, 0],
+                error::TRUNCATED,
+                4,
+            ),
+            (
+                vec![Command::StoreDw {
+                    addr: 64 * 4096,
+                    value: 1,
+                }],
+                vec![],
+                error::BAD_ADDRESS,
+                64 * 4096,
+            ),
+            (
+                vec![Command::StoreDw { addr: 2, value: 1 }],
+                vec![],
+                error::MISALIGNED,
+                2,
+            ),
+            (
+                vec![fill(0x10000, 8, 4, 2)],
+                vec![],
+                error::BAD_RECT,
+                0x10000,
+            ),
+            (
+                vec![fill(0x3f000, 4096, 1024, 2)],
+                vec![],
+                error::BAD_ADDRESS,
+                0x40000,
+            ),
+            (vec![Command::BatchEnd], vec![], error::BATCH_NESTING, 0),
+            (
+                vec![Command::LoadReg { reg: 0, value: 1 }],
+                vec![],
+                error::BAD_REGISTER,
+                0,
+            ),
+        ];
+        for (cmds, raw, code, addr) in cases {
+            let (e, out) = error_of(&cmds, &raw);
+            assert_eq!((e.error, e.error_addr), (code, addr), "{cmds:?} {raw:x?}");
+            assert!(out.raise.contains(IntSource::ENGINE_ERROR));
+            assert_eq!(
+                out.raise.contains(IntSource::GTT_FAULT),
+                code == error::BAD_ADDRESS
+            );
+            assert!(!e.runnable(), "halted");
+        }
+    }
+
+    #[test]
+    fn nested_batches_are_refused_and_reset_recovers() {
+        let (vram, gtt) = setup();
+        let m = GfxMem {
+            gtt: &gtt,
+            vram: &vram,
+            dma: &NoDma,
+        };
+        let inner: Vec<u8> = Command::BatchStart {
+            addr: 0x30000,
+            len: 16,
+        }
+        .encode()
+        .iter()
+        .flat_map(|d| d.to_le_bytes())
+        .collect();
+        m.write(0x30000, &inner).unwrap();
+        let mut e = engine();
+        submit(
+            &mut e,
+            &m,
+            &[Command::BatchStart {
+                addr: 0x30000,
+                len: 16,
+            }],
+        );
+        e.run(&m, 10);
+        assert_eq!((e.error, e.error_addr), (error::BATCH_NESTING, 0x30000));
+        e.reset();
+        e.tail = 0;
+        submit(
+            &mut e,
+            &m,
+            &[Command::Fence {
+                seqno: 9,
+                interrupt: false,
+            }],
+        );
+        e.run(&m, 10);
+        assert_eq!((e.error, e.seqno), (error::NONE, 9));
+    }
+
+    #[test]
+    fn budget_and_bad_rings() {
+        let (vram, gtt) = setup();
+        let m = GfxMem {
+            gtt: &gtt,
+            vram: &vram,
+            dma: &NoDma,
+        };
+        let mut e = engine();
+        submit(&mut e, &m, &[Command::Noop, Command::Noop, Command::Noop]);
+        let out = e.run(&m, 2);
+        assert!(out.more && e.head == 8);
+        let mut bad = engine();
+        bad.ring_size = 3000;
+        bad.tail = 4;
+        assert_eq!(bad.run(&m, 10).raise, IntSource::ENGINE_ERROR);
+        assert_eq!(bad.error, error::BAD_RING);
+    }
+}
