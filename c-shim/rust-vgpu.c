@@ -76,6 +76,8 @@ static RvgIrqMode host_irq_mode(RvgHost *host)
 {
     PCIDevice *pdev = PCI_DEVICE(host_state(host));
 
+    /* Config space changes under the BQL; the engine thread asks too. */
+    BQL_LOCK_GUARD();
     if (msix_enabled(pdev)) {
         return RVG_IRQ_MSIX;
     }

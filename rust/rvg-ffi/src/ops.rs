@@ -84,6 +84,8 @@ fn build(config: &sys::RvgConfig, host: &Host) -> Result<Model, String> {
         })
         .map_err(|e| e.to_string())?;
         gpu.set_dma(Arc::new(HostDma(host.clone())));
+        let irq_host = host.clone();
+        gpu.set_irq_sink(Arc::new(move |line| irq_host.drive_irq(line)));
         return Ok(Model::Hw(Arc::new(gpu)));
     }
     let cfg = VgpuConfig {

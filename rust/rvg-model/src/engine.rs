@@ -5,9 +5,11 @@
 //! This is the engine state and its execution, independent of threads and
 //! registers' MMIO encoding; the GPU drives it from a worker thread.
 
+use crate::block::{decode, RegError};
 use crate::cmd::{self, Command, DecodeError};
 use crate::gfx_mem::{Fault, GfxMem};
 use crate::irq::IntSource;
+use crate::regs::{EngineReg, RegKind, Register};
 
 /// `RING_CTL` bits.
 pub mod ring_ctl {
@@ -89,7 +91,68 @@ pub struct RunOutcome {
     pub more: bool,
 }
 
+/// What a register write asks of whoever runs the engine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineWrite {
+    /// There may be new work: wake the engine.
+    pub kick: bool,
+    /// The engine was reset: discard a run in flight.
+    pub reset: bool,
+}
+
 impl EngineState {
+    /// The value of an engine register.
+    pub fn reg(&self, reg: EngineReg) -> u64 {
+        match reg {
+            EngineReg::RingBase => self.ring_base,
+            EngineReg::RingSize => u64::from(self.ring_size),
+            EngineReg::RingHead => u64::from(self.head),
+            EngineReg::RingTail => u64::from(self.tail),
+            EngineReg::RingCtl => u64::from(self.ctl),
+            EngineReg::Seqno => u64::from(self.seqno),
+            EngineReg::Error => u64::from(self.error),
+            EngineReg::ErrorAddr => self.error_addr,
+        }
+    }
+
+    pub fn read(&self, rel: u64, size: u32) -> Result<u64, RegError> {
+        let (reg, lane) = decode::<EngineReg>(rel, size)?;
+        Ok(lane.extract(self.reg(reg)))
+    }
+
+    /// A write to the engine block.
+    pub fn write(&mut self, rel: u64, value: u64, size: u32) -> Result<EngineWrite, RegError> {
+        let (reg, lane) = decode::<EngineReg>(rel, size)?;
+        if reg.kind() == RegKind::ReadOnly {
+            return Err(RegError::ReadOnly {
+                reg: reg.name(),
+                value,
+            });
+        }
+        let merged = lane.merge(self.reg(reg), value);
+        let mut w = EngineWrite::default();
+        match reg {
+            EngineReg::RingBase => self.ring_base = merged,
+            EngineReg::RingSize => self.ring_size = merged as u32,
+            EngineReg::RingTail => {
+                self.tail = merged as u32;
+                w.kick = true;
+            }
+            EngineReg::RingCtl => {
+                let ctl = merged as u32;
+                if ctl & ring_ctl::RESET != 0 {
+                    self.reset();
+                    w.reset = true;
+                }
+                // RESET reads back as zero; undefined bits are not kept.
+                self.ctl = ctl & ring_ctl::ENABLE;
+                w.kick = true;
+            }
+            _ => unreachable!("read-only registers were refused above"),
+        }
+        Ok(w)
+    }
+
     /// Whether there is work the engine may do now.
     pub fn runnable(&self) -> bool {
         self.ctl & ring_ctl::ENABLE != 0 && self.error == error::NONE && self.head != self.tail
@@ -282,7 +345,7 @@ impl EngineState {
             Command::LoadReg { reg, value } => {
                 // Only SEQNO may be loaded (the mediator resynchronising a
                 // context); anything else is a bad register.
-                if u64::from(reg) != crate::regs::Register::offset(crate::regs::EngineReg::Seqno) {
+                if u64::from(reg) != EngineReg::Seqno.offset() {
                     return Err(EngineError::at(error::BAD_REGISTER, at));
                 }
                 self.seqno = value;
@@ -613,6 +676,31 @@ mod tests {
         );
         e.run(&m, 10);
         assert_eq!((e.error, e.seqno), (error::NONE, 9));
+    }
+
+    #[test]
+    fn registers_store_and_act() {
+        let mut e = EngineState::default();
+        let off = |r: EngineReg| r.offset();
+        e.write(off(EngineReg::RingBase), 0x40_0000, 8).unwrap();
+        e.write(off(EngineReg::RingSize), 4096, 4).unwrap();
+        assert!(e.write(off(EngineReg::RingTail), 16, 4).unwrap().kick);
+        assert_eq!(e.read(off(EngineReg::RingBase), 8), Ok(0x40_0000));
+        assert!(matches!(
+            e.write(off(EngineReg::RingHead), 4, 4),
+            Err(RegError::ReadOnly { .. })
+        ));
+        e.head = 8;
+        e.error = error::BAD_RING;
+        let w = e
+            .write(
+                off(EngineReg::RingCtl),
+                u64::from(ring_ctl::RESET | ring_ctl::ENABLE | 0x80),
+                4,
+            )
+            .unwrap();
+        assert!(w.reset && w.kick);
+        assert_eq!((e.head, e.error, e.ctl), (0, error::NONE, ring_ctl::ENABLE));
     }
 
     #[test]

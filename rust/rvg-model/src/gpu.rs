@@ -5,16 +5,20 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::block::{RegError, RegFile};
 use crate::config::{check_vram_size, ConfigError};
 use crate::dma::{DmaSpace, NoDma};
 use crate::effects::Effects;
+use crate::engine::EngineState;
+use crate::gfx_mem::GfxMem;
 use crate::global::{GlobalBlock, GlobalWrite};
 use crate::gtt::GttEntry;
 use crate::irq::IrqLine;
-use crate::regs::{bar2, Bar2Target, DisplayReg, EngineReg};
+use crate::regs::{bar2, Bar2Target, DisplayReg};
 use crate::vram::Vram;
 
 /// Entries of the physical GTT: the whole BAR2 window, 512 MiB of graphics
@@ -26,19 +30,47 @@ pub struct GpuConfig {
     pub vram_size: u64,
 }
 
+/// Commands the worker runs before it lets register accesses see progress.
+const RUN_BUDGET: u64 = 64;
+
+/// Delivers the interrupt output when the engine changes it.
+pub type IrqSink = Arc<dyn Fn(IrqLine) + Send + Sync>;
+
 #[derive(Debug, Default)]
 struct GpuState {
     global: Option<GlobalBlock>,
-    engine: RegFile<EngineReg>,
+    engine: EngineState,
     display: RegFile<DisplayReg>,
+    /// Bumped by every engine reset: a run that started before is dropped.
+    generation: u64,
+    /// The worker is executing commands outside the lock.
+    running: bool,
+    /// The worker is delivering an interrupt outside the lock.
+    delivering: bool,
+    shutdown: bool,
+}
+
+impl GpuState {
+    fn global(&mut self) -> &mut GlobalBlock {
+        self.global.as_mut().expect("set in new")
+    }
+}
+
+/// What the GPU's register side and its engine worker share.
+struct Core {
+    vram: Vram,
+    gtt: Box<[AtomicU64]>,
+    state: Mutex<GpuState>,
+    /// Signalled on new engine work, on the end of a run, on shutdown.
+    wake: Condvar,
+    dma: RwLock<Arc<dyn DmaSpace>>,
+    irq_sink: RwLock<Option<IrqSink>>,
 }
 
 pub struct Gpu {
     config: GpuConfig,
-    vram: Vram,
-    gtt: Box<[AtomicU64]>,
-    state: Mutex<GpuState>,
-    dma: RwLock<Arc<dyn DmaSpace>>,
+    core: Arc<Core>,
+    worker: Option<JoinHandle<()>>,
 }
 
 impl Gpu {
@@ -50,16 +82,27 @@ impl Gpu {
                 config.vram_size
             ))
         })?;
-        let gtt = (0..GTT_ENTRIES).map(|_| AtomicU64::new(0)).collect();
-        let gpu = Gpu {
+        let core = Arc::new(Core {
             vram,
-            gtt,
-            state: Mutex::new(GpuState::default()),
+            gtt: (0..GTT_ENTRIES).map(|_| AtomicU64::new(0)).collect(),
+            state: Mutex::new(GpuState {
+                global: Some(GlobalBlock::new(config.vram_size, GTT_ENTRIES)),
+                ..Default::default()
+            }),
+            wake: Condvar::new(),
             dma: RwLock::new(Arc::new(NoDma)),
+            irq_sink: RwLock::new(None),
+        });
+        let worker_core = core.clone();
+        let worker = std::thread::Builder::new()
+            .name("rvg-engine".into())
+            .spawn(move || worker_core.engine_loop())
+            .map_err(|e| ConfigError::Host(format!("cannot start the engine thread: {e}")))?;
+        Ok(Gpu {
             config,
-        };
-        gpu.state.lock().global = Some(GlobalBlock::new(gpu.config.vram_size, GTT_ENTRIES));
-        Ok(gpu)
+            core,
+            worker: Some(worker),
+        })
     }
 
     pub fn config(&self) -> &GpuConfig {
@@ -67,23 +110,29 @@ impl Gpu {
     }
 
     pub fn vram(&self) -> &Vram {
-        &self.vram
+        &self.core.vram
     }
 
     /// Install how DMA addresses reach memory.
     pub fn set_dma(&self, dma: Arc<dyn DmaSpace>) {
-        *self.dma.write() = dma;
+        *self.core.dma.write() = dma;
     }
 
     pub fn dma(&self) -> Arc<dyn DmaSpace> {
-        self.dma.read().clone()
+        self.core.dma.read().clone()
+    }
+
+    /// Install who hears about interrupts the engine raises on its own
+    /// thread (register accesses report theirs in their `Effects`).
+    pub fn set_irq_sink(&self, sink: IrqSink) {
+        *self.core.irq_sink.write() = Some(sink);
     }
 
     /// A whole-entry write to the GTT window (`BAR2 + GTT + 8 * index`):
     /// what an aligned 8-byte MMIO write there does, without the decoding.
     /// Returns false for an index past the GTT.
     pub fn set_gtt_entry(&self, index: u32, entry: GttEntry) -> bool {
-        match self.gtt.get(index as usize) {
+        match self.core.gtt.get(index as usize) {
             Some(slot) => {
                 slot.store(entry.0, Ordering::Release);
                 true
@@ -93,31 +142,46 @@ impl Gpu {
     }
 
     pub fn gtt_entry(&self, index: u32) -> Option<GttEntry> {
-        self.gtt
+        self.core
+            .gtt
             .get(index as usize)
             .map(|e| GttEntry(e.load(Ordering::Acquire)))
     }
 
     pub fn irq_line(&self) -> IrqLine {
-        self.global_irq(|g| g.irq.current())
+        self.core.state.lock().global().irq.current()
     }
 
-    fn global_irq<T>(&self, f: impl FnOnce(&mut GlobalBlock) -> T) -> T {
-        f(self.state.lock().global.as_mut().expect("set in new"))
+    /// The engine's registers, as a snapshot.
+    pub fn engine_state(&self) -> EngineState {
+        self.core.state.lock().engine
     }
 
-    /// Power-on state: registers and GTT cleared. VRAM keeps its contents,
-    /// as memory does across a reset.
+    /// Wait until the engine has nothing it could run (idle or halted) and
+    /// its interrupts are delivered.
+    pub fn wait_engine_idle(&self) {
+        let mut st = self.core.state.lock();
+        while st.running || st.delivering || st.engine.runnable() {
+            self.core.wake.wait(&mut st);
+        }
+    }
+
+    /// Power-on state: registers, engine and GTT cleared, after any run in
+    /// flight has finished. VRAM keeps its contents, as memory does.
     pub fn reset(&self) -> Effects {
-        for e in self.gtt.iter() {
+        let mut st = self.core.state.lock();
+        st.engine = EngineState::default();
+        st.generation += 1;
+        while st.running {
+            self.core.wake.wait(&mut st);
+        }
+        for e in self.core.gtt.iter() {
             e.store(0, Ordering::Release);
         }
-        let mut st = self.state.lock();
-        st.global.as_mut().expect("set in new").reset();
-        st.engine = RegFile::default();
+        st.global().reset();
         st.display = RegFile::default();
         Effects {
-            irq: Some(st.global.as_ref().expect("set in new").irq.current()),
+            irq: Some(st.global().irq.current()),
             diags: Vec::new(),
         }
     }
@@ -126,9 +190,9 @@ impl Gpu {
         let mut fx = Effects::default();
         // The raw model has no bochs-compatible block: only a vGPU needs one.
         let result = match Bar2Target::decode(offset) {
-            Bar2Target::Global(rel) => self.global_irq(|g| g.read(rel, size)),
-            Bar2Target::Engine(rel) => self.state.lock().engine.read(rel, size),
-            Bar2Target::Display(rel) => self.state.lock().display.read(rel, size),
+            Bar2Target::Global(rel) => self.core.state.lock().global().read(rel, size),
+            Bar2Target::Engine(rel) => self.core.state.lock().engine.read(rel, size),
+            Bar2Target::Display(rel) => self.core.state.lock().display.read(rel, size),
             Bar2Target::Gtt { index, within } => self.gtt_read(index, within, size),
             _ => Err(RegError::NoRegister { offset, size }),
         };
@@ -139,20 +203,37 @@ impl Gpu {
     pub fn mmio_write(&self, offset: u64, value: u64, size: u32) -> Effects {
         let mut fx = Effects::default();
         let result = match Bar2Target::decode(offset) {
-            Bar2Target::Global(rel) => match self.global_irq(|g| g.write(rel, value, size)) {
-                Ok(GlobalWrite::Reset) => return self.reset(),
-                Ok(GlobalWrite::Trigger(src)) => {
-                    fx.irq = Some(self.global_irq(|g| g.irq.raise(src)));
-                    return fx;
+            Bar2Target::Global(rel) => {
+                let mut st = self.core.state.lock();
+                match st.global().write(rel, value, size) {
+                    Ok(GlobalWrite::Reset) => {
+                        drop(st);
+                        return self.reset();
+                    }
+                    Ok(GlobalWrite::Trigger(src)) => {
+                        fx.irq = Some(st.global().irq.raise(src));
+                        return fx;
+                    }
+                    Ok(GlobalWrite::Done(line)) => {
+                        fx.irq = Some(line);
+                        return fx;
+                    }
+                    Err(e) => Err(e),
                 }
-                Ok(GlobalWrite::Done(line)) => {
-                    fx.irq = Some(line);
-                    return fx;
-                }
-                Err(e) => Err(e),
-            },
-            Bar2Target::Engine(rel) => self.state.lock().engine.write(rel, value, size).map(|_| ()),
+            }
+            Bar2Target::Engine(rel) => {
+                let mut st = self.core.state.lock();
+                st.engine.write(rel, value, size).map(|w| {
+                    if w.reset {
+                        st.generation += 1;
+                    }
+                    if w.kick {
+                        self.core.wake.notify_all();
+                    }
+                })
+            }
             Bar2Target::Display(rel) => self
+                .core
                 .state
                 .lock()
                 .display
@@ -166,10 +247,14 @@ impl Gpu {
     }
 
     fn gtt_slot(&self, index: u64, within: u64, size: u32) -> Result<&AtomicU64, RegError> {
-        let slot = self.gtt.get(index as usize).ok_or(RegError::NoRegister {
-            offset: bar2::GTT + index * 8 + within,
-            size,
-        })?;
+        let slot = self
+            .core
+            .gtt
+            .get(index as usize)
+            .ok_or(RegError::NoRegister {
+                offset: bar2::GTT + index * 8 + within,
+                size,
+            })?;
         crate::access::Lane::new(within, size, 0, 8)
             .ok()
             .filter(|l| l.size >= 4)
@@ -205,11 +290,84 @@ impl Gpu {
     }
 }
 
+impl Drop for Gpu {
+    fn drop(&mut self) {
+        self.core.state.lock().shutdown = true;
+        self.core.wake.notify_all();
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+impl Core {
+    /// The engine worker: runs whatever the engine may run, a budget of
+    /// commands at a time, outside the lock, so register accesses (a vCPU
+    /// writing the tail, polling the seqno) never wait for a blit.
+    fn engine_loop(&self) {
+        let mut st = self.state.lock();
+        loop {
+            while !st.shutdown && !st.engine.runnable() {
+                self.wake.wait(&mut st);
+            }
+            if st.shutdown {
+                return;
+            }
+            let mut engine = st.engine;
+            let generation = st.generation;
+            st.running = true;
+            drop(st);
+
+            let dma = self.dma.read().clone();
+            let mem = GfxMem {
+                gtt: &self.gtt,
+                vram: &self.vram,
+                dma: &*dma,
+            };
+            let out = engine.run(&mem, RUN_BUDGET);
+
+            st = self.state.lock();
+            st.running = false;
+            let mut message = false;
+            if st.generation == generation {
+                // Keep what the guest wrote meanwhile (base, size, tail,
+                // control); take what the engine owns.
+                st.engine.head = engine.head;
+                st.engine.seqno = engine.seqno;
+                st.engine.error = engine.error;
+                st.engine.error_addr = engine.error_addr;
+                if !out.raise.is_empty() {
+                    message = st.global().irq.raise(out.raise).message;
+                }
+            }
+            self.wake.notify_all();
+            if message {
+                // The level is read again at delivery: a reset may have
+                // come in between.
+                let line = IrqLine {
+                    message,
+                    ..st.global().irq.current()
+                };
+                st.delivering = true;
+                drop(st);
+                if let Some(sink) = self.irq_sink.read().clone() {
+                    sink(line);
+                }
+                st = self.state.lock();
+                st.delivering = false;
+                self.wake.notify_all();
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cmd::Command;
+    use crate::engine::{error, ring_ctl};
     use crate::irq::IntSource;
-    use crate::regs::{GlobalReg, Register, RVG_ID};
+    use crate::regs::{EngineReg, GlobalReg, Register, RVG_ID};
 
     fn gpu() -> Gpu {
         Gpu::new(GpuConfig {
@@ -269,6 +427,147 @@ mod tests {
         let mut b = [0];
         gpu.vram().read(0, &mut b).unwrap();
         assert_eq!(b, [7], "VRAM survives reset");
+    }
+
+    fn e(r: EngineReg) -> u64 {
+        bar2::ENGINE + r.offset()
+    }
+
+    /// 256 graphics pages mapped 1:1 onto VRAM, a 4 KiB ring at graphics 0
+    /// holding `cmds`, the engine enabled and kicked.
+    fn submit(gpu: &Gpu, cmds: &[Command]) {
+        for i in 0..256u32 {
+            gpu.set_gtt_entry(i, GttEntry::new(u64::from(i) * 4096, true));
+        }
+        let dw: Vec<u8> = cmds
+            .iter()
+            .flat_map(|c| c.encode())
+            .flat_map(|d| d.to_le_bytes())
+            .collect();
+        gpu.vram().write(0, &dw).unwrap();
+        gpu.mmio_write(e(EngineReg::RingBase), 0, 8);
+        gpu.mmio_write(e(EngineReg::RingSize), 4096, 4);
+        gpu.mmio_write(e(EngineReg::RingCtl), u64::from(ring_ctl::ENABLE), 4);
+        gpu.mmio_write(e(EngineReg::RingTail), dw.len() as u64, 4);
+    }
+
+    #[test]
+    fn the_engine_runs_on_its_thread_and_interrupts() {
+        let gpu = gpu();
+        let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        gpu.set_irq_sink(Arc::new(move |line| log.lock().push(line)));
+        gpu.mmio_write(
+            g(GlobalReg::IntEnable),
+            u64::from(IntSource::FENCE.bits()),
+            4,
+        );
+        submit(
+            &gpu,
+            &[
+                Command::FillRect {
+                    dst: 0x10000,
+                    pitch: 4096,
+                    width: 1024,
+                    height: 16,
+                    color: 0x336699,
+                },
+                Command::Fence {
+                    seqno: 42,
+                    interrupt: true,
+                },
+            ],
+        );
+        gpu.wait_engine_idle();
+        assert_eq!(gpu.mmio_read(e(EngineReg::Seqno), 4).0, 42);
+        assert_eq!(gpu.mmio_read(e(EngineReg::RingHead), 4).0, 4 * (7 + 2));
+        let mut px = [0u8; 4];
+        gpu.vram()
+            .read(0x10000 + 15 * 4096 + 4092, &mut px)
+            .unwrap();
+        assert_eq!(u32::from_le_bytes(px), 0x336699);
+        assert_eq!(
+            *seen.lock(),
+            [IrqLine {
+                asserted: true,
+                message: true
+            }]
+        );
+        assert_eq!(
+            gpu.mmio_read(g(GlobalReg::IntStatus), 4).0,
+            u64::from(IntSource::FENCE.bits())
+        );
+    }
+
+    #[test]
+    fn an_engine_error_halts_until_reset() {
+        let gpu = gpu();
+        submit(
+            &gpu,
+            &[
+                Command::StoreDw {
+                    addr: 300 * 4096,
+                    value: 1,
+                },
+                Command::Fence {
+                    seqno: 1,
+                    interrupt: false,
+                },
+            ],
+        );
+        gpu.wait_engine_idle();
+        let st = gpu.engine_state();
+        assert_eq!(
+            (st.error, st.error_addr, st.head, st.seqno),
+            (error::BAD_ADDRESS, 300 * 4096, 0, 0)
+        );
+        let status =
+            IntSource::from_bits_truncate(gpu.mmio_read(g(GlobalReg::IntStatus), 4).0 as u32);
+        assert_eq!(status, IntSource::ENGINE_ERROR | IntSource::GTT_FAULT);
+        // Reset the engine (disabled, so it stays put), then a new ring.
+        gpu.mmio_write(e(EngineReg::RingCtl), u64::from(ring_ctl::RESET), 4);
+        let st = gpu.engine_state();
+        assert_eq!((st.error, st.head, st.ctl), (error::NONE, 0, 0));
+        gpu.mmio_write(e(EngineReg::RingTail), 0, 4);
+        submit(
+            &gpu,
+            &[Command::Fence {
+                seqno: 3,
+                interrupt: false,
+            }],
+        );
+        gpu.wait_engine_idle();
+        assert_eq!(gpu.engine_state().seqno, 3);
+    }
+
+    #[test]
+    fn reset_waits_for_a_run_and_stops_the_engine() {
+        let gpu = gpu();
+        let big = Command::FillRect {
+            dst: 0x10000,
+            pitch: 4096,
+            width: 1024,
+            height: 200,
+            color: 1,
+        };
+        submit(
+            &gpu,
+            &[
+                big,
+                big,
+                big,
+                big,
+                Command::Fence {
+                    seqno: 9,
+                    interrupt: false,
+                },
+            ],
+        );
+        let fx = gpu.reset();
+        assert_eq!(fx.irq, Some(IrqLine::default()));
+        gpu.wait_engine_idle();
+        let st = gpu.engine_state();
+        assert_eq!((st.ctl, st.head, st.tail, st.seqno), (0, 0, 0, 0));
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub type SoftLog = Box<dyn Fn(&str) + Send + Sync>;
 pub struct SoftGpu {
     gpu: Arc<Gpu>,
     dma: Arc<DmaTable>,
-    irq: Mutex<IrqState>,
+    irq: Arc<Mutex<IrqState>>,
     config: Mutex<[u8; CONFIG_SIZE as usize]>,
     log: SoftLog,
 }
@@ -81,11 +81,14 @@ impl SoftGpu {
         let gpu = Arc::new(Gpu::new(config)?);
         let dma = Arc::new(DmaTable::default());
         gpu.set_dma(dma.clone());
+        let irq = Arc::new(Mutex::new(IrqState::default()));
+        let engine_irq = irq.clone();
+        gpu.set_irq_sink(Arc::new(move |line| deliver(&engine_irq, line)));
         Ok(SoftGpu {
             config: Mutex::new(config_space()),
             gpu,
             dma,
-            irq: Mutex::new(IrqState::default()),
+            irq,
             log,
         })
     }
@@ -102,22 +105,7 @@ impl SoftGpu {
             (self.log)(&format!("physical GPU: {m}"));
         }
         if let Some(line) = fx.irq {
-            self.deliver(line);
-        }
-    }
-
-    fn deliver(&self, line: IrqLine) {
-        let mut irq = self.irq.lock();
-        match irq.active {
-            Some(i) if i == VFIO_PCI_INTX_IRQ_INDEX => {
-                irq.intx_level = line.asserted;
-                if line.asserted && !irq.intx_masked {
-                    irq.intx_masked = true;
-                    signal(&irq.vectors[0]);
-                }
-            }
-            Some(_) if line.message => signal(&irq.vectors[0]),
-            _ => {}
+            deliver(&self.irq, line);
         }
     }
 
@@ -229,6 +217,24 @@ impl<'a> Buf<'a> {
                 (Buf::Write(x), Buf::Write(y))
             }
         }
+    }
+}
+
+/// The GPU's interrupt output, as the active VFIO IRQ index signals it:
+/// INTx follows the level (automasked on assertion), MSI and MSI-X send on
+/// each message.
+fn deliver(irq: &Mutex<IrqState>, line: IrqLine) {
+    let mut irq = irq.lock();
+    match irq.active {
+        Some(i) if i == VFIO_PCI_INTX_IRQ_INDEX => {
+            irq.intx_level = line.asserted;
+            if line.asserted && !irq.intx_masked {
+                irq.intx_masked = true;
+                signal(&irq.vectors[0]);
+            }
+        }
+        Some(_) if line.message => signal(&irq.vectors[0]),
+        _ => {}
     }
 }
 
