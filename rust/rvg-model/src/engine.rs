@@ -383,6 +383,14 @@ mod tests {
         (vram, gtt_with(&entries, 128))
     }
 
+    fn mem<'a>(vram: &'a Vram, gtt: &'a [std::sync::atomic::AtomicU64]) -> GfxMem<'a> {
+        GfxMem {
+            gtt,
+            vram,
+            dma: &NoDma,
+        }
+    }
+
     fn engine() -> EngineState {
         EngineState {
             ring_base: 0,
@@ -406,11 +414,7 @@ mod tests {
     #[test]
     fn store_fence_and_fill() {
         let (vram, gtt) = setup();
-        let m = GfxMem {
-            gtt: &gtt,
-            vram: &vram,
-            dma: &NoDma,
-        };
+        let m = mem(&vram, &gtt);
         let mut e = engine();
         submit(
             &mut e,
@@ -450,11 +454,7 @@ mod tests {
     #[test]
     fn overlapping_copies_in_both_directions() {
         let (vram, gtt) = setup();
-        let m = GfxMem {
-            gtt: &gtt,
-            vram: &vram,
-            dma: &NoDma,
-        };
+        let m = mem(&vram, &gtt);
         // A 4x4 rectangle of distinct pixels at (0,0), pitch 64.
         for i in 0..16u32 {
             m.write(
@@ -464,44 +464,23 @@ mod tests {
             .unwrap();
         }
         let mut e = engine();
-        // Down and right by one pixel and one row, then back.
-        submit(
-            &mut e,
-            &m,
-            &[Command::CopyRect {
-                src: 0x20000,
+        // Down and right by one pixel and one row, then back: each copy
+        // must move the 4x4 block intact.
+        for (src, dst) in [(0x20000, 0x20044), (0x20044, 0x20000)] {
+            let copy = Command::CopyRect {
+                src,
                 src_pitch: 64,
-                dst: 0x20044,
+                dst,
                 dst_pitch: 64,
                 width: 4,
                 height: 4,
-            }],
-        );
-        e.run(&m, 10);
-        for i in 0..16u32 {
-            assert_eq!(
-                m.read_u32(0x20044 + u64::from(i / 4) * 64 + u64::from(i % 4) * 4),
-                Ok(i)
-            );
-        }
-        submit(
-            &mut e,
-            &m,
-            &[Command::CopyRect {
-                src: 0x20044,
-                src_pitch: 64,
-                dst: 0x20000,
-                dst_pitch: 64,
-                width: 4,
-                height: 4,
-            }],
-        );
-        e.run(&m, 10);
-        for i in 0..16u32 {
-            assert_eq!(
-                m.read_u32(0x20000 + u64::from(i / 4) * 64 + u64::from(i % 4) * 4),
-                Ok(i)
-            );
+            };
+            submit(&mut e, &m, &[copy]);
+            e.run(&m, 10);
+            for i in 0..16u32 {
+                let at = dst + u64::from(i / 4) * 64 + u64::from(i % 4) * 4;
+                assert_eq!(m.read_u32(at), Ok(i), "copy to {dst:#x}");
+            }
         }
         assert_eq!(e.error, error::NONE);
     }
@@ -509,11 +488,7 @@ mod tests {
     #[test]
     fn batches_run_and_return() {
         let (vram, gtt) = setup();
-        let m = GfxMem {
-            gtt: &gtt,
-            vram: &vram,
-            dma: &NoDma,
-        };
+        let m = mem(&vram, &gtt);
         let batch: Vec<u8> = [
             Command::StoreDw {
                 addr: 0x9000,
@@ -556,11 +531,7 @@ mod tests {
 
     fn error_of(cmds: &[Command], raw: &[u32]) -> (EngineState, RunOutcome) {
         let (vram, gtt) = setup();
-        let m = GfxMem {
-            gtt: &gtt,
-            vram: &vram,
-            dma: &NoDma,
-        };
+        let m = mem(&vram, &gtt);
         let mut e = engine();
         submit(&mut e, &m, cmds);
         for &dw in raw {
@@ -639,11 +610,7 @@ mod tests {
     #[test]
     fn nested_batches_are_refused_and_reset_recovers() {
         let (vram, gtt) = setup();
-        let m = GfxMem {
-            gtt: &gtt,
-            vram: &vram,
-            dma: &NoDma,
-        };
+        let m = mem(&vram, &gtt);
         let inner: Vec<u8> = Command::BatchStart {
             addr: 0x30000,
             len: 16,
@@ -706,11 +673,7 @@ mod tests {
     #[test]
     fn budget_and_bad_rings() {
         let (vram, gtt) = setup();
-        let m = GfxMem {
-            gtt: &gtt,
-            vram: &vram,
-            dma: &NoDma,
-        };
+        let m = mem(&vram, &gtt);
         let mut e = engine();
         submit(&mut e, &m, &[Command::Noop, Command::Noop, Command::Noop]);
         let out = e.run(&m, 2);
