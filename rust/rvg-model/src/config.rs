@@ -49,41 +49,29 @@ pub fn human_size(bytes: u64) -> String {
 }
 
 /// A power of two in `min..=max`, or an error naming `property` and `value`.
-pub fn check_pow2(
-    property: &'static str,
-    value: u64,
-    min: u64,
-    max: u64,
-    unit: fn(u64) -> String,
-) -> Result<(), ConfigError> {
+fn check_pow2(property: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
     if value.is_power_of_two() && (min..=max).contains(&value) {
         return Ok(());
     }
     Err(ConfigError::BadProperty {
         property,
-        value: unit(value),
+        value: human_size(value),
         expected: format!(
             "it must be a power of two from {} to {}",
-            unit(min),
-            unit(max)
+            human_size(min),
+            human_size(max)
         ),
     })
 }
 
 /// Check the physical GPU's `vram-size`.
 pub fn check_vram_size(value: u64) -> Result<(), ConfigError> {
-    check_pow2("vram-size", value, VRAM_SIZE_MIN, VRAM_SIZE_MAX, human_size)
+    check_pow2("vram-size", value, VRAM_SIZE_MIN, VRAM_SIZE_MAX)
 }
 
 /// Check a vGPU's `vram-size`.
 pub fn check_vgpu_vram_size(value: u64) -> Result<(), ConfigError> {
-    check_pow2(
-        "vram-size",
-        value,
-        VRAM_SIZE_MIN,
-        VGPU_VRAM_SIZE_MAX,
-        human_size,
-    )
+    check_pow2("vram-size", value, VRAM_SIZE_MIN, VGPU_VRAM_SIZE_MAX)
 }
 
 #[cfg(test)]

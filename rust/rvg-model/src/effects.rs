@@ -53,12 +53,4 @@ impl Effects {
             self.guest_error(format!("BAR2 write of {value:#x} at {offset:#x}: {e}"));
         }
     }
-
-    /// Take over another operation's effects; its interrupt state wins.
-    pub fn merge(&mut self, other: Effects) {
-        if other.irq.is_some() {
-            self.irq = other.irq;
-        }
-        self.diags.extend(other.diags);
-    }
 }

@@ -36,9 +36,9 @@ const RUN_BUDGET: u64 = 64;
 /// Delivers the interrupt output when the engine changes it.
 pub type IrqSink = Arc<dyn Fn(IrqLine) + Send + Sync>;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct GpuState {
-    global: Option<GlobalBlock>,
+    global: GlobalBlock,
     engine: EngineState,
     display: RegFile<DisplayReg>,
     /// Bumped by every engine reset: a run that started before is dropped.
@@ -48,12 +48,6 @@ struct GpuState {
     /// The worker is delivering an interrupt outside the lock.
     delivering: bool,
     shutdown: bool,
-}
-
-impl GpuState {
-    fn global(&mut self) -> &mut GlobalBlock {
-        self.global.as_mut().expect("set in new")
-    }
 }
 
 /// What the GPU's register side and its engine worker share.
@@ -86,8 +80,13 @@ impl Gpu {
             vram,
             gtt: (0..GTT_ENTRIES).map(|_| AtomicU64::new(0)).collect(),
             state: Mutex::new(GpuState {
-                global: Some(GlobalBlock::new(config.vram_size, GTT_ENTRIES)),
-                ..Default::default()
+                global: GlobalBlock::new(config.vram_size, GTT_ENTRIES),
+                engine: EngineState::default(),
+                display: RegFile::default(),
+                generation: 0,
+                running: false,
+                delivering: false,
+                shutdown: false,
             }),
             wake: Condvar::new(),
             dma: RwLock::new(Arc::new(NoDma)),
@@ -149,7 +148,7 @@ impl Gpu {
     }
 
     pub fn irq_line(&self) -> IrqLine {
-        self.core.state.lock().global().irq.current()
+        self.core.state.lock().global.irq.current()
     }
 
     /// The engine's registers, as a snapshot.
@@ -178,10 +177,10 @@ impl Gpu {
         for e in self.core.gtt.iter() {
             e.store(0, Ordering::Release);
         }
-        st.global().reset();
+        st.global.reset();
         st.display = RegFile::default();
         Effects {
-            irq: Some(st.global().irq.current()),
+            irq: Some(st.global.irq.current()),
             diags: Vec::new(),
         }
     }
@@ -190,7 +189,7 @@ impl Gpu {
         let mut fx = Effects::default();
         // The raw model has no bochs-compatible block: only a vGPU needs one.
         let result = match Bar2Target::decode(offset) {
-            Bar2Target::Global(rel) => self.core.state.lock().global().read(rel, size),
+            Bar2Target::Global(rel) => self.core.state.lock().global.read(rel, size),
             Bar2Target::Engine(rel) => self.core.state.lock().engine.read(rel, size),
             Bar2Target::Display(rel) => self.core.state.lock().display.read(rel, size),
             Bar2Target::Gtt { index, within } => self.gtt_read(index, within, size),
@@ -205,13 +204,13 @@ impl Gpu {
         let result = match Bar2Target::decode(offset) {
             Bar2Target::Global(rel) => {
                 let mut st = self.core.state.lock();
-                match st.global().write(rel, value, size) {
+                match st.global.write(rel, value, size) {
                     Ok(GlobalWrite::Reset) => {
                         drop(st);
                         return self.reset();
                     }
                     Ok(GlobalWrite::Trigger(src)) => {
-                        fx.irq = Some(st.global().irq.raise(src));
+                        fx.irq = Some(st.global.irq.raise(src));
                         return fx;
                     }
                     Ok(GlobalWrite::Done(line)) => {
@@ -337,7 +336,7 @@ impl Core {
                 st.engine.error = engine.error;
                 st.engine.error_addr = engine.error_addr;
                 if !out.raise.is_empty() {
-                    message = st.global().irq.raise(out.raise).message;
+                    message = st.global.irq.raise(out.raise).message;
                 }
             }
             self.wake.notify_all();
@@ -346,7 +345,7 @@ impl Core {
                 // come in between.
                 let line = IrqLine {
                     message,
-                    ..st.global().irq.current()
+                    ..st.global.irq.current()
                 };
                 st.delivering = true;
                 drop(st);

@@ -227,42 +227,27 @@ impl DmaFlags {
     };
 }
 
-/// Host memory mapped from a region; unmapped (or released) on drop.
+/// Host memory mapped from a region, valid while the mapping lives.
 pub struct Mapping {
     ptr: NonNull<u8>,
     len: u64,
-    release: Option<Box<dyn FnOnce(*mut u8, u64) + Send + Sync>>,
     /// Keeps whatever owns the memory alive as long as the mapping.
-    _owner: Option<Arc<dyn Send + Sync>>,
+    _owner: Arc<dyn Send + Sync>,
 }
 
-// SAFETY: a Mapping is an address range plus a release action; the memory
-// is shared with the guest and accessed only through raw copies.
+// SAFETY: a Mapping is an address range plus its owner; the memory is
+// shared with the guest and accessed only through raw copies.
 unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
-    /// A mapping that `release` undoes (munmap for a kernel fd).
-    pub fn new(
-        ptr: NonNull<u8>,
-        len: u64,
-        release: Box<dyn FnOnce(*mut u8, u64) + Send + Sync>,
-    ) -> Mapping {
+    /// Memory owned by `owner`, valid while it lives. (A kernel backend's
+    /// owner is its mmap, whose drop unmaps.)
+    pub fn new(ptr: NonNull<u8>, len: u64, owner: Arc<dyn Send + Sync>) -> Mapping {
         Mapping {
             ptr,
             len,
-            release: Some(release),
-            _owner: None,
-        }
-    }
-
-    /// Memory owned by `owner`, valid while it lives.
-    pub fn borrowed(ptr: NonNull<u8>, len: u64, owner: Arc<dyn Send + Sync>) -> Mapping {
-        Mapping {
-            ptr,
-            len,
-            release: None,
-            _owner: Some(owner),
+            _owner: owner,
         }
     }
 
@@ -276,14 +261,6 @@ impl Mapping {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        if let Some(release) = self.release.take() {
-            release(self.ptr.as_ptr(), self.len);
-        }
     }
 }
 

@@ -337,7 +337,7 @@ impl VfioDevice for SoftGpu {
             .host_ptr(off)
             .map_err(|_| errno(libc::EINVAL))?;
         let ptr = NonNull::new(ptr).ok_or_else(|| errno(libc::EINVAL))?;
-        Ok(Mapping::borrowed(ptr, size, self.gpu.clone()))
+        Ok(Mapping::new(ptr, size, self.gpu.clone()))
     }
 
     fn irq_info(&self, index: u32) -> io::Result<IrqInfo> {
