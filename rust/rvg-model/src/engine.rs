@@ -31,6 +31,9 @@ pub mod error {
     pub const MISALIGNED: u32 = 7;
     pub const BAD_RING: u32 = 8;
     pub const BAD_REGISTER: u32 = 9;
+    /// A guest stream held a privileged command (raised by the mediator's
+    /// scanner; the physical engine executes what it is given).
+    pub const PRIVILEGED: u32 = 10;
 }
 
 /// Smallest and largest ring, bytes; the size must be a power of two.
@@ -47,11 +50,11 @@ pub struct EngineError {
 }
 
 impl EngineError {
-    fn at(code: u32, addr: u64) -> EngineError {
+    pub fn at(code: u32, addr: u64) -> EngineError {
         EngineError { code, addr }
     }
 
-    fn from_decode(e: DecodeError, addr: u64) -> EngineError {
+    pub fn from_decode(e: DecodeError, addr: u64) -> EngineError {
         let code = match e {
             DecodeError::UnknownOpcode(_) => error::UNKNOWN_OPCODE,
             DecodeError::ReservedBits(_) => error::RESERVED_BITS,
@@ -164,7 +167,8 @@ impl EngineState {
         self.error_addr = 0;
     }
 
-    fn ring_ok(&self) -> bool {
+    /// Base, size, head and tail describe a usable ring.
+    pub fn ring_valid(&self) -> bool {
         let s = self.ring_size;
         s.is_power_of_two()
             && (RING_SIZE_MIN..=RING_SIZE_MAX).contains(&s)
@@ -188,19 +192,23 @@ impl EngineState {
         Ok(out)
     }
 
-    /// Run up to `budget` commands from head towards tail. On error the
-    /// engine halts with `ERROR`/`ERROR_ADDR` set and head on the command.
-    pub fn run(&mut self, mem: &GfxMem, budget: u64) -> RunOutcome {
+    /// Run up to `budget` commands from head towards tail, stopping early
+    /// between commands once `cancelled` says so. On error the engine halts
+    /// with `ERROR`/`ERROR_ADDR` set and head on the command.
+    pub fn run(&mut self, mem: &GfxMem, budget: u64, cancelled: &dyn Fn() -> bool) -> RunOutcome {
         let mut out = RunOutcome::default();
         if !self.runnable() {
             return out;
         }
-        if !self.ring_ok() {
+        if !self.ring_valid() {
             return self.halt(EngineError::at(error::BAD_RING, self.ring_base), out);
         }
         while self.head != self.tail {
             if out.commands >= budget {
                 out.more = true;
+                return out;
+            }
+            if cancelled() {
                 return out;
             }
             let at = self.ring_base + u64::from(self.head);
@@ -357,7 +365,7 @@ impl EngineState {
 }
 
 /// Check a rectangle's numbers; returns its row length in bytes.
-fn check_rect(base: u64, pitch: u32, width: u32, height: u32) -> Result<u64, EngineError> {
+pub fn check_rect(base: u64, pitch: u32, width: u32, height: u32) -> Result<u64, EngineError> {
     if !base.is_multiple_of(4) || !pitch.is_multiple_of(4) {
         return Err(EngineError::at(error::MISALIGNED, base));
     }
@@ -437,7 +445,7 @@ mod tests {
                 },
             ],
         );
-        let out = e.run(&m, 100);
+        let out = e.run(&m, 100, &|| false);
         assert_eq!(
             (out.commands, out.raise, e.head, e.seqno),
             (3, IntSource::FENCE, e.tail, 5)
@@ -476,7 +484,7 @@ mod tests {
                 height: 4,
             };
             submit(&mut e, &m, &[copy]);
-            e.run(&m, 10);
+            e.run(&m, 10, &|| false);
             for i in 0..16u32 {
                 let at = dst + u64::from(i / 4) * 64 + u64::from(i % 4) * 4;
                 assert_eq!(m.read_u32(at), Ok(i), "copy to {dst:#x}");
@@ -520,7 +528,7 @@ mod tests {
                 },
             ],
         );
-        let out = e.run(&m, 100);
+        let out = e.run(&m, 100, &|| false);
         assert_eq!(
             (m.read_u32(0x9000), m.read_u32(0x9004)),
             (Ok(7), Ok(0)),
@@ -538,7 +546,7 @@ mod tests {
             m.write(u64::from(e.tail), &dw.to_le_bytes()).unwrap();
             e.tail += 4;
         }
-        let out = e.run(&m, 100);
+        let out = e.run(&m, 100, &|| false);
         (e, out)
     }
 
@@ -629,7 +637,7 @@ mod tests {
                 len: 16,
             }],
         );
-        e.run(&m, 10);
+        e.run(&m, 10, &|| false);
         assert_eq!((e.error, e.error_addr), (error::BATCH_NESTING, 0x30000));
         e.reset();
         e.tail = 0;
@@ -641,7 +649,7 @@ mod tests {
                 interrupt: false,
             }],
         );
-        e.run(&m, 10);
+        e.run(&m, 10, &|| false);
         assert_eq!((e.error, e.seqno), (error::NONE, 9));
     }
 
@@ -676,12 +684,12 @@ mod tests {
         let m = mem(&vram, &gtt);
         let mut e = engine();
         submit(&mut e, &m, &[Command::Noop, Command::Noop, Command::Noop]);
-        let out = e.run(&m, 2);
+        let out = e.run(&m, 2, &|| false);
         assert!(out.more && e.head == 8);
         let mut bad = engine();
         bad.ring_size = 3000;
         bad.tail = 4;
-        assert_eq!(bad.run(&m, 10).raise, IntSource::ENGINE_ERROR);
+        assert_eq!(bad.run(&m, 10, &|| false).raise, IntSource::ENGINE_ERROR);
         assert_eq!(bad.error, error::BAD_RING);
     }
 }

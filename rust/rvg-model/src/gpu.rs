@@ -59,6 +59,9 @@ struct Core {
     wake: Condvar,
     dma: RwLock<Arc<dyn DmaSpace>>,
     irq_sink: RwLock<Option<IrqSink>>,
+    /// `GpuState::generation`, readable by a run without the lock: it stops
+    /// between commands once a reset moved it on.
+    generation: AtomicU64,
 }
 
 pub struct Gpu {
@@ -91,6 +94,7 @@ impl Gpu {
             wake: Condvar::new(),
             dma: RwLock::new(Arc::new(NoDma)),
             irq_sink: RwLock::new(None),
+            generation: AtomicU64::new(0),
         });
         let worker_core = core.clone();
         let worker = std::thread::Builder::new()
@@ -171,6 +175,7 @@ impl Gpu {
         let mut st = self.core.state.lock();
         st.engine = EngineState::default();
         st.generation += 1;
+        self.core.generation.store(st.generation, Ordering::Release);
         while st.running {
             self.core.wake.wait(&mut st);
         }
@@ -224,7 +229,14 @@ impl Gpu {
                 let mut st = self.core.state.lock();
                 st.engine.write(rel, value, size).map(|w| {
                     if w.reset {
+                        // The reset is done when the engine stopped: the
+                        // run in flight ends after its current command and
+                        // its results are dropped.
                         st.generation += 1;
+                        self.core.generation.store(st.generation, Ordering::Release);
+                        while st.running {
+                            self.core.wake.wait(&mut st);
+                        }
                     }
                     if w.kick {
                         self.core.wake.notify_all();
@@ -323,7 +335,8 @@ impl Core {
                 vram: &self.vram,
                 dma: &*dma,
             };
-            let out = engine.run(&mem, RUN_BUDGET);
+            let cancelled = || self.generation.load(Ordering::Acquire) != generation;
+            let out = engine.run(&mem, RUN_BUDGET, &cancelled);
 
             st = self.state.lock();
             st.running = false;
