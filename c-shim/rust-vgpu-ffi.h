@@ -23,10 +23,13 @@
 #include <stdint.h>
 
 /* Bumped whenever a table or struct below changes layout or meaning. */
-#define RVG_FFI_ABI_VERSION 2
+#define RVG_FFI_ABI_VERSION 3
 
 /* The Rust device. Only ever used through a shared reference on the Rust side. */
 typedef struct RvgDevice RvgDevice;
+
+/* A GPU that vGPUs share (the rust-vgpu-gpu object). */
+typedef struct RvgGpu RvgGpu;
 
 /* The shim's device state, passed back to every host service. */
 typedef struct RvgHost RvgHost;
@@ -68,7 +71,13 @@ typedef enum RvgMemKind {
 typedef struct RvgConfig {
     RvgModelKind model;
     uint64_t vram_size; /* bytes; validated by Rust */
+    RvgGpu *gpu;        /* vGPU: the GPU to attach to; NULL for a private one */
 } RvgConfig;
+
+typedef struct RvgGpuConfig {
+    uint64_t vram_size;    /* bytes; validated by Rust */
+    uint32_t timeslice_us; /* scheduler time slice; validated by Rust */
+} RvgGpuConfig;
 
 /* What the shim needs to build the PCI device once Rust accepted the config. */
 typedef struct RvgDeviceInfo {
@@ -151,6 +160,18 @@ typedef struct RvgOps {
      */
     bool (*gtt_dump)(RvgDevice *dev, uint32_t first, uint32_t count,
                      RvgTextSink *sink);
+
+    /*
+     * Create a GPU for vGPUs to share. On failure returns NULL and reports
+     * through set_error(errp, ...). `log_error` reports host-side failures
+     * later, from any thread.
+     */
+    RvgGpu *(*gpu_new)(const RvgGpuConfig *config,
+                       void (*log_error)(const char *msg),
+                       void (*set_error)(RvgErrorSink *errp, const char *msg),
+                       RvgErrorSink *errp);
+    /* Drop the creator's reference; vGPUs attached keep the GPU alive. */
+    void (*gpu_free)(RvgGpu *gpu);
 } RvgOps;
 
 /* Defined by the Rust staticlib. */

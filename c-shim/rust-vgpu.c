@@ -17,6 +17,8 @@
 #include "qemu/module.h"
 #include "qemu/units.h"
 #include "qobject/qdict.h"
+#include "qapi/visitor.h"
+#include "qom/object_interfaces.h"
 #include "exec/address-spaces.h"
 #include "exec/memory.h"
 #include "hw/boards.h"
@@ -35,8 +37,23 @@
 #define TYPE_RUST_VGPU_BASE "rust-vgpu-base"
 #define TYPE_RUST_VGPU "rust-vgpu"
 #define TYPE_RUST_VGPU_HW "rust-vgpu-hw"
+#define TYPE_RUST_VGPU_GPU "rust-vgpu-gpu"
 
 OBJECT_DECLARE_TYPE(RustVgpuState, RustVgpuClass, RUST_VGPU_BASE)
+OBJECT_DECLARE_SIMPLE_TYPE(RustVgpuGpu, RUST_VGPU_GPU)
+
+/* -object rust-vgpu-gpu: a GPU several rust-vgpu devices share. */
+struct RustVgpuGpu {
+    Object parent_obj;
+
+    /* properties */
+    uint64_t vram_size;
+    uint32_t timeslice_us;
+
+    RvgGpu *gpu;
+    /* rust-vgpu devices realized on it: it cannot be deleted under them. */
+    unsigned users;
+};
 
 enum {
     RVG_BAR_VRAM = 0,
@@ -54,6 +71,7 @@ struct RustVgpuState {
 
     /* properties */
     uint64_t vram_size;
+    RustVgpuGpu *gpu;
 
     MemoryRegion vram;
     MemoryRegion mmio;
@@ -346,6 +364,7 @@ static void rust_vgpu_realize(PCIDevice *pdev, Error **errp)
     RvgConfig config = {
         .model = rc->model,
         .vram_size = s->vram_size,
+        .gpu = s->gpu ? s->gpu->gpu : NULL,
     };
 
     if (rvg_ops.abi_version != RVG_FFI_ABI_VERSION) {
@@ -356,7 +375,14 @@ static void rust_vgpu_realize(PCIDevice *pdev, Error **errp)
     s->dev = rvg_ops.realize(&config, (RvgHost *)s, &rust_vgpu_host_services,
                              &s->info, (RvgErrorSink *)errp);
     if (!s->dev) {
+        if (s->gpu) {
+            error_prepend(errp, "gpu '%s': ",
+                          object_get_canonical_path_component(OBJECT(s->gpu)));
+        }
         return;
+    }
+    if (s->gpu) {
+        s->gpu->users++;
     }
 
     pci_config_set_vendor_id(conf, s->info.vendor_id);
@@ -424,6 +450,9 @@ fail_msix:
 fail:
     rvg_ops.unrealize(s->dev);
     s->dev = NULL;
+    if (s->gpu) {
+        s->gpu->users--;
+    }
 }
 
 static void rust_vgpu_exit(PCIDevice *pdev)
@@ -449,6 +478,9 @@ static void rust_vgpu_instance_finalize(Object *obj)
     if (s->dev) {
         rvg_ops.unrealize(s->dev);
         s->dev = NULL;
+        if (s->gpu) {
+            s->gpu->users--;
+        }
     }
 }
 
@@ -468,6 +500,8 @@ static const VMStateDescription vmstate_rust_vgpu = {
 /* Each concrete type has its own table: the limits differ. */
 static const Property rust_vgpu_properties[] = {
     DEFINE_PROP_SIZE("vram-size", RustVgpuState, vram_size, 64 * MiB),
+    DEFINE_PROP_LINK("gpu", RustVgpuState, gpu, TYPE_RUST_VGPU_GPU,
+                     RustVgpuGpu *),
 };
 
 static const Property rust_vgpu_hw_properties[] = {
@@ -496,6 +530,8 @@ static void rust_vgpu_class_init(ObjectClass *klass, void *data)
     device_class_set_props(dc, rust_vgpu_properties);
     object_class_property_set_description(klass, "vram-size",
         "VRAM size (BAR0): a power of two from 1 MiB to 512 MiB, default 64M");
+    object_class_property_set_description(klass, "gpu",
+        "id of a rust-vgpu-gpu object to share; default: a GPU of its own");
 }
 
 static void rust_vgpu_hw_class_init(ObjectClass *klass, void *data)
@@ -507,6 +543,125 @@ static void rust_vgpu_hw_class_init(ObjectClass *klass, void *data)
     device_class_set_props(dc, rust_vgpu_hw_properties);
     object_class_property_set_description(klass, "vram-size",
         "VRAM size (BAR0): a power of two from 1 MiB to 1 GiB, default 64M");
+}
+
+/* ---- the shared GPU object ---- */
+
+static void rust_vgpu_gpu_log(const char *msg)
+{
+    error_report("rust-vgpu-gpu: %s", msg);
+}
+
+static void rust_vgpu_gpu_complete(UserCreatable *uc, Error **errp)
+{
+    RustVgpuGpu *g = RUST_VGPU_GPU(uc);
+    RvgGpuConfig config = {
+        .vram_size = g->vram_size,
+        .timeslice_us = g->timeslice_us,
+    };
+
+    if (rvg_ops.abi_version != RVG_FFI_ABI_VERSION) {
+        error_setg(errp, "Rust library ABI %u does not match the shim's %u",
+                   rvg_ops.abi_version, RVG_FFI_ABI_VERSION);
+        return;
+    }
+    g->gpu = rvg_ops.gpu_new(&config, rust_vgpu_gpu_log, host_set_error,
+                             (RvgErrorSink *)errp);
+}
+
+static bool rust_vgpu_gpu_can_be_deleted(UserCreatable *uc)
+{
+    return RUST_VGPU_GPU(uc)->users == 0;
+}
+
+static void rust_vgpu_gpu_instance_init(Object *obj)
+{
+    RustVgpuGpu *g = RUST_VGPU_GPU(obj);
+
+    g->vram_size = 256 * MiB;
+    g->timeslice_us = 1000;
+}
+
+static void rust_vgpu_gpu_instance_finalize(Object *obj)
+{
+    RustVgpuGpu *g = RUST_VGPU_GPU(obj);
+
+    if (g->gpu) {
+        rvg_ops.gpu_free(g->gpu);
+        g->gpu = NULL;
+    }
+}
+
+/* Properties are fixed once the GPU exists. */
+static bool rust_vgpu_gpu_settable(RustVgpuGpu *g, const char *name,
+                                   Error **errp)
+{
+    if (g->gpu) {
+        error_setg(errp, "property '%s' of rust-vgpu-gpu cannot change "
+                   "once it is created", name);
+        return false;
+    }
+    return true;
+}
+
+static void rust_vgpu_gpu_get_vram_size(Object *obj, Visitor *v,
+                                        const char *name, void *opaque,
+                                        Error **errp)
+{
+    visit_type_size(v, name, &RUST_VGPU_GPU(obj)->vram_size, errp);
+}
+
+static void rust_vgpu_gpu_set_vram_size(Object *obj, Visitor *v,
+                                        const char *name, void *opaque,
+                                        Error **errp)
+{
+    RustVgpuGpu *g = RUST_VGPU_GPU(obj);
+    uint64_t value;
+
+    if (rust_vgpu_gpu_settable(g, name, errp) &&
+        visit_type_size(v, name, &value, errp)) {
+        g->vram_size = value;
+    }
+}
+
+static void rust_vgpu_gpu_get_timeslice(Object *obj, Visitor *v,
+                                        const char *name, void *opaque,
+                                        Error **errp)
+{
+    visit_type_uint32(v, name, &RUST_VGPU_GPU(obj)->timeslice_us, errp);
+}
+
+static void rust_vgpu_gpu_set_timeslice(Object *obj, Visitor *v,
+                                        const char *name, void *opaque,
+                                        Error **errp)
+{
+    RustVgpuGpu *g = RUST_VGPU_GPU(obj);
+    uint32_t value;
+
+    if (rust_vgpu_gpu_settable(g, name, errp) &&
+        visit_type_uint32(v, name, &value, errp)) {
+        g->timeslice_us = value;
+    }
+}
+
+static void rust_vgpu_gpu_class_init(ObjectClass *klass, void *data)
+{
+    UserCreatableClass *ucc = USER_CREATABLE_CLASS(klass);
+
+    ucc->complete = rust_vgpu_gpu_complete;
+    ucc->can_be_deleted = rust_vgpu_gpu_can_be_deleted;
+    object_class_property_add(klass, "vram-size", "size",
+                              rust_vgpu_gpu_get_vram_size,
+                              rust_vgpu_gpu_set_vram_size, NULL, NULL);
+    object_class_property_set_description(klass, "vram-size",
+        "VRAM the vGPUs' slices come from: a power of two from 1 MiB to "
+        "1 GiB, default 256M");
+    object_class_property_add(klass, "timeslice-us", "uint32",
+                              rust_vgpu_gpu_get_timeslice,
+                              rust_vgpu_gpu_set_timeslice, NULL, NULL);
+    object_class_property_set_description(klass, "timeslice-us",
+        "how long one vGPU's commands run before another's get the engine, "
+        "in microseconds (100 to 1000000), default 1000");
 }
 
 static const TypeInfo rust_vgpu_types[] = {
@@ -534,6 +689,18 @@ static const TypeInfo rust_vgpu_types[] = {
         .name = TYPE_RUST_VGPU_HW,
         .parent = TYPE_RUST_VGPU_BASE,
         .class_init = rust_vgpu_hw_class_init,
+    },
+    {
+        .name = TYPE_RUST_VGPU_GPU,
+        .parent = TYPE_OBJECT,
+        .instance_size = sizeof(RustVgpuGpu),
+        .instance_init = rust_vgpu_gpu_instance_init,
+        .instance_finalize = rust_vgpu_gpu_instance_finalize,
+        .class_init = rust_vgpu_gpu_class_init,
+        .interfaces = (InterfaceInfo[]) {
+            { TYPE_USER_CREATABLE },
+            { },
+        },
     },
 };
 

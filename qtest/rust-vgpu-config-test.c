@@ -202,12 +202,12 @@ typedef struct Reg {
     bool writable;
 } Reg;
 
+/* RING_CTL keeps only its ENABLE bit: rust-vgpu-engine-test covers it. */
 static const Reg stored_regs[] = {
     { "RING_BASE", RVG_ENGINE + RVG_ENGINE_RING_BASE, 8, true },
     { "RING_SIZE", RVG_ENGINE + RVG_ENGINE_RING_SIZE, 4, true },
     { "RING_HEAD", RVG_ENGINE + RVG_ENGINE_RING_HEAD, 4, false },
     { "RING_TAIL", RVG_ENGINE + RVG_ENGINE_RING_TAIL, 4, true },
-    { "RING_CTL", RVG_ENGINE + RVG_ENGINE_RING_CTL, 4, true },
     { "SEQNO", RVG_ENGINE + RVG_ENGINE_SEQNO, 4, false },
     { "PLANE_CTL", RVG_DISPLAY + RVG_DISPLAY_PLANE_CTL, 4, true },
     { "PLANE_FORMAT", RVG_DISPLAY + RVG_DISPLAY_PLANE_FORMAT, 4, true },

@@ -111,8 +111,8 @@ impl FfiDevice {
 
     pub fn fd_ready(&self, fd: i32) {
         if let Model::Vgpu(v) = &self.model {
-            if fd == v.phys_irq_fd() {
-                self.apply(v.phys_irq_event());
+            if fd == v.event_fd() {
+                self.apply(v.event());
             }
         }
     }
@@ -143,7 +143,7 @@ impl Drop for FfiDevice {
     fn drop(&mut self) {
         if let Model::Vgpu(v) = &self.model {
             // No fd_ready may run for an eventfd about to be closed.
-            self.host.unwatch_fd(v.phys_irq_fd());
+            self.host.unwatch_fd(v.event_fd());
         }
     }
 }

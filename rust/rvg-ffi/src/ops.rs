@@ -4,11 +4,13 @@
 //! `realize` and not yet passed to `unrealize`; the shim never calls an op of
 //! a device concurrently with `unrealize`.
 
-use std::ffi::{c_int, c_void};
+use std::ffi::{c_char, c_int, c_void};
 use std::ptr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use rvg_mediator::{MemKind, Vgpu, VgpuConfig};
+use rvg_mediator::shared::{HostLog, TIMESLICE_DEFAULT};
+use rvg_mediator::{MemKind, SharedGpu, Vgpu, VgpuConfig};
 use rvg_model::regs::{bar2, pci};
 use rvg_model::{Gpu, GpuConfig};
 use rvg_vfio::SoftGpu;
@@ -33,6 +35,8 @@ pub static rvg_ops: sys::RvgOps = sys::RvgOps {
     fd_ready: Some(rvg_fd_ready),
     describe: Some(rvg_describe),
     gtt_dump: Some(rvg_gtt_dump),
+    gpu_new: Some(rvg_gpu_new),
+    gpu_free: Some(rvg_gpu_free),
 };
 
 /// Turn the opaque pointer back into the device.
@@ -92,19 +96,95 @@ fn build(config: &sys::RvgConfig, host: &Host) -> Result<Model, String> {
         vram_size: config.vram_size,
     };
     cfg.validate().map_err(|e| e.to_string())?;
-    let log_host = host.clone();
-    let soft = SoftGpu::new(
-        GpuConfig {
-            vram_size: cfg.private_gpu_vram(),
-        },
-        Box::new(move |m| log_host.log(LogKind::Error, m)),
-    )
-    .map_err(|e| format!("soft GPU backend: {e}"))?;
-    let layout = cfg.private_layout();
-    let vgpu =
-        Vgpu::new(cfg, Arc::new(soft), layout).map_err(|e| format!("soft GPU backend: {e}"))?;
-    host.watch_fd(vgpu.phys_irq_fd());
+    let gpu = if config.gpu.is_null() {
+        let log_host = host.clone();
+        let log: HostLog = Arc::new(move |m| log_host.log(LogKind::Error, m));
+        Arc::new(
+            soft_gpu(cfg.private_gpu_vram(), TIMESLICE_DEFAULT, log)
+                .map_err(|e| format!("soft GPU backend: {e}"))?,
+        )
+    } else {
+        // SAFETY: a non-null `gpu` is a live handle from rvg_gpu_new (the
+        // shim holds a reference to its object for the call).
+        unsafe { &*(config.gpu as *const GpuHandle) }.0.clone()
+    };
+    let vgpu = Vgpu::new(cfg, gpu)?;
+    host.watch_fd(vgpu.event_fd());
     Ok(Model::Vgpu(Box::new(vgpu)))
+}
+
+/// What an `RvgGpu` pointer points to.
+struct GpuHandle(Arc<SharedGpu>);
+
+/// A software GPU of `vram_size` bytes behind the contract, shared.
+fn soft_gpu(vram_size: u64, timeslice: Duration, log: HostLog) -> Result<SharedGpu, String> {
+    let soft_log = log.clone();
+    let soft = SoftGpu::new(GpuConfig { vram_size }, Box::new(move |m| soft_log(m)))
+        .map_err(|e| e.to_string())?;
+    SharedGpu::new(Arc::new(soft), timeslice, log)
+}
+
+/// Scheduler time slices a `rust-vgpu-gpu` accepts, microseconds.
+const TIMESLICE_US: std::ops::RangeInclusive<u32> = 100..=1_000_000;
+
+fn new_shared_gpu(config: &sys::RvgGpuConfig, log: HostLog) -> Result<SharedGpu, String> {
+    rvg_model::config::check_vram_size(config.vram_size).map_err(|e| e.to_string())?;
+    if !TIMESLICE_US.contains(&config.timeslice_us) {
+        return Err(format!(
+            "property 'timeslice-us' is {}: it must be from {} to {}",
+            config.timeslice_us,
+            TIMESLICE_US.start(),
+            TIMESLICE_US.end()
+        ));
+    }
+    let timeslice = Duration::from_micros(u64::from(config.timeslice_us));
+    soft_gpu(config.vram_size, timeslice, log).map_err(|e| format!("soft GPU backend: {e}"))
+}
+
+unsafe extern "C" fn rvg_gpu_new(
+    config: *const sys::RvgGpuConfig,
+    log_error: Option<unsafe extern "C" fn(*const c_char)>,
+    set_error: Option<unsafe extern "C" fn(*mut sys::RvgErrorSink, *const c_char)>,
+    errp: *mut sys::RvgErrorSink,
+) -> *mut sys::RvgGpu {
+    let fail = |msg: &str| {
+        if let Some(set_error) = set_error {
+            let text = c_message(msg);
+            // SAFETY: the shim's own service with the sink it passed in.
+            unsafe { set_error(errp, text.as_ptr()) }
+        }
+        ptr::null_mut()
+    };
+    // SAFETY: the shim passes a valid config for the call.
+    let config = unsafe { &*config };
+    guard::catch(
+        ptr::null_mut(),
+        |why| {
+            fail(&format!("internal error creating the GPU: {why}"));
+        },
+        || {
+            let log: HostLog = Arc::new(move |m: &str| {
+                if let Some(log_error) = log_error {
+                    let text = c_message(m);
+                    // SAFETY: a plain logging function callable from any thread.
+                    unsafe { log_error(text.as_ptr()) }
+                }
+            });
+            match new_shared_gpu(config, log) {
+                Ok(gpu) => Box::into_raw(Box::new(GpuHandle(Arc::new(gpu)))) as *mut sys::RvgGpu,
+                Err(msg) => fail(&msg),
+            }
+        },
+    )
+}
+
+unsafe extern "C" fn rvg_gpu_free(gpu: *mut sys::RvgGpu) {
+    if gpu.is_null() {
+        return;
+    }
+    // SAFETY: `gpu` came from Box::into_raw in rvg_gpu_new, freed once.
+    let gpu = unsafe { Box::from_raw(gpu as *mut GpuHandle) };
+    guard::catch((), |_| {}, move || drop(gpu));
 }
 
 fn device_info(model: &Model) -> sys::RvgDeviceInfo {
@@ -261,8 +341,10 @@ mod tests {
     //! Round trips through the ops table with a recording host, as the shim
     //! would drive it.
     use super::*;
+    use rvg_model::cmd::Command;
+    use rvg_model::gtt::GttEntry;
     use rvg_model::irq::IntSource;
-    use rvg_model::regs::{GlobalReg, Register, RVG_ID};
+    use rvg_model::regs::{EngineReg, GlobalReg, Register, RVG_ID};
     use std::ffi::c_char;
     use std::ffi::CStr;
     use std::sync::Mutex;
@@ -346,7 +428,11 @@ mod tests {
         model: sys::RvgModelKind,
         vram_size: u64,
     ) -> (*mut sys::RvgDevice, sys::RvgDeviceInfo, String) {
-        let config = sys::RvgConfig { model, vram_size };
+        let config = sys::RvgConfig {
+            model,
+            vram_size,
+            gpu: ptr::null_mut(),
+        };
         let mut info = sys::RvgDeviceInfo::default();
         let mut err = String::new();
         let realize = rvg_ops.realize.unwrap();
@@ -381,7 +467,7 @@ mod tests {
     }
 
     #[test]
-    fn vgpu_interrupt_goes_through_the_watched_eventfd() {
+    fn vgpu_fence_interrupt_goes_through_the_watched_eventfd() {
         let host = Recorder {
             mode: sys::RvgIrqMode::RVG_IRQ_MSIX.0,
             ..Default::default()
@@ -398,23 +484,48 @@ mod tests {
             .first()
             .expect("an eventfd is watched");
         let ops = &rvg_ops;
-        let sw = u64::from(IntSource::SOFTWARE.bits());
+        let fence = u64::from(IntSource::FENCE.bits());
+        let engine = |r: EngineReg| bar2::ENGINE + r.offset();
+        // A one-page ring at graphics address 0, on VRAM page 0, holding a
+        // FENCE with interrupt.
+        let ring: Vec<u8> = Command::Fence {
+            seqno: 7,
+            interrupt: true,
+        }
+        .encode()
+        .iter()
+        .flat_map(|d| d.to_le_bytes())
+        .collect();
+        // SAFETY: BAR0 memory of `info.vram_size` bytes, live until unrealize.
+        unsafe { std::ptr::copy_nonoverlapping(ring.as_ptr(), info.vram_ptr, ring.len()) };
         // SAFETY: `dev` is live until unrealize at the end.
         unsafe {
             assert_eq!(
                 ops.mmio_read.unwrap()(dev, reg(GlobalReg::Id), 4),
                 u64::from(RVG_ID)
             );
-            ops.mmio_write.unwrap()(dev, reg(GlobalReg::IntEnable), sw, 4);
-            ops.mmio_write.unwrap()(dev, reg(GlobalReg::IntTrigger), sw, 4);
+            let write = ops.mmio_write.unwrap();
+            write(dev, reg(GlobalReg::IntEnable), fence, 4);
+            write(dev, bar2::GTT, GttEntry::new(0, true).0, 8);
+            write(dev, engine(EngineReg::RingSize), 4096, 4);
+            write(dev, engine(EngineReg::RingCtl), 1, 4);
+            write(dev, engine(EngineReg::RingTail), ring.len() as u64, 4);
             assert!(
                 host.calls.lock().unwrap().is_empty(),
                 "not before the main loop sees the fd"
             );
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            assert_eq!(libc::poll(&mut pfd, 1, 10_000), 1, "the eventfd fires");
             ops.fd_ready.unwrap()(dev, fd);
+            let seqno = ops.mmio_read.unwrap()(dev, engine(EngineReg::Seqno), 4);
+            assert_eq!(seqno, 7);
             let mut report = String::new();
             ops.describe.unwrap()(dev, &mut report as *mut String as *mut sys::RvgTextSink);
-            assert!(report.contains("physical-interrupts: 1"), "{report}");
+            assert!(report.contains("seqno=7"), "{report}");
             assert!(report.contains("msix=1"), "{report}");
             ops.unrealize.unwrap()(dev);
         }

@@ -15,8 +15,9 @@ use std::time::Instant;
 
 use rvg_mediator::guest_mem::{GuestMemory, GuestRange};
 use rvg_mediator::shadow::{GttShadow, PhysGtt};
+use rvg_mediator::shared::TIMESLICE_DEFAULT;
 use rvg_mediator::vgpu::VGPU_GTT_ENTRIES;
-use rvg_mediator::{MemKind, Vgpu, VgpuConfig};
+use rvg_mediator::{MemKind, SharedGpu, Vgpu, VgpuConfig};
 use rvg_model::gtt::GttEntry;
 use rvg_model::regs::bar2;
 use rvg_model::vram::Vram;
@@ -75,8 +76,9 @@ fn main() {
         )
         .expect("soft GPU"),
     );
-    let layout = config.private_layout();
-    let vgpu = Vgpu::new(config, soft, layout).expect("vGPU");
+    let gpu =
+        SharedGpu::new(soft, TIMESLICE_DEFAULT, Arc::new(|m| panic!("{m}"))).expect("shared GPU");
+    let vgpu = Vgpu::new(config, Arc::new(gpu)).expect("vGPU");
     let ram = Vram::new(RAM_PAGES * 4096).expect("guest RAM stand-in");
     let fx = vgpu.guest_ram_add(
         RAM_BASE,
@@ -122,6 +124,7 @@ fn main() {
 
     // The same hit pass against the shadow alone, physical GTT in a vector:
     // what the mediator's own logic costs without the contract round trip.
+    let layout = *vgpu.layout();
     let mut shadow = GttShadow::new(layout);
     let mut phys = VecGtt(vec![0; (layout.gtt_base + layout.gtt_entries) as usize]);
     let mut mem = GuestMemory::default();

@@ -1,10 +1,14 @@
 //! The mediator: the vGPU a guest drives, over a GPU reached only through
 //! the VFIO device contract (`rvg-vfio`).
 
+pub mod guest_gfx;
 pub mod guest_mem;
 pub mod pin_cache;
+pub mod scan;
 pub mod shadow;
+pub mod shared;
 pub mod vgpu;
 
 pub use guest_mem::MemKind;
+pub use shared::SharedGpu;
 pub use vgpu::{Vgpu, VgpuConfig};

@@ -54,8 +54,8 @@ pub trait PhysGtt {
 pub enum EntryState {
     /// VALID clear (or never written).
     Unmapped,
-    /// A page of the VRAM slice.
-    Local,
+    /// A page of the VRAM slice, `offset` bytes into it.
+    Local { offset: u64 },
     /// A guest RAM page, pinned at `gpa`.
     System { gpa: u64 },
     /// Refused; the reason is a `FAULT_REASON` code.
@@ -231,7 +231,7 @@ impl GttShadow {
                 return (EntryState::Rejected(fault::GTT_OUTSIDE_VRAM), scratch);
             }
             return (
-                EntryState::Local,
+                EntryState::Local { offset: addr },
                 GttEntry::new(self.layout.vram_base + addr, true),
             );
         }
@@ -294,7 +294,7 @@ impl GttShadow {
         for st in &self.state {
             match st {
                 EntryState::Unmapped => s.unmapped += 1,
-                EntryState::Local => s.local += 1,
+                EntryState::Local { .. } => s.local += 1,
                 EntryState::System { .. } => s.system += 1,
                 EntryState::Rejected(_) => s.rejected += 1,
             }

@@ -2,42 +2,42 @@
 //! through the VFIO device contract.
 //!
 //! Guest-visible state (config aside, which QEMU's PCI core holds) lives
-//! here: the virtual register blocks, the guest's GTT. What reaches the GPU:
-//! shadowed GTT entries in the vGPU's slice of the physical GTT, forwarded
-//! software interrupts, DMA mappings of guest RAM. Physical interrupts come
-//! back on an eventfd and update the virtual interrupt status.
+//! here: the virtual register blocks, the guest's GTT, the virtual engine.
+//! What reaches the GPU: shadowed GTT entries in the vGPU's slice of the
+//! physical GTT, scanned and relocated command streams through the shared
+//! GPU's scheduler, DMA mappings of guest RAM. Progress comes back from the
+//! scheduler thread and is turned into virtual interrupts on the main loop.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use rvg_model::block::{decode, RegError, RegFile};
+use rvg_model::block::RegFile;
+use rvg_model::block::{decode, RegError};
 use rvg_model::config::{check_vgpu_vram_size, ConfigError};
 use rvg_model::effects::Effects;
+use rvg_model::engine::{error, ring_ctl, EngineState};
 use rvg_model::global::{GlobalBlock, GlobalWrite};
 use rvg_model::gtt::{gfx_addr, GttEntry, PAGE_SIZE};
 use rvg_model::irq::{IntSource, IrqLine};
 use rvg_model::regs::{
-    bar2, pci, Bar2Target, DispiReg, DisplayReg, EngineReg, GlobalReg, QemuExtReg, Register,
-    DISPI_ID5, QEXT_LITTLE_ENDIAN, RVG_ID,
+    bar2, Bar2Target, DispiReg, DisplayReg, GlobalReg, QemuExtReg, Register, DISPI_ID5,
+    QEXT_LITTLE_ENDIAN,
 };
-use rvg_vfio::contract::{
-    DmaFlags, IrqSet, Mapping, Region, VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_BAR2_REGION_INDEX,
-    VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
-};
-use rvg_vfio::VfioDevice;
+use rvg_vfio::contract::{Mapping, Region, VFIO_PCI_BAR0_REGION_INDEX};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
+use crate::guest_gfx::GuestView;
 use crate::guest_mem::{GuestMemory, GuestRange, MemKind};
+use crate::scan::Scanner;
 use crate::shadow::{EntryState, GttShadow, PhysGtt, ShadowStats, SliceLayout, WriteOutcome};
+use crate::shared::{Progress, SharedGpu};
 
-/// GTT entries of a vGPU: 128 MiB of graphics address space.
-pub const VGPU_GTT_ENTRIES: u32 = 32768;
-/// Physical GTT entries kept for the mediator itself, before any slice.
-pub const RESERVED_GTT_ENTRIES: u32 = 1024;
-/// Physical VRAM kept for the mediator (the scratch page first), before any slice.
-pub const RESERVED_VRAM: u64 = 1 << 20;
+pub use crate::shared::slices::{RESERVED_GTT_ENTRIES, RESERVED_VRAM, VGPU_GTT_ENTRIES};
+
+/// Bytes of graphics address space a guest sees.
+pub const VGPU_GFX_SPACE: u64 = VGPU_GTT_ENTRIES as u64 * PAGE_SIZE;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VgpuConfig {
@@ -50,31 +50,10 @@ impl VgpuConfig {
     }
 
     /// A GPU of its own: twice the vGPU's VRAM, the slice in the upper half,
-    /// the reserved area (scratch page) at the bottom.
+    /// the reserved area (scratch page, ring) at the bottom.
     pub fn private_gpu_vram(&self) -> u64 {
         2 * self.vram_size
     }
-
-    pub fn private_layout(&self) -> SliceLayout {
-        SliceLayout {
-            gtt_base: RESERVED_GTT_ENTRIES,
-            gtt_entries: VGPU_GTT_ENTRIES,
-            vram_base: self.vram_size,
-            vram_size: self.vram_size,
-            scratch: 0,
-        }
-    }
-}
-
-/// The interrupt sources the vGPU takes from the physical GPU.
-const PHYS_SOURCES: IntSource = IntSource::all();
-
-/// How the physical interrupt reaches us.
-struct PhysIrq {
-    eventfd: EventFd,
-    /// The VFIO IRQ index in use: MSI-X, or INTx, which needs an unmask
-    /// after each assertion (AUTOMASKED).
-    index: u32,
 }
 
 /// The physical GTT through the contract: entries in BAR2's GTT window.
@@ -94,7 +73,7 @@ impl PhysGtt for ContractGtt<'_> {
 /// The virtual register blocks: everything a reset puts back.
 struct Regs {
     global: GlobalBlock,
-    engine: RegFile<EngineReg>,
+    engine: EngineState,
     display: RegFile<DisplayReg>,
     dispi: RegFile<DispiReg>,
     qext_endian: u32,
@@ -105,7 +84,7 @@ impl Regs {
     fn new(config: &VgpuConfig, layout: &SliceLayout) -> Regs {
         Regs {
             global: GlobalBlock::new(config.vram_size, layout.gtt_entries),
-            engine: RegFile::default(),
+            engine: EngineState::default(),
             display: RegFile::default(),
             dispi: RegFile::default(),
             qext_endian: QEXT_LITTLE_ENDIAN,
@@ -114,21 +93,63 @@ impl Regs {
     }
 }
 
+/// Command-stream counters for `info rust-vgpu`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    pub scanned_commands: u64,
+    pub rejected_streams: u64,
+}
+
 struct State {
     regs: Regs,
     gtt: GttShadow,
     /// Guest memory and its DMA mappings outlive a device reset.
     mem: GuestMemory,
-    phys_events: u64,
+    /// Guest ring offset up to which commands were scanned and submitted.
+    scan_head: u32,
+    /// Bumped by every engine reset: progress of older work is dropped.
+    generation: u64,
+    /// The scheduler raised a source that wants a message sent.
+    message_pending: bool,
+    streams: StreamStats,
+}
+
+impl State {
+    /// What the scheduler reports about this vGPU's work; true if the
+    /// interrupt output needs delivering.
+    fn apply(&mut self, p: Progress) -> bool {
+        if p.generation != self.generation {
+            return false;
+        }
+        let e = &mut self.regs.engine;
+        if let Some(head) = p.head {
+            e.head = head;
+        }
+        if let Some(seqno) = p.seqno {
+            e.seqno = seqno;
+        }
+        if let Some(err) = p.error {
+            e.error = err.code;
+            e.error_addr = err.addr;
+        }
+        if p.raise.is_empty() {
+            return false;
+        }
+        self.message_pending |= self.regs.global.irq.raise(p.raise).message;
+        true
+    }
 }
 
 pub struct Vgpu {
     config: VgpuConfig,
-    dev: Arc<dyn VfioDevice>,
-    bar2: Region,
+    gpu: Arc<SharedGpu>,
+    layout: SliceLayout,
+    ctx: usize,
     vram: Mapping,
-    irq: PhysIrq,
-    state: Mutex<State>,
+    /// Signalled by the scheduler thread when the interrupt output changed;
+    /// `event` delivers it on the main loop.
+    events: Arc<EventFd>,
+    state: Arc<Mutex<State>>,
 }
 
 fn ctx(what: &str) -> impl FnOnce(io::Error) -> String + '_ {
@@ -136,73 +157,54 @@ fn ctx(what: &str) -> impl FnOnce(io::Error) -> String + '_ {
 }
 
 impl Vgpu {
-    /// Attach a vGPU to `dev` at `layout`: check the device is an RVG-1 GPU
-    /// with room for the slice, map the VRAM slice, wire the physical
-    /// interrupt, point the slice at the scratch page.
-    pub fn new(
-        config: VgpuConfig,
-        dev: Arc<dyn VfioDevice>,
-        layout: SliceLayout,
-    ) -> Result<Vgpu, String> {
+    /// Attach a vGPU to `gpu`: take a slice, map its VRAM, point its GTT at
+    /// the scratch page, open an engine context.
+    pub fn new(config: VgpuConfig, gpu: Arc<SharedGpu>) -> Result<Vgpu, String> {
         config.validate().map_err(|e| e.to_string())?;
-        check_identity(&dev)?;
-        let bar2 = Region::new(dev.clone(), VFIO_PCI_BAR2_REGION_INDEX)
-            .map_err(ctx("BAR2 region info"))?;
-        if !bar2.info.readable() || !bar2.info.writable() || bar2.info.size < bar2::SIZE {
-            return Err(format!(
-                "BAR2 region is not a read-write {} byte region",
-                bar2::SIZE
-            ));
-        }
-        let reg = |r: GlobalReg| bar2::GLOBAL + r.offset();
-        let id = bar2
-            .read_u32(reg(GlobalReg::Id))
-            .map_err(ctx("reading the GPU's ID"))?;
-        if id != RVG_ID {
-            return Err(format!(
-                "the GPU's ID register reads {id:#x}, not RVG1 ({RVG_ID:#x})"
-            ));
-        }
-        let phys_entries = bar2
-            .read_u32(reg(GlobalReg::GttEntries))
-            .map_err(ctx("reading GTT_ENTRIES"))?;
-        let phys_vram = bar2
-            .read_u64(reg(GlobalReg::VramSize))
-            .map_err(ctx("reading VRAM_SIZE"))?;
-        if u64::from(layout.gtt_base) + u64::from(layout.gtt_entries) > u64::from(phys_entries)
-            || layout.vram_base + layout.vram_size > phys_vram
-            || layout.scratch + PAGE_SIZE > phys_vram
-        {
-            return Err(format!(
-                "the GPU has no room for the slice (GTT {}+{} of {phys_entries}, VRAM {:#x}+{:#x} of {phys_vram:#x})",
-                layout.gtt_base, layout.gtt_entries, layout.vram_base, layout.vram_size
-            ));
-        }
-        let vram = Region::new(dev.clone(), VFIO_PCI_BAR0_REGION_INDEX)
-            .and_then(|r| r.mmap(layout.vram_base, layout.vram_size))
-            .map_err(ctx("mapping the VRAM slice from BAR0"))?;
-        let irq = wire_interrupt(&dev)?;
-        // Take every physical source; masking is done on the virtual side.
-        bar2.write_u32(reg(GlobalReg::IntMask), 0)
-            .and_then(|_| bar2.write_u32(reg(GlobalReg::IntEnable), PHYS_SOURCES.bits()))
-            .map_err(ctx("enabling the GPU's interrupts"))?;
-        let state = State {
+        let layout = gpu.alloc_slice(config.vram_size)?;
+        let attached = (|| {
+            let vram = Region::new(gpu.device().clone(), VFIO_PCI_BAR0_REGION_INDEX)
+                .and_then(|r| r.mmap(layout.vram_base, layout.vram_size))
+                .map_err(ctx("mapping the VRAM slice from BAR0"))?;
+            let gtt = GttShadow::new(layout);
+            gtt.fill_scratch(&mut ContractGtt(gpu.bar2()))
+                .map_err(ctx("initialising the GTT slice"))?;
+            let events =
+                Arc::new(EventFd::new(EFD_NONBLOCK).map_err(ctx("creating the vGPU's eventfd"))?);
+            Ok::<_, String>((vram, gtt, events))
+        })();
+        let (vram, gtt, events) = attached.inspect_err(|_| gpu.free_slice(&layout))?;
+        let state = Arc::new(Mutex::new(State {
             regs: Regs::new(&config, &layout),
-            gtt: GttShadow::new(layout),
+            gtt,
             mem: GuestMemory::default(),
-            phys_events: 0,
-        };
-        state
-            .gtt
-            .fill_scratch(&mut ContractGtt(&bar2))
-            .map_err(ctx("initialising the GTT slice"))?;
+            scan_head: 0,
+            generation: 0,
+            message_pending: false,
+            streams: StreamStats::default(),
+        }));
+        let sink_state = Arc::downgrade(&state);
+        let sink_events = events.clone();
+        let ctx = gpu.scheduler().add_context(
+            Arc::new(move |p| {
+                let Some(state) = sink_state.upgrade() else {
+                    return;
+                };
+                if state.lock().apply(p) {
+                    let _ = sink_events.write(1);
+                }
+            }),
+            gfx_addr(layout.gtt_base),
+            VGPU_GFX_SPACE,
+        );
         Ok(Vgpu {
-            state: Mutex::new(state),
             config,
-            dev,
-            bar2,
+            gpu,
+            layout,
+            ctx,
             vram,
-            irq,
+            events,
+            state,
         })
     }
 
@@ -210,15 +212,34 @@ impl Vgpu {
         &self.config
     }
 
+    pub fn layout(&self) -> &SliceLayout {
+        &self.layout
+    }
+
     /// Host address of the VRAM slice, for the guest's BAR0.
     pub fn vram_ptr(&self) -> *mut u8 {
         self.vram.as_ptr()
     }
 
-    /// The fd to watch for physical interrupts; call `phys_irq_event` when
-    /// it is readable.
-    pub fn phys_irq_fd(&self) -> RawFd {
-        self.irq.eventfd.as_raw_fd()
+    /// The fd to watch; call `event` on the main loop when it is readable.
+    pub fn event_fd(&self) -> RawFd {
+        self.events.as_raw_fd()
+    }
+
+    /// The scheduler changed the virtual interrupt status: deliver it.
+    pub fn event(&self) -> Effects {
+        let mut fx = Effects::default();
+        // Reading resets the counter; nothing pending is not an error.
+        if self.events.read().is_err() {
+            return fx;
+        }
+        let mut st = self.state.lock();
+        let message = std::mem::take(&mut st.message_pending);
+        fx.irq = Some(IrqLine {
+            message,
+            ..st.regs.global.irq.current()
+        });
+        fx
     }
 
     pub fn irq_line(&self) -> IrqLine {
@@ -264,11 +285,10 @@ impl Vgpu {
     pub fn mmio_write(&self, offset: u64, value: u64, size: u32) -> Effects {
         let mut fx = Effects::default();
         let mut st = self.state.lock();
-        let State { regs, gtt, mem, .. } = &mut *st;
         let result = match Bar2Target::decode(offset) {
             Bar2Target::Edid(_) => Err(RegError::ReadOnly { reg: "EDID", value }),
-            Bar2Target::VgaPorts(rel) => vga_write(&mut regs.vga_ports, rel, value, size),
-            Bar2Target::Dispi(rel) => regs.dispi.write(rel, value, size).map(|_| ()),
+            Bar2Target::VgaPorts(rel) => vga_write(&mut st.regs.vga_ports, rel, value, size),
+            Bar2Target::Dispi(rel) => st.regs.dispi.write(rel, value, size).map(|_| ()),
             Bar2Target::QemuExt(rel) => {
                 decode::<QemuExtReg>(rel, size).and_then(|(reg, lane)| match reg {
                     QemuExtReg::Size => Err(RegError::ReadOnly {
@@ -276,23 +296,19 @@ impl Vgpu {
                         value,
                     }),
                     QemuExtReg::Endian => {
-                        regs.qext_endian = lane.merge(u64::from(regs.qext_endian), value) as u32;
+                        let r = &mut st.regs;
+                        r.qext_endian = lane.merge(u64::from(r.qext_endian), value) as u32;
                         Ok(())
                     }
                 })
             }
-            Bar2Target::Global(rel) => match regs.global.write(rel, value, size) {
+            Bar2Target::Global(rel) => match st.regs.global.write(rel, value, size) {
                 Ok(GlobalWrite::Done(line)) => {
                     fx.irq = Some(line);
                     Ok(())
                 }
                 Ok(GlobalWrite::Trigger(src)) => {
-                    // Through the GPU and back: the physical interrupt raises
-                    // the virtual source when its eventfd fires.
-                    let at = bar2::GLOBAL + GlobalReg::IntTrigger.offset();
-                    if let Err(e) = self.bar2.write_u32(at, src.bits()) {
-                        fx.host_error(format!("forwarding INT_TRIGGER to the GPU: {e}"));
-                    }
+                    fx.irq = Some(st.regs.global.irq.raise(src));
                     Ok(())
                 }
                 Ok(GlobalWrite::Reset) => {
@@ -301,36 +317,10 @@ impl Vgpu {
                 }
                 Err(e) => Err(e),
             },
-            Bar2Target::Engine(rel) => regs.engine.write(rel, value, size).map(|_| ()),
-            Bar2Target::Display(rel) => regs.display.write(rel, value, size).map(|_| ()),
+            Bar2Target::Engine(rel) => self.engine_write(&mut st, rel, value, size, &mut fx),
+            Bar2Target::Display(rel) => st.regs.display.write(rel, value, size).map(|_| ()),
             Bar2Target::Gtt { index, within } => {
-                match gtt.write(
-                    index,
-                    within,
-                    value,
-                    size,
-                    mem,
-                    &mut ContractGtt(&self.bar2),
-                ) {
-                    Ok(Ok(WriteOutcome::Rejected(reason))) => {
-                        fx.guest_error(format!(
-                            "GTT entry {index} = {:#x} rejected (FAULT_REASON {reason:#x}); scratch page mapped",
-                            gtt.entry(index as u32).map_or(0, |e| e.0)
-                        ));
-                        fx.irq = Some(regs.global.fault(
-                            gfx_addr(index as u32),
-                            reason,
-                            IntSource::GTT_FAULT,
-                        ));
-                        Ok(())
-                    }
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => {
-                        fx.host_error(format!("writing shadow GTT entry {index}: {e}"));
-                        Ok(())
-                    }
-                    Err(e) => Err(RegError::Refused(e.to_string())),
-                }
+                self.gtt_write(&mut st, index, within, value, size, &mut fx)
             }
             Bar2Target::Unassigned => Err(RegError::NoRegister { offset, size }),
         };
@@ -338,14 +328,129 @@ impl Vgpu {
         fx
     }
 
-    /// Power-on state for everything the guest sees; every pin released and
-    /// the GTT slice back on the scratch page. The physical GPU is not reset:
-    /// it may serve other vGPUs.
+    fn gtt_write(
+        &self,
+        st: &mut State,
+        index: u64,
+        within: u64,
+        value: u64,
+        size: u32,
+        fx: &mut Effects,
+    ) -> Result<(), RegError> {
+        let State { regs, gtt, mem, .. } = st;
+        match gtt.write(
+            index,
+            within,
+            value,
+            size,
+            mem,
+            &mut ContractGtt(self.gpu.bar2()),
+        ) {
+            Ok(Ok(WriteOutcome::Rejected(reason))) => {
+                fx.guest_error(format!(
+                    "GTT entry {index} = {:#x} rejected (FAULT_REASON {reason:#x}); scratch page mapped",
+                    gtt.entry(index as u32).map_or(0, |e| e.0)
+                ));
+                fx.irq = Some(regs.global.fault(
+                    gfx_addr(index as u32),
+                    reason,
+                    IntSource::GTT_FAULT,
+                ));
+                Ok(())
+            }
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
+                fx.host_error(format!("writing shadow GTT entry {index}: {e}"));
+                Ok(())
+            }
+            Err(e) => Err(RegError::Refused(e.to_string())),
+        }
+    }
+
+    /// The virtual engine's registers; a tail or control write may submit.
+    fn engine_write(
+        &self,
+        st: &mut State,
+        rel: u64,
+        value: u64,
+        size: u32,
+        fx: &mut Effects,
+    ) -> Result<(), RegError> {
+        let was_enabled = st.regs.engine.ctl & ring_ctl::ENABLE;
+        let w = st.regs.engine.write(rel, value, size)?;
+        let sched = self.gpu.scheduler();
+        if w.reset {
+            st.generation = sched.reset_context(self.ctx);
+            st.scan_head = 0;
+        }
+        let enabled = st.regs.engine.ctl & ring_ctl::ENABLE;
+        if enabled != was_enabled {
+            sched.set_enabled(self.ctx, enabled != 0);
+        }
+        if w.kick {
+            self.submit(st, fx);
+        }
+        Ok(())
+    }
+
+    /// Scan what the guest added to its ring since the last submission and
+    /// hand the shadow copy to the scheduler; or stop the virtual engine
+    /// with the scanner's error. The physical GPU sees nothing of a
+    /// rejected stream.
+    fn submit(&self, st: &mut State, fx: &mut Effects) {
+        let e = st.regs.engine;
+        if e.ctl & ring_ctl::ENABLE == 0 || e.error != error::NONE || st.scan_head == e.tail {
+            return;
+        }
+        let scanner = Scanner {
+            space: VGPU_GFX_SPACE,
+            reloc: gfx_addr(self.layout.gtt_base),
+        };
+        let view = GuestView {
+            gtt: &st.gtt,
+            mem: &st.mem,
+            vram: &self.vram,
+        };
+        let ring = EngineState {
+            head: st.scan_head,
+            ..e
+        };
+        match scanner.scan(&view, &ring) {
+            Ok(work) => {
+                st.streams.scanned_commands += work.guest_commands;
+                st.scan_head = e.tail;
+                self.gpu.scheduler().submit(self.ctx, st.generation, work);
+            }
+            Err(err) => {
+                st.streams.rejected_streams += 1;
+                fx.guest_error(format!(
+                    "command stream [{:#x}, {:#x}) of the ring rejected: ERROR {} at {:#x}",
+                    st.scan_head, e.tail, err.code, err.addr
+                ));
+                let engine = &mut st.regs.engine;
+                engine.error = err.code;
+                engine.error_addr = err.addr;
+                let mut raise = IntSource::ENGINE_ERROR;
+                if err.code == error::BAD_ADDRESS {
+                    raise |= IntSource::GTT_FAULT;
+                }
+                fx.irq = Some(st.regs.global.irq.raise(raise));
+            }
+        }
+    }
+
+    /// Power-on state for everything the guest sees; every pin released, the
+    /// GTT slice back on the scratch page, the engine context emptied. The
+    /// physical GPU is not reset: it may serve other vGPUs.
     pub fn reset(&self) -> Effects {
         let mut fx = Effects::default();
         let mut st = self.state.lock();
-        st.regs = Regs::new(&self.config, st.gtt.layout());
-        if let Err(e) = st.gtt.reset(&mut ContractGtt(&self.bar2)) {
+        st.regs = Regs::new(&self.config, &self.layout);
+        st.generation = self.gpu.scheduler().reset_context(self.ctx);
+        self.gpu.scheduler().set_enabled(self.ctx, false);
+        st.scan_head = 0;
+        st.message_pending = false;
+        if let Err(e) = st.gtt.reset(&mut ContractGtt(self.gpu.bar2())) {
             fx.host_error(format!("resetting the GTT slice: {e}"));
         }
         fx.irq = Some(st.regs.global.irq.current());
@@ -371,10 +476,7 @@ impl Vgpu {
             return fx;
         }
         if kind == MemKind::Ram {
-            if let Err(e) = self
-                .dev
-                .dma_map(range.iova, size, hva, DmaFlags::READ_WRITE)
-            {
+            if let Err(e) = self.gpu.dma_map(range.iova, size, hva) {
                 st.mem.remove(gpa, size);
                 fx.host_error(format!("DMA map of guest RAM [{gpa:#x}, +{size:#x}): {e}"));
             }
@@ -383,7 +485,7 @@ impl Vgpu {
     }
 
     /// Guest-physical memory went away: re-point every GTT entry that used
-    /// it at the scratch page, then remove its DMA mapping.
+    /// it at the scratch page, then drop its DMA mapping.
     pub fn guest_ram_del(&self, gpa: u64, size: u64) -> Effects {
         let mut fx = Effects::default();
         let mut st = self.state.lock();
@@ -392,7 +494,7 @@ impl Vgpu {
             if range.kind != MemKind::Ram {
                 continue;
             }
-            match gtt.invalidate(range.gpa, range.size, &mut ContractGtt(&self.bar2)) {
+            match gtt.invalidate(range.gpa, range.size, &mut ContractGtt(self.gpu.bar2())) {
                 Ok(hit) if !hit.is_empty() => {
                     fx.guest_error(format!(
                         "guest RAM [{:#x}, +{:#x}) removed under {} GTT entries; scratch page mapped",
@@ -409,7 +511,7 @@ impl Vgpu {
                 Ok(_) => {}
                 Err(e) => fx.host_error(format!("invalidating GTT entries: {e}")),
             }
-            if let Err(e) = self.dev.dma_unmap(range.iova, range.size) {
+            if let Err(e) = self.gpu.dma_unmap(range.iova, range.size) {
                 fx.host_error(format!(
                     "DMA unmap of [{:#x}, +{:#x}): {e}",
                     range.gpa, range.size
@@ -419,51 +521,23 @@ impl Vgpu {
         fx
     }
 
-    /// The physical interrupt fired: collect and acknowledge the GPU's
-    /// status, raise the same sources on the virtual side.
-    pub fn phys_irq_event(&self) -> Effects {
-        let mut fx = Effects::default();
-        // Reading resets the counter; nothing pending is not an error.
-        if self.irq.eventfd.read().is_err() {
-            return fx;
-        }
-        let at = bar2::GLOBAL + GlobalReg::IntStatus.offset();
-        let status = match self
-            .bar2
-            .read_u32(at)
-            .and_then(|s| self.bar2.write_u32(at, s).map(|_| s))
-        {
-            Ok(s) => s,
-            Err(e) => {
-                fx.host_error(format!("reading the GPU's INT_STATUS: {e}"));
-                return fx;
-            }
-        };
-        if self.irq.index == VFIO_PCI_INTX_IRQ_INDEX {
-            if let Err(e) = self.dev.set_irqs(&IrqSet::intx_unmask()) {
-                fx.host_error(format!("unmasking the GPU's INTx: {e}"));
-            }
-        }
-        let mut st = self.state.lock();
-        st.phys_events += 1;
-        fx.irq = Some(
-            st.regs
-                .global
-                .irq
-                .raise(IntSource::from_bits_truncate(status)),
-        );
-        fx
-    }
-
     pub fn shadow_stats(&self) -> ShadowStats {
         self.state.lock().gtt.stats()
+    }
+
+    pub fn stream_stats(&self) -> StreamStats {
+        self.state.lock().streams
     }
 
     /// A report for `info rust-vgpu`.
     pub fn describe(&self) -> String {
         let st = self.state.lock();
-        let l = st.gtt.layout();
+        let l = &self.layout;
         let s = st.gtt.stats();
+        let sched = self.gpu.scheduler();
+        let c = sched.stats(self.ctx);
+        let (attached, capacity) = self.gpu.occupancy();
+        let e = &st.regs.engine;
         let reg = |r: GlobalReg| {
             st.regs
                 .global
@@ -472,6 +546,7 @@ impl Vgpu {
         };
         format!(
             "  backend: {}\n\
+             \x20 gpu: {attached} of {capacity} vGPUs attached, timeslice={}us\n\
              \x20 gtt-slice: base={} entries={}\n\
              \x20 vram-slice: offset={:#x} size={:#x}\n\
              \x20 pinned-pages: {}\n\
@@ -481,8 +556,10 @@ impl Vgpu {
              \x20 invalidated-entries: {}\n\
              \x20 pin-cache: hits={} misses={}\n\
              \x20 faults: {} (last reason={:#x} addr={:#x})\n\
-             \x20 physical-interrupts: {}\n",
-            self.dev.describe(),
+             \x20 engine: ctl={:#x} head={:#x} tail={:#x} seqno={} error={} error-addr={:#x}\n\
+             \x20 commands: scanned={} rejected-streams={} shadow-dwords={} slices={} engine-faults={}\n",
+            self.gpu.device().describe(),
+            sched.timeslice().as_micros(),
             l.gtt_base,
             l.gtt_entries,
             l.vram_base,
@@ -500,7 +577,17 @@ impl Vgpu {
             reg(GlobalReg::GttFaults),
             reg(GlobalReg::FaultReason),
             reg(GlobalReg::FaultAddr),
-            st.phys_events,
+            e.ctl,
+            e.head,
+            e.tail,
+            e.seqno,
+            e.error,
+            e.error_addr,
+            st.streams.scanned_commands,
+            st.streams.rejected_streams,
+            c.submitted,
+            c.slices,
+            c.faults,
         )
     }
 
@@ -508,7 +595,7 @@ impl Vgpu {
     /// back from the physical GTT through the contract, and the state.
     pub fn gtt_dump(&self, first: u32, count: u32) -> Result<String, String> {
         let st = self.state.lock();
-        let l = *st.gtt.layout();
+        let l = self.layout;
         let end = first
             .checked_add(count)
             .filter(|&e| e <= l.gtt_entries)
@@ -521,12 +608,12 @@ impl Vgpu {
         let mut out = String::new();
         for i in first..end {
             let (guest, state) = st.gtt.entry(i).expect("in range");
-            let shadow = ContractGtt(&self.bar2)
+            let shadow = ContractGtt(self.gpu.bar2())
                 .read(l.gtt_base + i)
                 .map_err(ctx("reading the physical GTT"))?;
             let state = match state {
                 EntryState::Unmapped => "unmapped".to_string(),
-                EntryState::Local => "local".to_string(),
+                EntryState::Local { .. } => "local".to_string(),
                 EntryState::System { .. } => "system".to_string(),
                 EntryState::Rejected(r) => format!("rejected:{r:#x}"),
             };
@@ -542,14 +629,17 @@ impl Vgpu {
 
 impl Drop for Vgpu {
     fn drop(&mut self) {
-        // Leave the GPU as found: interrupts torn down, DMA unmapped, the
-        // slice on the scratch page.
-        let _ = self.dev.set_irqs(&IrqSet::teardown(self.irq.index));
+        // Off the engine first (its sink takes the state lock), then leave
+        // the GPU as found: the slice on the scratch page, DMA released,
+        // the slice free for another vGPU.
+        self.gpu.scheduler().remove_context(self.ctx);
         let mut st = self.state.lock();
-        let _ = st.gtt.reset(&mut ContractGtt(&self.bar2));
+        let _ = st.gtt.reset(&mut ContractGtt(self.gpu.bar2()));
         for r in st.mem.iter().filter(|r| r.kind == MemKind::Ram) {
-            let _ = self.dev.dma_unmap(r.iova, r.size);
+            let _ = self.gpu.dma_unmap(r.iova, r.size);
         }
+        drop(st);
+        self.gpu.free_slice(&self.layout);
     }
 }
 
@@ -573,74 +663,37 @@ fn vga_write(ports: &mut [u8], rel: u64, value: u64, size: u32) -> Result<(), Re
     Ok(())
 }
 
-/// Refuse a device that is not an RVG-1 GPU, from its config space.
-fn check_identity(dev: &Arc<dyn VfioDevice>) -> Result<(), String> {
-    let cfg = Region::new(dev.clone(), VFIO_PCI_CONFIG_REGION_INDEX)
-        .map_err(ctx("config space region info"))?;
-    let ids = cfg
-        .read_u32(0)
-        .map_err(ctx("reading vendor and device IDs"))?;
-    let sub = cfg.read_u32(0x2c).map_err(ctx("reading subsystem IDs"))?;
-    let (vendor, device) = (ids as u16, (ids >> 16) as u16);
-    let (svendor, sdevice) = (sub as u16, (sub >> 16) as u16);
-    if vendor != pci::VENDOR_ID
-        || svendor != pci::SUBSYSTEM_VENDOR_ID
-        || sdevice != pci::SUBSYSTEM_ID
-    {
-        return Err(format!(
-            "not an RVG-1 GPU: {vendor:04x}:{device:04x} subsystem {svendor:04x}:{sdevice:04x} \
-             (RVG-1 has subsystem {:04x}:{:04x})",
-            pci::SUBSYSTEM_VENDOR_ID,
-            pci::SUBSYSTEM_ID
-        ));
-    }
-    Ok(())
-}
-
-/// MSI-X vector 0 if the device offers it, else INTx.
-fn wire_interrupt(dev: &Arc<dyn VfioDevice>) -> Result<PhysIrq, String> {
-    let eventfd = EventFd::new(EFD_NONBLOCK).map_err(ctx("creating the interrupt eventfd"))?;
-    let msix = dev
-        .irq_info(VFIO_PCI_MSIX_IRQ_INDEX)
-        .map_err(ctx("MSI-X interrupt info"))?;
-    let index = if msix.count > 0 && msix.eventfd() {
-        VFIO_PCI_MSIX_IRQ_INDEX
-    } else {
-        let info = dev
-            .irq_info(VFIO_PCI_INTX_IRQ_INDEX)
-            .map_err(ctx("INTx interrupt info"))?;
-        if info.count == 0 || !info.eventfd() {
-            return Err("the GPU offers neither MSI-X nor INTx through eventfds".into());
-        }
-        VFIO_PCI_INTX_IRQ_INDEX
-    };
-    dev.set_irqs(&IrqSet::eventfds(index, 0, &[eventfd.as_raw_fd()]))
-        .map_err(ctx("installing the interrupt eventfd"))?;
-    Ok(PhysIrq { eventfd, index })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rvg_model::regs::fault;
+    use rvg_model::regs::{fault, RVG_ID};
     use rvg_model::GpuConfig;
     use rvg_vfio::SoftGpu;
+    use std::sync::Arc;
 
     const VRAM: u64 = 4 << 20;
 
-    fn attach() -> (Vgpu, Arc<SoftGpu>) {
-        let config = VgpuConfig { vram_size: VRAM };
+    fn private_gpu(vram: u64) -> (Arc<SharedGpu>, Arc<SoftGpu>) {
         let soft = Arc::new(
             SoftGpu::new(
-                GpuConfig {
-                    vram_size: config.private_gpu_vram(),
-                },
+                GpuConfig { vram_size: vram },
                 Box::new(|m| panic!("physical side complained: {m}")),
             )
             .unwrap(),
         );
-        let layout = config.private_layout();
-        (Vgpu::new(config, soft.clone(), layout).unwrap(), soft)
+        let gpu = SharedGpu::new(
+            soft.clone(),
+            crate::shared::TIMESLICE_DEFAULT,
+            Arc::new(|m| panic!("scheduler complained: {m}")),
+        )
+        .unwrap();
+        (Arc::new(gpu), soft)
+    }
+
+    fn attach() -> (Vgpu, Arc<SoftGpu>) {
+        let config = VgpuConfig { vram_size: VRAM };
+        let (gpu, soft) = private_gpu(config.private_gpu_vram());
+        (Vgpu::new(config, gpu).unwrap(), soft)
     }
 
     fn greg(r: GlobalReg) -> u64 {
@@ -711,8 +764,12 @@ mod tests {
         // Untouched entries of the slice map the scratch page.
         let scratch = soft.gpu().gtt_entry(RESERVED_GTT_ENTRIES + 6).unwrap();
         assert_eq!(scratch, GttEntry::invalid_to(0, true));
-        // Nothing outside the slice was written.
-        assert_eq!(soft.gpu().gtt_entry(RESERVED_GTT_ENTRIES - 1).unwrap().0, 0);
+        // Nothing outside the slice was written: the mediator's reserved
+        // entries keep their scratch mapping, the entries after stay zero.
+        assert_eq!(
+            soft.gpu().gtt_entry(RESERVED_GTT_ENTRIES - 1).unwrap(),
+            GttEntry::invalid_to(0, true)
+        );
         assert_eq!(
             soft.gpu()
                 .gtt_entry(RESERVED_GTT_ENTRIES + VGPU_GTT_ENTRIES)
@@ -777,14 +834,11 @@ mod tests {
     }
 
     #[test]
-    fn software_interrupt_goes_through_the_gpu() {
-        let (v, _) = attach();
+    fn software_interrupt_is_virtual() {
+        let (v, soft) = attach();
         let sw = u64::from(IntSource::SOFTWARE.bits());
         v.mmio_write(greg(GlobalReg::IntEnable), sw, 4);
-        v.mmio_write(greg(GlobalReg::IntTrigger), sw, 4);
-        // Not yet: the virtual source rises when the physical interrupt is handled.
-        assert_eq!(v.mmio_read(greg(GlobalReg::IntStatus), 4).0, 0);
-        let fx = v.phys_irq_event();
+        let fx = v.mmio_write(greg(GlobalReg::IntTrigger), sw, 4);
         assert_eq!(
             fx.irq,
             Some(IrqLine {
@@ -793,8 +847,11 @@ mod tests {
             })
         );
         assert_eq!(v.mmio_read(greg(GlobalReg::IntStatus), 4).0, sw);
-        // Spurious wakeups change nothing.
-        assert_eq!(v.phys_irq_event().irq, None);
+        // The GPU, which other vGPUs may share, saw none of it.
+        assert_eq!(
+            soft.gpu().mmio_read(greg(GlobalReg::IntStatus), 4).0 & sw,
+            0
+        );
     }
 
     #[test]
@@ -833,11 +890,11 @@ mod tests {
 
     #[test]
     fn a_slice_that_does_not_fit_is_refused() {
-        let config = VgpuConfig { vram_size: VRAM };
-        let soft = Arc::new(SoftGpu::new(GpuConfig { vram_size: VRAM }, Box::new(|_| {})).unwrap());
-        let err = Vgpu::new(config.clone(), soft, config.private_layout())
+        let (gpu, _) = private_gpu(VRAM);
+        let err = Vgpu::new(VgpuConfig { vram_size: VRAM }, gpu.clone())
             .err()
             .unwrap();
-        assert!(err.contains("no room"), "{err}");
+        assert!(err.contains("no free"), "{err}");
+        assert_eq!(gpu.occupancy().0, 0, "nothing stays allocated");
     }
 }

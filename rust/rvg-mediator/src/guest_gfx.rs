@@ -1,0 +1,60 @@
+//! The guest's graphics memory as its GTT maps it, read by the mediator:
+//! what the scanner copies commands from.
+//!
+//! Pages resolve through the shadow state (what the GPU would reach), never
+//! through a half-written guest entry: a page of the VRAM slice through the
+//! slice's mapping, a guest RAM page through QEMU's mapping of that RAM.
+
+use rvg_model::gtt::PAGE_SIZE;
+use rvg_vfio::contract::Mapping;
+
+use crate::guest_mem::{GuestMemory, MemKind};
+use crate::scan::GuestGfx;
+use crate::shadow::{EntryState, GttShadow};
+
+pub struct GuestView<'a> {
+    pub gtt: &'a GttShadow,
+    pub mem: &'a GuestMemory,
+    pub vram: &'a Mapping,
+}
+
+impl GuestView<'_> {
+    /// Host address of guest graphics address `addr`, valid for the rest of
+    /// its page; None where the GPU would fault.
+    fn host_addr(&self, addr: u64) -> Option<*const u8> {
+        let index = u32::try_from(addr / PAGE_SIZE).ok()?;
+        let within = addr % PAGE_SIZE;
+        match self.gtt.entry(index)?.1 {
+            EntryState::Local { offset } => {
+                // Shadowing refused any page outside the slice.
+                debug_assert!(offset + PAGE_SIZE <= self.vram.len());
+                Some(self.vram.as_ptr().wrapping_add((offset + within) as usize) as *const u8)
+            }
+            EntryState::System { gpa } => {
+                let range = self.mem.lookup(gpa).filter(|r| r.kind == MemKind::Ram)?;
+                Some((range.hva + (gpa - range.gpa) + within) as *const u8)
+            }
+            EntryState::Unmapped | EntryState::Rejected(_) => None,
+        }
+    }
+}
+
+impl GuestGfx for GuestView<'_> {
+    fn read(&self, mut addr: u64, mut buf: &mut [u8]) -> Result<(), u64> {
+        while !buf.is_empty() {
+            let src = self.host_addr(addr).ok_or(addr)?;
+            let n = buf.len().min((PAGE_SIZE - addr % PAGE_SIZE) as usize);
+            let (now, rest) = buf.split_at_mut(n);
+            // SAFETY: `src` is inside one page of memory that stays mapped
+            // while the vGPU's state is locked: the VRAM slice (the mapping
+            // lives as long as the vGPU) or guest RAM the memory listener
+            // reported and has not removed (removal takes the same lock).
+            // vCPUs may write it concurrently; the copy is a snapshot of
+            // plain bytes, and only the copy is used.
+            unsafe { std::ptr::copy_nonoverlapping(src, now.as_mut_ptr(), n) };
+            buf = rest;
+            addr += n as u64;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,215 @@
+//! One GPU, reached through the VFIO contract, shared by the vGPUs attached
+//! to it: their slices, the DMA mappings of their guest's RAM, and the
+//! scheduler that time-shares the engine.
+
+mod dma_refs;
+pub mod sched;
+pub mod slices;
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rvg_model::gtt::{GttEntry, PAGE_SIZE};
+use rvg_model::irq::IntSource;
+use rvg_model::regs::{bar2, pci, GlobalReg, Register, RVG_ID};
+use rvg_vfio::contract::{
+    IrqSet, Region, VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_BAR2_REGION_INDEX,
+    VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
+};
+use rvg_vfio::VfioDevice;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::shadow::SliceLayout;
+use dma_refs::DmaRefs;
+pub use sched::{CtxStats, HostLog, PhysRing, Progress, ProgressSink, Scheduler};
+use slices::{Slices, RESERVED_GTT_ENTRIES, RESERVED_VRAM};
+
+/// The mediator's ring: 64 KiB of the reserved VRAM after the scratch
+/// page's 64 KiB, at graphics address 0 through the first reserved entries.
+pub const PHYS_RING: PhysRing = PhysRing {
+    gfx_base: 0,
+    vram_offset: 64 << 10,
+    size: 64 << 10,
+};
+
+/// Default scheduler time slice.
+pub const TIMESLICE_DEFAULT: Duration = Duration::from_millis(1);
+
+const _: () = assert!(PHYS_RING.vram_offset + PHYS_RING.size as u64 <= RESERVED_VRAM);
+const _: () = assert!((PHYS_RING.size as u64 / PAGE_SIZE) <= RESERVED_GTT_ENTRIES as u64);
+
+pub struct SharedGpu {
+    // Dropped first: the scheduler thread stops before anything it uses.
+    sched: Scheduler,
+    dev: Arc<dyn VfioDevice>,
+    bar2: Region,
+    irq_index: u32,
+    slices: Mutex<Slices>,
+    dma: Mutex<DmaRefs>,
+}
+
+fn ctx(what: &str) -> impl FnOnce(io::Error) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+impl SharedGpu {
+    /// Take over `dev`: check it is an RVG-1 GPU, set up the mediator's ring
+    /// and the physical interrupt, start the scheduler.
+    pub fn new(
+        dev: Arc<dyn VfioDevice>,
+        timeslice: Duration,
+        log: HostLog,
+    ) -> Result<SharedGpu, String> {
+        check_identity(&dev)?;
+        let bar2 = Region::new(dev.clone(), VFIO_PCI_BAR2_REGION_INDEX)
+            .map_err(ctx("BAR2 region info"))?;
+        if !bar2.info.readable() || !bar2.info.writable() || bar2.info.size < bar2::SIZE {
+            return Err(format!(
+                "BAR2 region is not a read-write {} byte region",
+                bar2::SIZE
+            ));
+        }
+        let bar0 = Region::new(dev.clone(), VFIO_PCI_BAR0_REGION_INDEX)
+            .map_err(ctx("BAR0 region info"))?;
+        let reg = |r: GlobalReg| bar2::GLOBAL + r.offset();
+        let id = bar2
+            .read_u32(reg(GlobalReg::Id))
+            .map_err(ctx("reading the GPU's ID"))?;
+        if id != RVG_ID {
+            return Err(format!(
+                "the GPU's ID register reads {id:#x}, not RVG1 ({RVG_ID:#x})"
+            ));
+        }
+        let gtt_entries = bar2
+            .read_u32(reg(GlobalReg::GttEntries))
+            .map_err(ctx("reading GTT_ENTRIES"))?;
+        let vram_size = bar2
+            .read_u64(reg(GlobalReg::VramSize))
+            .map_err(ctx("reading VRAM_SIZE"))?;
+        if gtt_entries < RESERVED_GTT_ENTRIES || vram_size < RESERVED_VRAM {
+            return Err(format!(
+                "the GPU is too small for the mediator ({gtt_entries} GTT entries, {vram_size:#x} bytes of VRAM)"
+            ));
+        }
+        // The ring's pages, then every other reserved entry on scratch.
+        let ring_pages = u64::from(PHYS_RING.size) / PAGE_SIZE;
+        for i in 0..u64::from(RESERVED_GTT_ENTRIES) {
+            let entry = if i < ring_pages {
+                GttEntry::new(PHYS_RING.vram_offset + i * PAGE_SIZE, true)
+            } else {
+                GttEntry::invalid_to(slices::SCRATCH_PAGE, true)
+            };
+            bar2.write_u64(bar2::GTT + 8 * i, entry.0)
+                .map_err(ctx("mapping the mediator's ring"))?;
+        }
+        let (irq, irq_index) = wire_interrupt(&dev)?;
+        // Take every physical source; masking is done on the virtual side.
+        bar2.write_u32(reg(GlobalReg::IntMask), 0)
+            .and_then(|_| bar2.write_u32(reg(GlobalReg::IntEnable), IntSource::all().bits()))
+            .map_err(ctx("enabling the GPU's interrupts"))?;
+        let sched_bar2 = Region::new(dev.clone(), VFIO_PCI_BAR2_REGION_INDEX)
+            .map_err(ctx("BAR2 region info"))?;
+        let sched = Scheduler::start(bar0, sched_bar2, PHYS_RING, irq, irq_index, timeslice, log)?;
+        Ok(SharedGpu {
+            slices: Mutex::new(Slices::new(gtt_entries, vram_size)),
+            dma: Mutex::new(DmaRefs::default()),
+            dev,
+            bar2,
+            irq_index,
+            sched,
+        })
+    }
+
+    pub fn device(&self) -> &Arc<dyn VfioDevice> {
+        &self.dev
+    }
+
+    /// BAR2 of the GPU: registers and the physical GTT.
+    pub fn bar2(&self) -> &Region {
+        &self.bar2
+    }
+
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.sched
+    }
+
+    /// Room for one more vGPU with `vram_size` bytes of VRAM.
+    pub fn alloc_slice(&self, vram_size: u64) -> Result<SliceLayout, String> {
+        self.slices.lock().alloc(vram_size)
+    }
+
+    pub fn free_slice(&self, layout: &SliceLayout) {
+        self.slices.lock().free(layout)
+    }
+
+    /// `(attached, capacity)` in vGPUs.
+    pub fn occupancy(&self) -> (usize, usize) {
+        let s = self.slices.lock();
+        (s.in_use(), s.capacity())
+    }
+
+    /// Guest RAM for the GPU's DMA, shared by every vGPU that reports it.
+    pub fn dma_map(&self, iova: u64, size: u64, vaddr: u64) -> io::Result<()> {
+        self.dma.lock().map(&*self.dev, iova, size, vaddr)
+    }
+
+    pub fn dma_unmap(&self, iova: u64, size: u64) -> io::Result<()> {
+        self.dma.lock().unmap(&*self.dev, iova, size)
+    }
+}
+
+impl Drop for SharedGpu {
+    fn drop(&mut self) {
+        // Leave the GPU's interrupt as found.
+        let _ = self.dev.set_irqs(&IrqSet::teardown(self.irq_index));
+    }
+}
+
+/// Refuse a device that is not an RVG-1 GPU, from its config space.
+fn check_identity(dev: &Arc<dyn VfioDevice>) -> Result<(), String> {
+    let cfg = Region::new(dev.clone(), VFIO_PCI_CONFIG_REGION_INDEX)
+        .map_err(ctx("config space region info"))?;
+    let ids = cfg
+        .read_u32(0)
+        .map_err(ctx("reading vendor and device IDs"))?;
+    let sub = cfg.read_u32(0x2c).map_err(ctx("reading subsystem IDs"))?;
+    let (vendor, device) = (ids as u16, (ids >> 16) as u16);
+    let (svendor, sdevice) = (sub as u16, (sub >> 16) as u16);
+    if vendor != pci::VENDOR_ID
+        || svendor != pci::SUBSYSTEM_VENDOR_ID
+        || sdevice != pci::SUBSYSTEM_ID
+    {
+        return Err(format!(
+            "not an RVG-1 GPU: {vendor:04x}:{device:04x} subsystem {svendor:04x}:{sdevice:04x} \
+             (RVG-1 has subsystem {:04x}:{:04x})",
+            pci::SUBSYSTEM_VENDOR_ID,
+            pci::SUBSYSTEM_ID
+        ));
+    }
+    Ok(())
+}
+
+/// MSI-X vector 0 if the device offers it, else INTx.
+fn wire_interrupt(dev: &Arc<dyn VfioDevice>) -> Result<(EventFd, u32), String> {
+    let eventfd = EventFd::new(EFD_NONBLOCK).map_err(ctx("creating the interrupt eventfd"))?;
+    let msix = dev
+        .irq_info(VFIO_PCI_MSIX_IRQ_INDEX)
+        .map_err(ctx("MSI-X interrupt info"))?;
+    let index = if msix.count > 0 && msix.eventfd() {
+        VFIO_PCI_MSIX_IRQ_INDEX
+    } else {
+        let info = dev
+            .irq_info(VFIO_PCI_INTX_IRQ_INDEX)
+            .map_err(ctx("INTx interrupt info"))?;
+        if info.count == 0 || !info.eventfd() {
+            return Err("the GPU offers neither MSI-X nor INTx through eventfds".into());
+        }
+        VFIO_PCI_INTX_IRQ_INDEX
+    };
+    dev.set_irqs(&IrqSet::eventfds(index, 0, &[eventfd.as_raw_fd()]))
+        .map_err(ctx("installing the interrupt eventfd"))?;
+    Ok((eventfd, index))
+}
