@@ -54,12 +54,9 @@ static GttView gtt_view(Rvg *r, uint32_t index)
 /* A counter from `info rust-vgpu`, e.g. "pinned-pages". */
 static uint64_t info_counter(Rvg *r, const char *name)
 {
-    g_autofree char *out = qtest_hmp(r->qs->qts, "info rust-vgpu");
     g_autofree char *key = g_strdup_printf("  %s: ", name);
-    const char *at = strstr(out, key);
 
-    g_assert_nonnull(at);
-    return g_ascii_strtoull(at + strlen(key), NULL, 10);
+    return rvg_info_value(r->qs->qts, NULL, key);
 }
 
 static Rvg *start(const char *extra)

@@ -409,7 +409,7 @@ static void test_hotplug_unplug(void)
     g_autofree char *addr = g_strdup_printf("%x", HOTPLUG_SLOT);
 
     qtest_qmp_device_add(qts, "rust-vgpu", "hp0", "{'addr': %s, 'vram-size': %d}",
-                         addr, 16 * MiB);
+                         addr, (int)(16 * MiB));
     dev = qpci_device_find(qs->pcibus, QPCI_DEVFN(HOTPLUG_SLOT, 0));
     g_assert_nonnull(dev);
     mmio = qpci_iomap(dev, RVG_BAR_MMIO, NULL);

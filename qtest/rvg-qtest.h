@@ -93,4 +93,22 @@ static inline void rvg_wait_status(Rvg *r, uint32_t bits)
     g_assert_cmphex(greg_read(r, RVG_REG_INT_STATUS) & bits, ==, bits);
 }
 
+/*
+ * A number from `info rust-vgpu`: the one after `key` (e.g. "seqno="), in
+ * the section of device `id` if given.
+ */
+static inline uint64_t rvg_info_value(QTestState *qts, const char *id,
+                                      const char *key)
+{
+    g_autofree char *out = qtest_hmp(qts, "info rust-vgpu");
+    g_autofree char *quoted = g_strdup_printf("\"%s\"", id ? id : "");
+    const char *section = id ? strstr(out, quoted) : out;
+    const char *at;
+
+    g_assert_nonnull(section);
+    at = strstr(section, key);
+    g_assert_nonnull(at);
+    return g_ascii_strtoull(at + strlen(key), NULL, 0);
+}
+
 #endif

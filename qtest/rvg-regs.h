@@ -60,6 +60,33 @@
 #define RVG_ENGINE_RING_TAIL  0x10
 #define RVG_ENGINE_RING_CTL   0x14
 #define RVG_ENGINE_SEQNO      0x18
+#define RVG_ENGINE_ERROR      0x1c
+#define RVG_ENGINE_ERROR_ADDR 0x20
+
+#define RVG_RING_CTL_ENABLE   (1u << 0)
+#define RVG_RING_CTL_RESET    (1u << 1)
+
+/* ERROR codes. */
+#define RVG_ERR_UNKNOWN_OPCODE 1
+#define RVG_ERR_RESERVED_BITS  2
+#define RVG_ERR_TRUNCATED      3
+#define RVG_ERR_BAD_ADDRESS    4
+#define RVG_ERR_BATCH_NESTING  5
+#define RVG_ERR_BAD_RECT       6
+#define RVG_ERR_MISALIGNED     7
+#define RVG_ERR_BAD_RING       8
+#define RVG_ERR_BAD_REGISTER   9
+#define RVG_ERR_PRIVILEGED     10
+
+/* Command opcodes (header bits 31:24). */
+#define RVG_OP_NOOP        0x00
+#define RVG_OP_STORE_DW    0x01
+#define RVG_OP_FENCE       0x02
+#define RVG_OP_BATCH_START 0x03
+#define RVG_OP_BATCH_END   0x04
+#define RVG_OP_FILL_RECT   0x05
+#define RVG_OP_COPY_RECT   0x06
+#define RVG_OP_LOAD_REG    0x07
 
 #define RVG_DISPLAY_PLANE_CTL    0x00
 #define RVG_DISPLAY_PLANE_FORMAT 0x04
