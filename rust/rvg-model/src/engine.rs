@@ -317,8 +317,13 @@ impl EngineState {
                 for y in 0..u64::from(height) {
                     mem.check(dst + y * u64::from(pitch), row)?;
                 }
-                for y in 0..u64::from(height) {
-                    mem.fill32(dst + y * u64::from(pitch), row, color)?;
+                if u64::from(pitch) == row {
+                    // Rows back to back: one fill.
+                    mem.fill32(dst, row * u64::from(height), color)?;
+                } else {
+                    for y in 0..u64::from(height) {
+                        mem.fill32(dst + y * u64::from(pitch), row, color)?;
+                    }
                 }
             }
             Command::CopyRect {
@@ -334,6 +339,11 @@ impl EngineState {
                 for y in 0..u64::from(height) {
                     mem.check(src + y * u64::from(src_pitch), row)?;
                     mem.check(dst + y * u64::from(dst_pitch), row)?;
+                }
+                if u64::from(src_pitch) == row && u64::from(dst_pitch) == row {
+                    // Both back to back: one memmove-like copy.
+                    mem.copy(src, dst, row * u64::from(height))?;
+                    return Ok(());
                 }
                 // Rows in the order that never reads a row already written:
                 // bottom-up when the destination lies after the source.

@@ -95,6 +95,32 @@ impl Vram {
     }
 }
 
+/// From this many bytes a fill takes the string-store path memset takes
+/// for large blocks.
+const LARGE_FILL_BYTES: usize = 1 << 20;
+
+/// Fill `words` with `value`.
+fn fill_words(words: &mut [u32], value: u32) {
+    #[cfg(target_arch = "x86_64")]
+    if words.len() * 4 >= LARGE_FILL_BYTES {
+        // SAFETY: `rep stosd` stores EAX to RCX dwords from RDI upwards
+        // (the direction flag is clear per the ABI): exactly `words`, which
+        // this function borrows mutably. Fast-string stores write whole
+        // lines without reading them first.
+        unsafe {
+            std::arch::asm!(
+                "rep stosd",
+                inout("rcx") words.len() => _,
+                inout("rdi") words.as_mut_ptr() => _,
+                in("eax") value,
+                options(nostack, preserves_flags)
+            );
+        }
+        return;
+    }
+    words.fill(value);
+}
+
 impl Vram {
     /// Fill `len` bytes at `offset` with the little-endian `value` repeated.
     /// Both must be multiples of 4.
@@ -114,7 +140,7 @@ impl Vram {
                 (len / 4) as usize,
             )
         };
-        words.fill(value.to_le());
+        fill_words(words, value.to_le());
         Ok(())
     }
 
