@@ -546,7 +546,7 @@ impl Vgpu {
         };
         format!(
             "  backend: {}\n\
-             \x20 gpu: {attached} of {capacity} vGPUs attached, timeslice={}us\n\
+             \x20 gpu: {attached} vGPUs attached (GTT room for {capacity}), timeslice={}us\n\
              \x20 gtt-slice: base={} entries={}\n\
              \x20 vram-slice: offset={:#x} size={:#x}\n\
              \x20 pinned-pages: {}\n\
