@@ -504,6 +504,62 @@ mod tests {
     }
 
     #[test]
+    fn fences_complete_in_order_after_the_work_before_them() {
+        let (vram, gtt) = setup();
+        let m = mem(&vram, &gtt);
+        let mut e = engine();
+        let cmds = [
+            Command::StoreDw {
+                addr: 0x8000,
+                value: 1,
+            },
+            Command::Fence {
+                seqno: 1,
+                interrupt: false,
+            },
+            Command::FillRect {
+                dst: 0x9000,
+                pitch: 64,
+                width: 16,
+                height: 8,
+                color: 2,
+            },
+            Command::Fence {
+                seqno: 2,
+                interrupt: true,
+            },
+            Command::StoreDw {
+                addr: 0x8004,
+                value: 3,
+            },
+            Command::Fence {
+                seqno: 3,
+                interrupt: false,
+            },
+        ];
+        submit(&mut e, &m, &cmds);
+        // One command at a time: each fence is seen only once everything
+        // before it is in memory, and SEQNO never goes back.
+        let mut seen = vec![];
+        while e.head != e.tail {
+            let out = e.run(&m, 1, &|| false);
+            assert_eq!(out.commands, 1);
+            seen.push(e.seqno);
+            if e.seqno >= 1 {
+                assert_eq!(m.read_u32(0x8000), Ok(1));
+            }
+            if e.seqno >= 2 {
+                assert_eq!(m.read_u32(0x9000 + 7 * 64 + 60), Ok(2));
+                assert_eq!(out.raise.contains(IntSource::FENCE), seen.len() == 4);
+            }
+            if e.seqno >= 3 {
+                assert_eq!(m.read_u32(0x8004), Ok(3));
+            }
+        }
+        assert_eq!(seen, [0, 1, 1, 2, 2, 3]);
+    }
+
+    #[test]
     fn batches_run_and_return() {
         let (vram, gtt) = setup();
         let m = mem(&vram, &gtt);
