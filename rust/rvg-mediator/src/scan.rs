@@ -10,7 +10,7 @@
 //! tag, so completion can be traced back to the guest's seqno and head.
 
 use rvg_model::cmd::{self, Command};
-use rvg_model::engine::{check_rect, error, EngineError, EngineState, BATCH_LEN_MAX};
+use rvg_model::engine::{check_batch, check_rect, error, walk_batch, EngineError, EngineState};
 
 /// The guest's graphics memory as the guest's own GTT maps it.
 pub trait GuestGfx {
@@ -121,48 +121,28 @@ impl Scanner {
         len: u32,
         work: &mut Work,
     ) -> Result<(), EngineError> {
-        if !addr.is_multiple_of(4) || !len.is_multiple_of(4) {
-            return Err(EngineError::at(error::MISALIGNED, addr));
-        }
-        if len > BATCH_LEN_MAX {
-            return Err(EngineError::at(error::TRUNCATED, addr));
-        }
+        check_batch(addr, len)?;
         self.check_range(addr, u64::from(len))?;
         let mut bytes = vec![0u8; len as usize];
         mem.read(addr, &mut bytes)
             .map_err(|a| EngineError::at(error::BAD_ADDRESS, a))?;
-        let dw = dwords(&bytes);
-        let mut i = 0;
-        while i < dw.len() {
-            let at = addr + 4 * i as u64;
-            let (command, n) =
-                cmd::decode(&dw[i..]).map_err(|e| EngineError::from_decode(e, at))?;
-            work.guest_commands += 1;
-            match command {
-                Command::BatchEnd => return Ok(()),
-                Command::BatchStart { .. } => {
-                    return Err(EngineError::at(error::BATCH_NESTING, at))
-                }
-                c => self.emit(c, at, work)?,
-            }
-            i += n;
-        }
-        Ok(())
+        let mut decoded = 0;
+        let walked = walk_batch(addr, &cmd::dwords(&bytes), &mut decoded, |c, at| {
+            self.emit(c, at, work)
+        });
+        work.guest_commands += decoded;
+        walked
     }
 
     /// Check one non-control command and append its relocated copy.
     fn emit(&self, c: Command, at: u64, work: &mut Work) -> Result<(), EngineError> {
-        let shadow = match c {
-            Command::Noop => c,
-            Command::StoreDw { addr, value } => {
+        match c {
+            Command::Noop => {}
+            Command::StoreDw { addr, .. } => {
                 if !addr.is_multiple_of(4) {
                     return Err(EngineError::at(error::MISALIGNED, addr));
                 }
                 self.check_range(addr, 4)?;
-                Command::StoreDw {
-                    addr: addr + self.reloc,
-                    value,
-                }
             }
             Command::Fence { seqno, interrupt } => {
                 work.fences.push(FenceMark {
@@ -172,27 +152,20 @@ impl Scanner {
                 });
                 // Every shadow fence interrupts: it is how the scheduler
                 // learns a guest fence passed.
-                Command::Fence {
+                let shadow = Command::Fence {
                     seqno: 0,
                     interrupt: true,
-                }
+                };
+                work.dwords.extend(shadow.encode());
+                return Ok(());
             }
             Command::FillRect {
                 dst,
                 pitch,
                 width,
                 height,
-                color,
-            } => {
-                self.check_rect(dst, pitch, width, height)?;
-                Command::FillRect {
-                    dst: dst + self.reloc,
-                    pitch,
-                    width,
-                    height,
-                    color,
-                }
-            }
+                ..
+            } => self.check_rect(dst, pitch, width, height)?,
             Command::CopyRect {
                 src,
                 src_pitch,
@@ -203,21 +176,13 @@ impl Scanner {
             } => {
                 self.check_rect(src, src_pitch, width, height)?;
                 self.check_rect(dst, dst_pitch, width, height)?;
-                Command::CopyRect {
-                    src: src + self.reloc,
-                    src_pitch,
-                    dst: dst + self.reloc,
-                    dst_pitch,
-                    width,
-                    height,
-                }
             }
             Command::LoadReg { .. } => return Err(EngineError::at(error::PRIVILEGED, at)),
             Command::BatchStart { .. } | Command::BatchEnd => {
                 unreachable!("control commands are handled by the caller")
             }
-        };
-        work.dwords.extend(shadow.encode());
+        }
+        work.dwords.extend(c.relocated(self.reloc).encode());
         Ok(())
     }
 
@@ -255,14 +220,7 @@ fn read_ring(mem: &dyn GuestGfx, ring: &EngineState) -> Result<Vec<u32>, EngineE
     mem.read(ring.ring_base + u64::from(ring.head), &mut buf[..first])
         .map_err(fault)?;
     mem.read(ring.ring_base, &mut buf[first..]).map_err(fault)?;
-    Ok(dwords(&buf))
-}
-
-fn dwords(bytes: &[u8]) -> Vec<u32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
-        .collect()
+    Ok(cmd::dwords(&buf))
 }
 
 #[cfg(test)]
@@ -270,7 +228,7 @@ pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
     use rvg_model::cmd::opcode;
-    use rvg_model::engine::ring_ctl;
+    use rvg_model::engine::{ring_ctl, BATCH_LEN_MAX};
     use std::cell::RefCell;
 
     pub const SPACE: u64 = 16 << 20;

@@ -173,11 +173,65 @@ pub fn decode(dw: &[u32]) -> Result<(Command, usize), DecodeError> {
     Ok((cmd, len))
 }
 
+/// Little-endian bytes (a multiple of 4) as the dwords of a stream.
+pub fn dwords(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+        .collect()
+}
+
 fn header(op: u8, flags: u8) -> u32 {
     (u32::from(op) << 24) | (u32::from(flags) << 16)
 }
 
 impl Command {
+    /// The same command with every graphics address it holds moved by `by`
+    /// (wrapping: callers relocate addresses they have checked).
+    pub fn relocated(self, by: u64) -> Command {
+        match self {
+            Command::StoreDw { addr, value } => Command::StoreDw {
+                addr: addr.wrapping_add(by),
+                value,
+            },
+            Command::BatchStart { addr, len } => Command::BatchStart {
+                addr: addr.wrapping_add(by),
+                len,
+            },
+            Command::FillRect {
+                dst,
+                pitch,
+                width,
+                height,
+                color,
+            } => Command::FillRect {
+                dst: dst.wrapping_add(by),
+                pitch,
+                width,
+                height,
+                color,
+            },
+            Command::CopyRect {
+                src,
+                src_pitch,
+                dst,
+                dst_pitch,
+                width,
+                height,
+            } => Command::CopyRect {
+                src: src.wrapping_add(by),
+                src_pitch,
+                dst: dst.wrapping_add(by),
+                dst_pitch,
+                width,
+                height,
+            },
+            Command::Noop | Command::Fence { .. } | Command::BatchEnd | Command::LoadReg { .. } => {
+                self
+            }
+        }
+    }
+
     /// The dwords of this command: what `decode` reads back.
     pub fn encode(&self) -> Vec<u32> {
         let lo = |a: u64| a as u32;

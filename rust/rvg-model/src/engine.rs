@@ -224,7 +224,7 @@ impl EngineState {
             let result = match command {
                 Command::BatchStart { addr, len } => self.batch(mem, addr, len, &mut out),
                 Command::BatchEnd => Err(EngineError::at(error::BATCH_NESTING, at)),
-                c => self.execute(mem, c, at, &mut out),
+                c => self.execute(mem, c, at, &mut out.raise),
             };
             if let Err(e) = result {
                 return self.halt(e, out);
@@ -254,34 +254,15 @@ impl EngineState {
         len: u32,
         out: &mut RunOutcome,
     ) -> Result<(), EngineError> {
-        if !len.is_multiple_of(4) || !addr.is_multiple_of(4) {
-            return Err(EngineError::at(error::MISALIGNED, addr));
-        }
-        if len > BATCH_LEN_MAX {
-            return Err(EngineError::at(error::TRUNCATED, addr));
-        }
+        check_batch(addr, len)?;
         let mut bytes = vec![0u8; len as usize];
         mem.read(addr, &mut bytes)?;
-        let dw: Vec<u32> = bytes
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
-            .collect();
-        let mut i = 0;
-        while i < dw.len() {
-            let at = addr + 4 * i as u64;
-            let (command, n) =
-                cmd::decode(&dw[i..]).map_err(|e| EngineError::from_decode(e, at))?;
-            out.commands += 1;
-            match command {
-                Command::BatchEnd => return Ok(()),
-                Command::BatchStart { .. } => {
-                    return Err(EngineError::at(error::BATCH_NESTING, at))
-                }
-                c => self.execute(mem, c, at, out)?,
-            }
-            i += n;
-        }
-        Ok(())
+        let RunOutcome {
+            raise, commands, ..
+        } = out;
+        walk_batch(addr, &cmd::dwords(&bytes), commands, |c, at| {
+            self.execute(mem, c, at, raise)
+        })
     }
 
     /// One non-control command.
@@ -290,7 +271,7 @@ impl EngineState {
         mem: &GfxMem,
         c: Command,
         at: u64,
-        out: &mut RunOutcome,
+        raise: &mut IntSource,
     ) -> Result<(), EngineError> {
         match c {
             Command::Noop => {}
@@ -303,7 +284,7 @@ impl EngineState {
             Command::Fence { seqno, interrupt } => {
                 self.seqno = seqno;
                 if interrupt {
-                    out.raise |= IntSource::FENCE;
+                    *raise |= IntSource::FENCE;
                 }
             }
             Command::FillRect {
@@ -372,6 +353,42 @@ impl EngineState {
         }
         Ok(())
     }
+}
+
+/// A batch's address and length: 4-byte aligned, at most `BATCH_LEN_MAX`.
+pub fn check_batch(addr: u64, len: u32) -> Result<(), EngineError> {
+    if !len.is_multiple_of(4) || !addr.is_multiple_of(4) {
+        return Err(EngineError::at(error::MISALIGNED, addr));
+    }
+    if len > BATCH_LEN_MAX {
+        return Err(EngineError::at(error::TRUNCATED, addr));
+    }
+    Ok(())
+}
+
+/// The commands of a batch whose dwords `dw` were read from `addr`, up to
+/// BATCH_END or its end: `each` gets every command that is not a batch
+/// command, with its address; a BATCH_START is a nesting error. `count` goes
+/// up by one for every command decoded, BATCH_END included.
+pub fn walk_batch(
+    addr: u64,
+    dw: &[u32],
+    count: &mut u64,
+    mut each: impl FnMut(Command, u64) -> Result<(), EngineError>,
+) -> Result<(), EngineError> {
+    let mut i = 0;
+    while i < dw.len() {
+        let at = addr + 4 * i as u64;
+        let (command, n) = cmd::decode(&dw[i..]).map_err(|e| EngineError::from_decode(e, at))?;
+        *count += 1;
+        match command {
+            Command::BatchEnd => return Ok(()),
+            Command::BatchStart { .. } => return Err(EngineError::at(error::BATCH_NESTING, at)),
+            c => each(c, at)?,
+        }
+        i += n;
+    }
+    Ok(())
 }
 
 /// Check a rectangle's numbers; returns its row length in bytes.
