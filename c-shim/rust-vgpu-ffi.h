@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 /* Bumped whenever a table or struct below changes layout or meaning. */
-#define RVG_FFI_ABI_VERSION 3
+#define RVG_FFI_ABI_VERSION 4
 
 /* The Rust device. Only ever used through a shared reference on the Rust side. */
 typedef struct RvgDevice RvgDevice;
@@ -72,7 +72,17 @@ typedef struct RvgConfig {
     RvgModelKind model;
     uint64_t vram_size; /* bytes; validated by Rust */
     RvgGpu *gpu;        /* vGPU: the GPU to attach to; NULL for a private one */
+    uint32_t xres;      /* vGPU: the EDID's preferred mode; validated by Rust */
+    uint32_t yres;
 } RvgConfig;
+
+/* The console's surface: 32-bit x:R:G:B pixels, little endian. */
+typedef struct RvgSurface {
+    uint8_t *pixels; /* stride * height bytes, valid until the next resize */
+    uint32_t width;
+    uint32_t height;
+    uint32_t stride; /* bytes per line */
+} RvgSurface;
 
 typedef struct RvgGpuConfig {
     uint64_t vram_size;    /* bytes; validated by Rust */
@@ -119,6 +129,20 @@ typedef struct RvgHostServices {
     void (*unwatch_fd)(RvgHost *host, int fd);
     /* Append NUL-terminated text to a report. */
     void (*text_append)(RvgTextSink *sink, const char *text);
+
+    /*
+     * Display services, only during ops.display_refresh (main loop, BQL
+     * held). None of them calls back into Rust.
+     */
+    /* Whether guest CPU writes touched BAR0 [offset, offset + len) since
+     * the previous refresh (QEMU's dirty log of the VRAM). */
+    bool (*vram_dirty)(RvgHost *host, uint64_t offset, uint64_t len);
+    /* Give the console a new surface of width x height. */
+    void (*display_resize)(RvgHost *host, uint32_t width, uint32_t height);
+    /* The console's surface; false if it has none in RvgSurface's format. */
+    bool (*display_surface)(RvgHost *host, RvgSurface *out);
+    /* Lines [y, y + height) of the surface changed. */
+    void (*display_update)(RvgHost *host, uint32_t y, uint32_t height);
 } RvgHostServices;
 
 typedef struct RvgOps {
@@ -172,6 +196,14 @@ typedef struct RvgOps {
                        RvgErrorSink *errp);
     /* Drop the creator's reference; vGPUs attached keep the GPU alive. */
     void (*gpu_free)(RvgGpu *gpu);
+
+    /*
+     * vGPU: bring the console up to date with the guest's scanout (QEMU's
+     * display refresh or a screendump; main loop, BQL held).
+     */
+    void (*display_refresh)(RvgDevice *dev);
+    /* vGPU: the next refresh redraws the whole surface. */
+    void (*display_invalidate)(RvgDevice *dev);
 } RvgOps;
 
 /* Defined by the Rust staticlib. */

@@ -30,6 +30,7 @@
 #include "migration/vmstate.h"
 #include "monitor/monitor.h"
 #include "system/dma.h"
+#include "ui/console.h"
 #include "trace.h"
 
 #include "rust-vgpu-ffi.h"
@@ -72,6 +73,8 @@ struct RustVgpuState {
     /* properties */
     uint64_t vram_size;
     RustVgpuGpu *gpu;
+    uint32_t xres;
+    uint32_t yres;
 
     MemoryRegion vram;
     MemoryRegion mmio;
@@ -79,6 +82,9 @@ struct RustVgpuState {
     MemoryListener listener;
     bool listening;
     int watched_fd;
+    /* vGPU only: its console, and BAR0's dirty log during a refresh. */
+    QemuConsole *con;
+    DirtyBitmapSnapshot *vram_dirty;
     RvgDevice *dev;
     RvgDeviceInfo info;
 };
@@ -191,6 +197,50 @@ static void host_text_append(RvgTextSink *sink, const char *text)
     g_string_append((GString *)sink, text);
 }
 
+static bool host_vram_dirty(RvgHost *host, uint64_t offset, uint64_t len)
+{
+    RustVgpuState *s = host_state(host);
+
+    if (!s->vram_dirty || offset >= s->info.vram_size) {
+        return true;
+    }
+    return memory_region_snapshot_get_dirty(&s->vram, s->vram_dirty, offset,
+                                            MIN(len, s->info.vram_size - offset));
+}
+
+static void host_display_resize(RvgHost *host, uint32_t width, uint32_t height)
+{
+    RustVgpuState *s = host_state(host);
+
+    trace_rust_vgpu_display_resize(width, height);
+    dpy_gfx_replace_surface(s->con, qemu_create_displaysurface(width, height));
+}
+
+static bool host_display_surface(RvgHost *host, RvgSurface *out)
+{
+    DisplaySurface *ds = qemu_console_surface(host_state(host)->con);
+
+    if (!ds || surface_format(ds) != PIXMAN_x8r8g8b8) {
+        return false;
+    }
+    *out = (RvgSurface) {
+        .pixels = surface_data(ds),
+        .width = surface_width(ds),
+        .height = surface_height(ds),
+        .stride = surface_stride(ds),
+    };
+    return true;
+}
+
+static void host_display_update(RvgHost *host, uint32_t y, uint32_t height)
+{
+    RustVgpuState *s = host_state(host);
+    DisplaySurface *ds = qemu_console_surface(s->con);
+
+    trace_rust_vgpu_display_update(y, height);
+    dpy_gfx_update(s->con, 0, y, surface_width(ds), height);
+}
+
 static const RvgHostServices rust_vgpu_host_services = {
     .irq_mode = host_irq_mode,
     .msix_notify = host_msix_notify,
@@ -202,6 +252,10 @@ static const RvgHostServices rust_vgpu_host_services = {
     .watch_fd = host_watch_fd,
     .unwatch_fd = host_unwatch_fd,
     .text_append = host_text_append,
+    .vram_dirty = host_vram_dirty,
+    .display_resize = host_display_resize,
+    .display_surface = host_display_surface,
+    .display_update = host_display_update,
 };
 
 static void rust_vgpu_fd_read(void *opaque)
@@ -246,6 +300,33 @@ static const MemoryRegionOps rust_vgpu_mmio_ops = {
         .max_access_size = 8,
         .unaligned = true,
     },
+};
+
+/* ---- the console: the vGPU's scanout ---- */
+
+static void rust_vgpu_gfx_update(void *opaque)
+{
+    RustVgpuState *s = opaque;
+
+    /* Guest CPU writes to VRAM since the last refresh; Rust asks per range. */
+    s->vram_dirty = memory_region_snapshot_and_clear_dirty(&s->vram, 0,
+                                                           s->info.vram_size,
+                                                           DIRTY_MEMORY_VGA);
+    rvg_ops.display_refresh(s->dev);
+    g_free(s->vram_dirty);
+    s->vram_dirty = NULL;
+}
+
+static void rust_vgpu_gfx_invalidate(void *opaque)
+{
+    RustVgpuState *s = opaque;
+
+    rvg_ops.display_invalidate(s->dev);
+}
+
+static const GraphicHwOps rust_vgpu_gfx_ops = {
+    .gfx_update = rust_vgpu_gfx_update,
+    .invalidate = rust_vgpu_gfx_invalidate,
 };
 
 /* ---- PCI device ---- */
@@ -365,6 +446,8 @@ static void rust_vgpu_realize(PCIDevice *pdev, Error **errp)
         .model = rc->model,
         .vram_size = s->vram_size,
         .gpu = s->gpu ? s->gpu->gpu : NULL,
+        .xres = s->xres,
+        .yres = s->yres,
     };
 
     if (rvg_ops.abi_version != RVG_FFI_ABI_VERSION) {
@@ -442,6 +525,9 @@ static void rust_vgpu_realize(PCIDevice *pdev, Error **errp)
         };
         memory_listener_register(&s->listener, &address_space_memory);
         s->listening = true;
+
+        memory_region_set_log(&s->vram, true, DIRTY_MEMORY_VGA);
+        s->con = graphic_console_init(DEVICE(pdev), 0, &rust_vgpu_gfx_ops, s);
     }
     return;
 
@@ -459,6 +545,10 @@ static void rust_vgpu_exit(PCIDevice *pdev)
 {
     RustVgpuState *s = RUST_VGPU_BASE(pdev);
 
+    if (s->con) {
+        graphic_console_close(s->con);
+        s->con = NULL;
+    }
     if (s->listening) {
         memory_listener_unregister(&s->listener);
         s->listening = false;
@@ -502,6 +592,8 @@ static const Property rust_vgpu_properties[] = {
     DEFINE_PROP_SIZE("vram-size", RustVgpuState, vram_size, 64 * MiB),
     DEFINE_PROP_LINK("gpu", RustVgpuState, gpu, TYPE_RUST_VGPU_GPU,
                      RustVgpuGpu *),
+    DEFINE_PROP_UINT32("xres", RustVgpuState, xres, 0),
+    DEFINE_PROP_UINT32("yres", RustVgpuState, yres, 0),
 };
 
 static const Property rust_vgpu_hw_properties[] = {
@@ -532,6 +624,12 @@ static void rust_vgpu_class_init(ObjectClass *klass, void *data)
         "VRAM size (BAR0): a power of two from 1 MiB to 512 MiB, default 64M");
     object_class_property_set_description(klass, "gpu",
         "id of a rust-vgpu-gpu object to share; default: a GPU of its own");
+    object_class_property_set_description(klass, "xres",
+        "preferred display width in the EDID: 320 to 4000; unset (0): "
+        "1024x768, or the largest of 800x600, 640x480, 320x240 that fits "
+        "the VRAM");
+    object_class_property_set_description(klass, "yres",
+        "preferred display height in the EDID: 200 to 2400; set with xres");
 }
 
 static void rust_vgpu_hw_class_init(ObjectClass *klass, void *data)

@@ -177,15 +177,6 @@ static void test_fairness(void)
 }
 
 /* `resp` is an error whose description holds `want`. */
-static void expect_error(QDict *resp, const char *want)
-{
-    const char *desc = qdict_get_str(qdict_get_qdict(resp, "error"), "desc");
-
-    g_test_message("%s", desc);
-    g_assert_nonnull(strstr(desc, want));
-    qobject_unref(resp);
-}
-
 static void test_capacity(void)
 {
     Pair *p = start(4096, "");
@@ -193,7 +184,7 @@ static void test_capacity(void)
     QDict *resp;
 
     /* 16 MiB of VRAM: a third 4 MiB slice fits, an 8 MiB one does not. */
-    expect_error(qtest_qmp(qts, "{'execute': 'device_add', 'arguments': {"
+    rvg_expect_error(qtest_qmp(qts, "{'execute': 'device_add', 'arguments': {"
                            "'driver': 'rust-vgpu', 'id': 'big', 'gpu': 'gpu0', "
                            "'vram-size': 8388608}}"),
                  "gpu 'gpu0': the GPU's VRAM has no free 8388608 (8 MiB) slice");
@@ -203,15 +194,15 @@ static void test_capacity(void)
     g_assert_false(qdict_haskey(resp, "error"));
     qobject_unref(resp);
     /* The GTT has room for three. */
-    expect_error(qtest_qmp(qts, "{'execute': 'device_add', 'arguments': {"
+    rvg_expect_error(qtest_qmp(qts, "{'execute': 'device_add', 'arguments': {"
                            "'driver': 'rust-vgpu', 'id': 'd', 'gpu': 'gpu0', "
                            "'vram-size': 1048576}}"),
                  "gpu 'gpu0': the GPU's GTT holds 3 vGPUs and all are in use");
     /* An unknown GPU, and deleting one in use. */
-    expect_error(qtest_qmp(qts, "{'execute': 'device_add', 'arguments': {"
+    rvg_expect_error(qtest_qmp(qts, "{'execute': 'device_add', 'arguments': {"
                            "'driver': 'rust-vgpu', 'id': 'e', 'gpu': 'nope'}}"),
                  "nope");
-    expect_error(qtest_qmp(qts, "{'execute': 'object-del', 'arguments': {"
+    rvg_expect_error(qtest_qmp(qts, "{'execute': 'object-del', 'arguments': {"
                            "'id': 'gpu0'}}"), "gpu0");
     stop(p);
 }
@@ -220,11 +211,11 @@ static void test_bad_gpu_properties(void)
 {
     QTestState *qts = qtest_init("-machine none");
 
-    expect_error(qtest_qmp(qts, "{'execute': 'object-add', 'arguments': {"
+    rvg_expect_error(qtest_qmp(qts, "{'execute': 'object-add', 'arguments': {"
                            "'qom-type': 'rust-vgpu-gpu', 'id': 'g', "
                            "'vram-size': 3145728}}"),
                  "property 'vram-size' is 3145728 (3 MiB)");
-    expect_error(qtest_qmp(qts, "{'execute': 'object-add', 'arguments': {"
+    rvg_expect_error(qtest_qmp(qts, "{'execute': 'object-add', 'arguments': {"
                            "'qom-type': 'rust-vgpu-gpu', 'id': 'g', "
                            "'timeslice-us': 10}}"),
                  "property 'timeslice-us' is 10");

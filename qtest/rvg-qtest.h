@@ -10,6 +10,7 @@
 #include "libqos/libqos-pc.h"
 #include "libqos/pci.h"
 #include "hw/pci/pci_regs.h"
+#include "qobject/qdict.h"
 
 #include "rvg-regs.h"
 
@@ -91,6 +92,16 @@ static inline void rvg_wait_status(Rvg *r, uint32_t bits)
         g_usleep(1000);
     }
     g_assert_cmphex(greg_read(r, RVG_REG_INT_STATUS) & bits, ==, bits);
+}
+
+/* A QMP response must be an error whose description contains `want`. */
+static inline void rvg_expect_error(QDict *resp, const char *want)
+{
+    const char *desc = qdict_get_str(qdict_get_qdict(resp, "error"), "desc");
+
+    g_test_message("%s", desc);
+    g_assert_nonnull(strstr(desc, want));
+    qobject_unref(resp);
 }
 
 /*

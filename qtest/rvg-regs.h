@@ -49,8 +49,17 @@
 
 #define RVG_DISPI_ID              0x00
 #define RVG_DISPI_XRES            0x02
+#define RVG_DISPI_YRES            0x04
+#define RVG_DISPI_BPP             0x06
+#define RVG_DISPI_ENABLE          0x08
+#define RVG_DISPI_VIRT_WIDTH      0x0c
+#define RVG_DISPI_VIRT_HEIGHT     0x0e
+#define RVG_DISPI_X_OFFSET        0x10
+#define RVG_DISPI_Y_OFFSET        0x12
 #define RVG_DISPI_VIDEO_MEMORY_64K 0x14
 #define RVG_DISPI_ID5             0xb0c5
+#define RVG_DISPI_ENABLED         0x01
+#define RVG_DISPI_LFB_ENABLED     0x40
 #define RVG_QEXT_SIZE             0x00
 #define RVG_QEXT_ENDIAN           0x04
 
@@ -92,7 +101,16 @@
 #define RVG_DISPLAY_PLANE_FORMAT 0x04
 #define RVG_DISPLAY_PLANE_BASE   0x08
 #define RVG_DISPLAY_PLANE_WIDTH  0x10
+#define RVG_DISPLAY_PLANE_HEIGHT 0x14
+#define RVG_DISPLAY_PLANE_STRIDE 0x18
 #define RVG_DISPLAY_FLIP_COUNT   0x1c
+
+#define RVG_PLANE_CTL_ENABLE     (1u << 0)
+/* PLANE_FORMAT: DRM fourcc codes, "XR24" and "RG16" in memory order. */
+#define RVG_FORMAT_XRGB8888      0x34325258u
+#define RVG_FORMAT_RGB565        0x36314752u
+
+#define RVG_EDID_SIZE            128
 
 /* GTT entries. */
 #define RVG_GTT_ENTRIES_VGPU 32768

@@ -8,7 +8,7 @@ use rvg_mediator::{MemKind, Vgpu};
 use rvg_model::effects::{Diag, Effects};
 use rvg_model::{Gpu, IrqLine};
 
-use crate::host::{Host, LogKind};
+use crate::host::{Host, HostDisplay, LogKind};
 
 pub enum Model {
     /// `rust-vgpu-hw`: the GPU itself, registers and all.
@@ -114,6 +114,20 @@ impl FfiDevice {
             if fd == v.event_fd() {
                 self.apply(v.event());
             }
+        }
+    }
+
+    /// Refresh the vGPU's console (the raw model has none).
+    pub fn display_refresh(&self) {
+        if let Model::Vgpu(v) = &self.model {
+            let fx = v.display_refresh(&mut HostDisplay(&self.host));
+            self.apply(fx);
+        }
+    }
+
+    pub fn display_invalidate(&self) {
+        if let Model::Vgpu(v) = &self.model {
+            v.display_invalidate();
         }
     }
 

@@ -4,6 +4,7 @@ use std::ffi::{c_char, c_int, c_void, CString};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use rvg_mediator::display::{DisplayHost, Surface};
 use rvg_model::dma::{DmaError, DmaSpace};
 use rvg_model::IrqLine;
 
@@ -29,6 +30,10 @@ struct Services {
     watch_fd: unsafe extern "C" fn(*mut sys::RvgHost, c_int),
     unwatch_fd: unsafe extern "C" fn(*mut sys::RvgHost, c_int),
     text_append: unsafe extern "C" fn(*mut sys::RvgTextSink, *const c_char),
+    vram_dirty: unsafe extern "C" fn(*mut sys::RvgHost, u64, u64) -> bool,
+    display_resize: unsafe extern "C" fn(*mut sys::RvgHost, u32, u32),
+    display_surface: unsafe extern "C" fn(*mut sys::RvgHost, *mut sys::RvgSurface) -> bool,
+    display_update: unsafe extern "C" fn(*mut sys::RvgHost, u32, u32),
 }
 
 /// Interrupts delivered, for introspection.
@@ -74,6 +79,16 @@ impl Host {
                 watch_fd: services.watch_fd.ok_or_else(|| missing("watch_fd"))?,
                 unwatch_fd: services.unwatch_fd.ok_or_else(|| missing("unwatch_fd"))?,
                 text_append: services.text_append.ok_or_else(|| missing("text_append"))?,
+                vram_dirty: services.vram_dirty.ok_or_else(|| missing("vram_dirty"))?,
+                display_resize: services
+                    .display_resize
+                    .ok_or_else(|| missing("display_resize"))?,
+                display_surface: services
+                    .display_surface
+                    .ok_or_else(|| missing("display_surface"))?,
+                display_update: services
+                    .display_update
+                    .ok_or_else(|| missing("display_update"))?,
             },
             counts: Arc::default(),
         })
@@ -149,6 +164,55 @@ impl Host {
         // SAFETY: present service; `sink` is the shim's for this call and
         // `text` outlives it.
         unsafe { (self.services.text_append)(sink, text.as_ptr()) }
+    }
+}
+
+/// The console, for a vGPU's display refresh. Only made inside
+/// `display_refresh`, where the shim's display services are valid.
+pub struct HostDisplay<'a>(pub &'a Host);
+
+impl DisplayHost for HostDisplay<'_> {
+    fn vram_dirty(&mut self, offset: u64, len: u64) -> bool {
+        // SAFETY: present service, own host pointer, inside a refresh.
+        unsafe { (self.0.services.vram_dirty)(self.0.host, offset, len) }
+    }
+
+    fn resize(&mut self, width: u32, height: u32) {
+        // SAFETY: present service, own host pointer, inside a refresh.
+        unsafe { (self.0.services.display_resize)(self.0.host, width, height) }
+    }
+
+    fn surface(&mut self) -> Option<Surface<'_>> {
+        let mut out = sys::RvgSurface {
+            pixels: std::ptr::null_mut(),
+            width: 0,
+            height: 0,
+            stride: 0,
+        };
+        // SAFETY: present service, own host pointer; `out` is writable.
+        if !unsafe { (self.0.services.display_surface)(self.0.host, &mut out) }
+            || out.pixels.is_null()
+            || out.stride < out.width.checked_mul(4)?
+        {
+            return None;
+        }
+        let len = out.stride as usize * out.height as usize;
+        // SAFETY: the shim's surface holds `stride * height` bytes that stay
+        // allocated until the next resize, which needs `&mut self` and so
+        // ends this borrow first; nothing else writes them during a refresh
+        // (the console reads them only on the main loop, which is here).
+        let pixels = unsafe { std::slice::from_raw_parts_mut(out.pixels, len) };
+        Some(Surface {
+            pixels,
+            width: out.width,
+            height: out.height,
+            stride: out.stride,
+        })
+    }
+
+    fn update(&mut self, y: u32, height: u32) {
+        // SAFETY: present service, own host pointer, inside a refresh.
+        unsafe { (self.0.services.display_update)(self.0.host, y, height) }
     }
 }
 

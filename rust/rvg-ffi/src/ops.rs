@@ -37,6 +37,8 @@ pub static rvg_ops: sys::RvgOps = sys::RvgOps {
     gtt_dump: Some(rvg_gtt_dump),
     gpu_new: Some(rvg_gpu_new),
     gpu_free: Some(rvg_gpu_free),
+    display_refresh: Some(rvg_display_refresh),
+    display_invalidate: Some(rvg_display_invalidate),
 };
 
 /// Turn the opaque pointer back into the device.
@@ -94,6 +96,8 @@ fn build(config: &sys::RvgConfig, host: &Host) -> Result<Model, String> {
     }
     let cfg = VgpuConfig {
         vram_size: config.vram_size,
+        xres: config.xres,
+        yres: config.yres,
     };
     cfg.validate().map_err(|e| e.to_string())?;
     let gpu = if config.gpu.is_null() {
@@ -311,6 +315,16 @@ unsafe extern "C" fn rvg_fd_ready(dev: *mut sys::RvgDevice, fd: c_int) {
     unsafe { with_device(dev, (), |d| d.fd_ready(fd)) }
 }
 
+unsafe extern "C" fn rvg_display_refresh(dev: *mut sys::RvgDevice) {
+    // SAFETY: header contract.
+    unsafe { with_device(dev, (), |d| d.display_refresh()) }
+}
+
+unsafe extern "C" fn rvg_display_invalidate(dev: *mut sys::RvgDevice) {
+    // SAFETY: header contract.
+    unsafe { with_device(dev, (), |d| d.display_invalidate()) }
+}
+
 unsafe extern "C" fn rvg_describe(dev: *mut sys::RvgDevice, sink: *mut sys::RvgTextSink) {
     // SAFETY: header contract.
     unsafe { with_device(dev, (), |d| d.host.append(sink, &d.describe())) }
@@ -354,6 +368,8 @@ mod tests {
         mode: u32,
         calls: Mutex<Vec<String>>,
         watched: Mutex<Vec<c_int>>,
+        /// The console surface: width, height, pixels.
+        surface: Mutex<(u32, u32, Vec<u8>)>,
     }
 
     fn rec<'a>(host: *mut sys::RvgHost) -> &'a Recorder {
@@ -410,6 +426,42 @@ mod tests {
         unsafe { (*(sink as *mut String)).push_str(&CStr::from_ptr(text).to_string_lossy()) };
     }
 
+    unsafe extern "C" fn vram_dirty(_: *mut sys::RvgHost, _: u64, _: u64) -> bool {
+        true
+    }
+    unsafe extern "C" fn display_resize(host: *mut sys::RvgHost, width: u32, height: u32) {
+        let r = rec(host);
+        r.calls
+            .lock()
+            .unwrap()
+            .push(format!("resize {width}x{height}"));
+        *r.surface.lock().unwrap() = (width, height, vec![0; (width * height * 4) as usize]);
+    }
+    unsafe extern "C" fn display_surface(
+        host: *mut sys::RvgHost,
+        out: *mut sys::RvgSurface,
+    ) -> bool {
+        let mut s = rec(host).surface.lock().unwrap();
+        let (width, height) = (s.0, s.1);
+        // SAFETY: `out` is the caller's; the Vec lives in the Recorder.
+        unsafe {
+            *out = sys::RvgSurface {
+                pixels: s.2.as_mut_ptr(),
+                width,
+                height,
+                stride: width * 4,
+            }
+        };
+        width > 0
+    }
+    unsafe extern "C" fn display_update(host: *mut sys::RvgHost, y: u32, height: u32) {
+        rec(host)
+            .calls
+            .lock()
+            .unwrap()
+            .push(format!("update {y}+{height}"));
+    }
+
     const SERVICES: sys::RvgHostServices = sys::RvgHostServices {
         irq_mode: Some(irq_mode),
         msix_notify: Some(msix_notify),
@@ -421,6 +473,10 @@ mod tests {
         watch_fd: Some(watch_fd),
         unwatch_fd: Some(unwatch_fd),
         text_append: Some(text_append),
+        vram_dirty: Some(vram_dirty),
+        display_resize: Some(display_resize),
+        display_surface: Some(display_surface),
+        display_update: Some(display_update),
     };
 
     fn realize(
@@ -432,6 +488,8 @@ mod tests {
             model,
             vram_size,
             gpu: ptr::null_mut(),
+            xres: 640,
+            yres: 480,
         };
         let mut info = sys::RvgDeviceInfo::default();
         let mut err = String::new();
@@ -558,6 +616,32 @@ mod tests {
             "{}",
             calls[3]
         );
+    }
+
+    #[test]
+    fn vgpu_display_refresh_fills_the_console() {
+        let host = Recorder::default();
+        let (dev, info, err) = realize(&host, VGPU, 4 << 20);
+        assert!(!dev.is_null(), "{err}");
+        let ops = &rvg_ops;
+        let dispi = |index: u64| bar2::DISPI + 2 * index;
+        // SAFETY: `dev` is live until unrealize; BAR0 holds 4 MiB.
+        unsafe {
+            // The EDID's header, then a 64x32 mode with one pixel drawn.
+            assert_eq!(ops.mmio_read.unwrap()(dev, 0, 8), 0x00ff_ffff_ffff_ff00);
+            let write = ops.mmio_write.unwrap();
+            for (index, value) in [(1, 64), (2, 32), (3, 32), (6, 64), (4, 0x41)] {
+                write(dev, dispi(index), value, 2);
+            }
+            let pixel = 0x00c0_ffeeu32.to_le_bytes();
+            std::ptr::copy_nonoverlapping(pixel.as_ptr(), info.vram_ptr.add(4 * (64 + 3)), 4);
+            ops.display_refresh.unwrap()(dev);
+            ops.unrealize.unwrap()(dev);
+        }
+        assert_eq!(*host.calls.lock().unwrap(), ["resize 64x32", "update 0+32"]);
+        let surface = host.surface.lock().unwrap();
+        let at = 4 * (64 + 3);
+        assert_eq!(surface.2[at..at + 4], 0x00c0_ffeeu32.to_le_bytes());
     }
 
     #[test]

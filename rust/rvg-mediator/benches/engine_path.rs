@@ -128,9 +128,7 @@ fn scanner() {
 }
 
 fn latency() {
-    let config = VgpuConfig {
-        vram_size: 16 << 20,
-    };
+    let config = VgpuConfig::new(16 << 20);
     let soft = SoftGpu::new(
         GpuConfig {
             vram_size: config.private_gpu_vram(),

@@ -64,9 +64,7 @@ fn measure(entries: u32, mut pass: impl FnMut(usize)) -> (f64, f64) {
 }
 
 fn main() {
-    let config = VgpuConfig {
-        vram_size: 16 << 20,
-    };
+    let config = VgpuConfig::new(16 << 20);
     let soft = Arc::new(
         SoftGpu::new(
             GpuConfig {

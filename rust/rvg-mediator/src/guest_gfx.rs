@@ -1,5 +1,5 @@
 //! The guest's graphics memory as its GTT maps it, read by the mediator:
-//! what the scanner copies commands from.
+//! what the scanner copies commands from and the display shows.
 //!
 //! Pages resolve through the shadow state (what the GPU would reach), never
 //! through a half-written guest entry: a page of the VRAM slice through the
@@ -8,6 +8,7 @@
 use rvg_model::gtt::PAGE_SIZE;
 use rvg_vfio::contract::Mapping;
 
+use crate::display::{FrameMemory, GfxPage};
 use crate::guest_mem::{GuestMemory, MemKind};
 use crate::scan::GuestGfx;
 use crate::shadow::{EntryState, GttShadow};
@@ -39,22 +40,82 @@ impl GuestView<'_> {
     }
 }
 
-impl GuestGfx for GuestView<'_> {
-    fn read(&self, mut addr: u64, mut buf: &mut [u8]) -> Result<(), u64> {
+impl GuestView<'_> {
+    /// Copy from `addr` page by page; `missing` decides about a page the
+    /// GPU would fault on (fill the part and go on, or stop).
+    fn copy(
+        &self,
+        mut addr: u64,
+        mut buf: &mut [u8],
+        missing: impl Fn(u64, &mut [u8]) -> Result<(), u64>,
+    ) -> Result<(), u64> {
         while !buf.is_empty() {
-            let src = self.host_addr(addr).ok_or(addr)?;
             let n = buf.len().min((PAGE_SIZE - addr % PAGE_SIZE) as usize);
             let (now, rest) = buf.split_at_mut(n);
-            // SAFETY: `src` is inside one page of memory that stays mapped
-            // while the vGPU's state is locked: the VRAM slice (the mapping
-            // lives as long as the vGPU) or guest RAM the memory listener
-            // reported and has not removed (removal takes the same lock).
-            // vCPUs may write it concurrently; the copy is a snapshot of
-            // plain bytes, and only the copy is used.
-            unsafe { std::ptr::copy_nonoverlapping(src, now.as_mut_ptr(), n) };
+            match self.host_addr(addr) {
+                // SAFETY: `src` is inside one page of memory that stays
+                // mapped while the vGPU's state is locked: the VRAM slice
+                // (the mapping lives as long as the vGPU) or guest RAM the
+                // memory listener reported and has not removed (removal
+                // takes the same lock). vCPUs may write it concurrently; the
+                // copy is a snapshot of plain bytes, and only the copy is
+                // used.
+                Some(src) => unsafe { std::ptr::copy_nonoverlapping(src, now.as_mut_ptr(), n) },
+                None => missing(addr, now)?,
+            }
             buf = rest;
             addr += n as u64;
         }
         Ok(())
+    }
+}
+
+impl GuestGfx for GuestView<'_> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), u64> {
+        self.copy(addr, buf, |at, _| Err(at))
+    }
+}
+
+impl FrameMemory for GuestView<'_> {
+    fn gfx_page(&self, index: u64) -> GfxPage {
+        let entry = u32::try_from(index)
+            .ok()
+            .and_then(|i| self.gtt.entry(i))
+            .map(|(_, state)| state);
+        match entry {
+            Some(EntryState::Local { offset }) => GfxPage::Vram { offset },
+            Some(EntryState::System { gpa })
+                if self.mem.lookup(gpa).is_some_and(|r| r.kind == MemKind::Ram) =>
+            {
+                GfxPage::Ram
+            }
+            _ => GfxPage::Unmapped,
+        }
+    }
+
+    fn read_vram(&self, offset: u64, buf: &mut [u8]) {
+        let end = offset.checked_add(buf.len() as u64);
+        assert!(
+            end.is_some_and(|end| end <= self.vram.len()),
+            "display read past the VRAM slice"
+        );
+        // SAFETY: the range lies inside the VRAM slice mapping (checked
+        // above), which lives as long as the vGPU; a concurrent guest write
+        // only changes the snapshot's bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.vram.as_ptr().add(offset as usize),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+    }
+
+    fn read_gfx(&self, addr: u64, buf: &mut [u8]) {
+        // The GPU would fault there; the display shows black instead.
+        let _ = self.copy(addr, buf, |_, part| {
+            part.fill(0);
+            Ok(())
+        });
     }
 }

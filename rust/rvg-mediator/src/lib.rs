@@ -1,6 +1,7 @@
 //! The mediator: the vGPU a guest drives, over a GPU reached only through
 //! the VFIO device contract (`rvg-vfio`).
 
+pub mod display;
 pub mod guest_gfx;
 pub mod guest_mem;
 pub mod pin_cache;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use rvg_model::block::RegFile;
 use rvg_model::block::{decode, RegError};
-use rvg_model::config::{check_vgpu_vram_size, ConfigError};
+use rvg_model::config::{check_vgpu_vram_size, human_size, ConfigError};
 use rvg_model::effects::Effects;
 use rvg_model::engine::{error, ring_ctl, EngineState};
 use rvg_model::global::{GlobalBlock, GlobalWrite};
@@ -28,6 +28,8 @@ use rvg_model::regs::{
 use rvg_vfio::contract::{Mapping, Region, VFIO_PCI_BAR0_REGION_INDEX};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
+use crate::display::edid::{self, EDID_BLOCK};
+use crate::display::{scanout, DispiRegs, Display, DisplayHost, DisplayStats, Frame, PlaneRegs};
 use crate::guest_gfx::GuestView;
 use crate::guest_mem::{GuestMemory, GuestRange, MemKind};
 use crate::scan::Scanner;
@@ -42,11 +44,85 @@ pub const VGPU_GFX_SPACE: u64 = VGPU_GTT_ENTRIES as u64 * PAGE_SIZE;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VgpuConfig {
     pub vram_size: u64,
+    /// The monitor's preferred mode, as its EDID says; 0 and 0 pick the
+    /// first of [`AUTO_MODES`] that fits the VRAM.
+    pub xres: u32,
+    pub yres: u32,
+}
+
+/// Preferred modes to pick from when none is given, best first.
+pub const AUTO_MODES: [(u32, u32); 4] = [(1024, 768), (800, 600), (640, 480), (320, 240)];
+
+/// Bytes a mode takes at the 32 bits per pixel drivers use.
+fn mode_bytes(xres: u32, yres: u32) -> u64 {
+    u64::from(xres) * u64::from(yres) * 4
 }
 
 impl VgpuConfig {
+    /// `vram_size` bytes of VRAM, the preferred mode picked to fit.
+    pub fn new(vram_size: u64) -> VgpuConfig {
+        VgpuConfig {
+            vram_size,
+            xres: 0,
+            yres: 0,
+        }
+    }
+
+    /// The EDID's preferred mode.
+    pub fn preferred_mode(&self) -> (u32, u32) {
+        if (self.xres, self.yres) != (0, 0) {
+            return (self.xres, self.yres);
+        }
+        AUTO_MODES
+            .into_iter()
+            .find(|&(x, y)| mode_bytes(x, y) <= self.vram_size)
+            .unwrap_or(AUTO_MODES[AUTO_MODES.len() - 1])
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check_vgpu_vram_size(self.vram_size)
+        check_vgpu_vram_size(self.vram_size)?;
+        // 0 is "unset"; a value that is set must be in range.
+        let side = |property, value: u32, min, max| {
+            if value == 0 || (min..=max).contains(&value) {
+                return Ok(());
+            }
+            Err(ConfigError::BadProperty {
+                property,
+                value: value.to_string(),
+                expected: format!("it must be {min} to {max}"),
+            })
+        };
+        side("xres", self.xres, edid::XRES_MIN, edid::XRES_MAX)?;
+        side("yres", self.yres, edid::YRES_MIN, edid::YRES_MAX)?;
+        if (self.xres == 0) != (self.yres == 0) {
+            let (property, other) = match self.xres {
+                0 => ("xres", "yres"),
+                _ => ("yres", "xres"),
+            };
+            return Err(ConfigError::BadProperty {
+                property,
+                value: "0".into(),
+                expected: format!("set it with '{other}', or leave both unset"),
+            });
+        }
+        if (self.xres, self.yres) == (0, 0) {
+            return Ok(());
+        }
+        // A driver sets the preferred mode at 32 bits per pixel.
+        let bytes = mode_bytes(self.xres, self.yres);
+        if bytes > self.vram_size {
+            return Err(ConfigError::BadProperty {
+                property: "xres",
+                value: format!("{} (with yres {})", self.xres, self.yres),
+                expected: format!(
+                    "a {}x{} mode needs {bytes} bytes of VRAM at 32 bits per pixel; vram-size is {}",
+                    self.xres,
+                    self.yres,
+                    human_size(self.vram_size)
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// A GPU of its own: twice the vGPU's VRAM, the slice in the upper half,
@@ -112,6 +188,11 @@ struct State {
     /// The scheduler raised a source that wants a message sent.
     message_pending: bool,
     streams: StreamStats,
+    /// Counts the engine's progress reports, for the display: the engine
+    /// writes memory QEMU's dirty log does not see.
+    engine_progress: u64,
+    /// Counts GTT writes and invalidations, for the display.
+    gtt_generation: u64,
 }
 
 impl State {
@@ -121,6 +202,7 @@ impl State {
         if p.generation != self.generation {
             return false;
         }
+        self.engine_progress += 1;
         let e = &mut self.regs.engine;
         if let Some(head) = p.head {
             e.head = head;
@@ -150,6 +232,9 @@ pub struct Vgpu {
     /// `event` delivers it on the main loop.
     events: Arc<EventFd>,
     state: Arc<Mutex<State>>,
+    edid: [u8; EDID_BLOCK],
+    /// Only the refresh on QEMU's main loop uses it.
+    display: Mutex<Display>,
 }
 
 fn ctx(what: &str) -> impl FnOnce(io::Error) -> String + '_ {
@@ -182,6 +267,8 @@ impl Vgpu {
             generation: 0,
             message_pending: false,
             streams: StreamStats::default(),
+            engine_progress: 0,
+            gtt_generation: 0,
         }));
         let sink_state = Arc::downgrade(&state);
         let sink_events = events.clone();
@@ -198,6 +285,10 @@ impl Vgpu {
             VGPU_GFX_SPACE,
         );
         Ok(Vgpu {
+            edid: {
+                let (xres, yres) = config.preferred_mode();
+                edid::edid(xres, yres)
+            },
             config,
             gpu,
             layout,
@@ -205,6 +296,7 @@ impl Vgpu {
             vram,
             events,
             state,
+            display: Mutex::new(Display::default()),
         })
     }
 
@@ -251,9 +343,8 @@ impl Vgpu {
         let st = self.state.lock();
         let r = &st.regs;
         let result = match Bar2Target::decode(offset) {
-            // No EDID blob yet: all zeros, which drivers read as "none".
-            Bar2Target::Edid(_) => Ok(0),
-            Bar2Target::VgaPorts(rel) => vga_read(&r.vga_ports, rel, size),
+            Bar2Target::Edid(rel) => bytes_read("EDID", &self.edid, rel, size),
+            Bar2Target::VgaPorts(rel) => bytes_read("VGA", &r.vga_ports, rel, size),
             Bar2Target::Dispi(rel) => {
                 r.dispi
                     .read(rel, size)
@@ -318,7 +409,18 @@ impl Vgpu {
                 Err(e) => Err(e),
             },
             Bar2Target::Engine(rel) => self.engine_write(&mut st, rel, value, size, &mut fx),
-            Bar2Target::Display(rel) => st.regs.display.write(rel, value, size).map(|_| ()),
+            Bar2Target::Display(rel) => match st.regs.display.write(rel, value, size) {
+                // Writing the surface address (its low half, or all of it)
+                // latches a new surface: a flip.
+                Ok(DisplayReg::PlaneBase) if rel == DisplayReg::PlaneBase.offset() => {
+                    let d = &mut st.regs.display;
+                    let flips = d.get(DisplayReg::FlipCount);
+                    d.set(DisplayReg::FlipCount, flips.wrapping_add(1));
+                    fx.irq = Some(st.regs.global.irq.raise(IntSource::DISPLAY_FLIP));
+                    Ok(())
+                }
+                other => other.map(|_| ()),
+            },
             Bar2Target::Gtt { index, within } => {
                 self.gtt_write(&mut st, index, within, value, size, &mut fx)
             }
@@ -337,6 +439,7 @@ impl Vgpu {
         size: u32,
         fx: &mut Effects,
     ) -> Result<(), RegError> {
+        st.gtt_generation += 1;
         let State { regs, gtt, mem, .. } = st;
         match gtt.write(
             index,
@@ -450,6 +553,7 @@ impl Vgpu {
         self.gpu.scheduler().set_enabled(self.ctx, false);
         st.scan_head = 0;
         st.message_pending = false;
+        st.gtt_generation += 1;
         if let Err(e) = st.gtt.reset(&mut ContractGtt(self.gpu.bar2())) {
             fx.host_error(format!("resetting the GTT slice: {e}"));
         }
@@ -489,6 +593,7 @@ impl Vgpu {
     pub fn guest_ram_del(&self, gpa: u64, size: u64) -> Effects {
         let mut fx = Effects::default();
         let mut st = self.state.lock();
+        st.gtt_generation += 1;
         let State { gtt, mem, regs, .. } = &mut *st;
         for range in mem.remove(gpa, size) {
             if range.kind != MemKind::Ram {
@@ -529,6 +634,72 @@ impl Vgpu {
         self.state.lock().streams
     }
 
+    /// What the display shows now, from the guest's registers.
+    fn frame(&self) -> Frame {
+        let st = self.state.lock();
+        let r = &st.regs;
+        let p = |reg| r.display.get(reg);
+        let plane = PlaneRegs {
+            ctl: p(DisplayReg::PlaneCtl) as u32,
+            format: p(DisplayReg::PlaneFormat) as u32,
+            base: p(DisplayReg::PlaneBase),
+            width: p(DisplayReg::PlaneWidth) as u32,
+            height: p(DisplayReg::PlaneHeight) as u32,
+            stride: p(DisplayReg::PlaneStride) as u32,
+        };
+        let v = |reg| r.dispi.get(reg) as u16;
+        let dispi = DispiRegs {
+            xres: v(DispiReg::Xres),
+            yres: v(DispiReg::Yres),
+            bpp: v(DispiReg::Bpp),
+            enable: v(DispiReg::Enable),
+            virt_width: v(DispiReg::VirtWidth),
+            x_offset: v(DispiReg::XOffset),
+            y_offset: v(DispiReg::YOffset),
+            endian: r.qext_endian,
+        };
+        Frame {
+            choice: scanout::choose(&plane, &dispi, self.config.vram_size, VGPU_GFX_SPACE),
+            engine_progress: st.engine_progress,
+            gtt_generation: st.gtt_generation,
+        }
+    }
+
+    /// One display refresh, on QEMU's main loop: size the console for the
+    /// guest's scanout and copy into it what changed. The console is
+    /// resized and told about changes with no lock held.
+    pub fn display_refresh(&self, host: &mut dyn DisplayHost) -> Effects {
+        let mut fx = Effects::default();
+        let frame = self.frame();
+        let mut display = self.display.lock();
+        if let Some(msg) = display.prepare(&frame, host) {
+            fx.guest_error(msg);
+        }
+        let spans = {
+            let st = self.state.lock();
+            let view = GuestView {
+                gtt: &st.gtt,
+                mem: &st.mem,
+                vram: &self.vram,
+            };
+            display.draw(&frame, &view, host)
+        };
+        drop(display);
+        for (y, height) in spans {
+            host.update(y, height);
+        }
+        fx
+    }
+
+    /// A new console client: redraw everything at the next refresh.
+    pub fn display_invalidate(&self) {
+        self.display.lock().invalidate();
+    }
+
+    pub fn display_stats(&self) -> DisplayStats {
+        self.display.lock().stats()
+    }
+
     /// A report for `info rust-vgpu`.
     pub fn describe(&self) -> String {
         let st = self.state.lock();
@@ -537,6 +708,8 @@ impl Vgpu {
         let sched = self.gpu.scheduler();
         let c = sched.stats(self.ctx);
         let (attached, capacity) = self.gpu.occupancy();
+        let display = self.display.lock();
+        let ds = display.stats();
         let e = &st.regs.engine;
         let reg = |r: GlobalReg| {
             st.regs
@@ -557,7 +730,9 @@ impl Vgpu {
              \x20 pin-cache: hits={} misses={}\n\
              \x20 faults: {} (last reason={:#x} addr={:#x})\n\
              \x20 engine: ctl={:#x} head={:#x} tail={:#x} seqno={} error={} error-addr={:#x}\n\
-             \x20 commands: scanned={} rejected-streams={} shadow-dwords={} slices={} engine-faults={}\n",
+             \x20 commands: scanned={} rejected-streams={} shadow-dwords={} slices={} engine-faults={}\n\
+             \x20 display: {}\n\
+             \x20 display-refresh: refreshes={} lines-compared={} lines-updated={}\n",
             self.gpu.device().describe(),
             sched.timeslice().as_micros(),
             l.gtt_base,
@@ -588,6 +763,10 @@ impl Vgpu {
             c.submitted,
             c.slices,
             c.faults,
+            display.describe(),
+            ds.refreshes,
+            ds.lines_compared,
+            ds.lines_updated,
         )
     }
 
@@ -643,18 +822,20 @@ impl Drop for Vgpu {
     }
 }
 
-/// The VGA port block: byte registers the bochs driver pokes (attribute
-/// index, to unblank); stored and read back.
-fn vga_read(ports: &[u8], rel: u64, size: u32) -> Result<u64, RegError> {
+/// A naturally aligned read of 1 to 8 bytes from a byte array block (the
+/// EDID blob, the VGA ports); bytes past the array read as zero.
+fn bytes_read(reg: &'static str, bytes: &[u8], rel: u64, size: u32) -> Result<u64, RegError> {
     let lane = rvg_model::access::Lane::new(rel, size, rel & !7, 8)
-        .map_err(|err| RegError::Access { reg: "VGA", err })?;
-    let base = (rel & !7) as usize;
+        .map_err(|err| RegError::Access { reg, err })?;
+    let base = ((rel & !7) as usize).min(bytes.len());
     let mut word = [0u8; 8];
-    let n = (ports.len() - base).min(8);
-    word[..n].copy_from_slice(&ports[base..base + n]);
+    let n = (bytes.len() - base).min(8);
+    word[..n].copy_from_slice(&bytes[base..base + n]);
     Ok(lane.extract(u64::from_le_bytes(word)))
 }
 
+/// The VGA port block: byte registers the bochs driver pokes (attribute
+/// index, to unblank); stored and read back.
 fn vga_write(ports: &mut [u8], rel: u64, value: u64, size: u32) -> Result<(), RegError> {
     rvg_model::access::Lane::new(rel, size, rel & !7, 8)
         .map_err(|err| RegError::Access { reg: "VGA", err })?;
@@ -691,7 +872,7 @@ mod tests {
     }
 
     fn attach() -> (Vgpu, Arc<SoftGpu>) {
-        let config = VgpuConfig { vram_size: VRAM };
+        let config = VgpuConfig::new(VRAM);
         let (gpu, soft) = private_gpu(config.private_gpu_vram());
         (Vgpu::new(config, gpu).unwrap(), soft)
     }
@@ -889,11 +1070,76 @@ mod tests {
     }
 
     #[test]
+    fn display_properties_are_checked() {
+        let bad = |xres, yres, vram_size| {
+            VgpuConfig {
+                vram_size,
+                xres,
+                yres,
+            }
+            .validate()
+            .unwrap_err()
+            .to_string()
+        };
+        assert_eq!(
+            bad(5000, 768, 64 << 20),
+            "property 'xres' is 5000: it must be 320 to 4000"
+        );
+        assert_eq!(
+            bad(1024, 199, 64 << 20),
+            "property 'yres' is 199: it must be 200 to 2400"
+        );
+        assert!(bad(1920, 1080, 4 << 20).contains("vram-size is 4194304 (4 MiB)"));
+        assert_eq!(
+            bad(1024, 0, 64 << 20),
+            "property 'yres' is 0: set it with 'xres', or leave both unset"
+        );
+        // Unset, the preferred mode is the largest of the list that fits.
+        for (vram, mode) in [
+            (64 << 20, (1024, 768)),
+            (2 << 20, (800, 600)),
+            (1 << 20, (320, 240)),
+        ] {
+            let c = VgpuConfig::new(vram);
+            assert!(c.validate().is_ok());
+            assert_eq!(c.preferred_mode(), mode);
+        }
+    }
+
+    #[test]
+    fn edid_reads_the_preferred_mode_and_ignores_writes() {
+        let (v, _) = attach();
+        let header = v.mmio_read(bar2::EDID, 8).0;
+        assert_eq!(header, 0x00ff_ffff_ffff_ff00);
+        let blob: Vec<u8> = (0..128).map(|i| v.mmio_read(i, 1).0 as u8).collect();
+        assert_eq!(blob, edid::edid(1024, 768));
+        assert_eq!(v.mmio_read(bar2::EDID + 0x200, 4).0, 0);
+        assert_eq!(v.mmio_write(bar2::EDID, 0, 1).diags.len(), 1);
+        assert_eq!(v.mmio_read(bar2::EDID, 1).0, 0);
+    }
+
+    #[test]
+    fn writing_the_plane_base_flips() {
+        let (v, _) = attach();
+        let flip = u64::from(IntSource::DISPLAY_FLIP.bits());
+        let base = bar2::DISPLAY + DisplayReg::PlaneBase.offset();
+        let count = || {
+            v.mmio_read(bar2::DISPLAY + DisplayReg::FlipCount.offset(), 4)
+                .0
+        };
+        v.mmio_write(base + 4, 1, 4);
+        assert_eq!(count(), 0, "the high half alone does not latch");
+        v.mmio_write(base, 0x1000, 4);
+        v.mmio_write(base, 0x2000, 8);
+        assert_eq!(count(), 2);
+        assert_eq!(v.mmio_read(greg(GlobalReg::IntStatus), 4).0, flip);
+        assert_eq!(v.mmio_read(base, 8).0, 0x2000);
+    }
+
+    #[test]
     fn a_slice_that_does_not_fit_is_refused() {
         let (gpu, _) = private_gpu(VRAM);
-        let err = Vgpu::new(VgpuConfig { vram_size: VRAM }, gpu.clone())
-            .err()
-            .unwrap();
+        let err = Vgpu::new(VgpuConfig::new(VRAM), gpu.clone()).err().unwrap();
         assert!(err.contains("no free"), "{err}");
         assert_eq!(gpu.occupancy().0, 0, "nothing stays allocated");
     }

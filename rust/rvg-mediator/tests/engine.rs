@@ -127,7 +127,7 @@ impl Guest {
 }
 
 fn guest() -> (Guest, Arc<SoftGpu>) {
-    let config = VgpuConfig { vram_size: VRAM };
+    let config = VgpuConfig::new(VRAM);
     let (gpu, soft) = gpu(config.private_gpu_vram(), TIMESLICE_DEFAULT);
     (Guest::new(Vgpu::new(config, gpu).unwrap()), soft)
 }
@@ -308,7 +308,7 @@ fn an_unmapped_page_faults_at_execution_with_the_guest_address() {
 /// Two vGPUs on one GPU: one shared GPU with room for both.
 fn pair(timeslice: Duration) -> (Guest, Guest, Arc<SharedGpu>) {
     let (gpu, _) = gpu(4 * VRAM, timeslice);
-    let config = VgpuConfig { vram_size: VRAM };
+    let config = VgpuConfig::new(VRAM);
     let a = Guest::new(Vgpu::new(config.clone(), gpu.clone()).unwrap());
     let b = Guest::new(Vgpu::new(config.clone(), gpu.clone()).unwrap());
     let third = Vgpu::new(config.clone(), gpu.clone()).unwrap();

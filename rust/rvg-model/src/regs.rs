@@ -220,6 +220,31 @@ pub const DISPI_ID5: u16 = 0xb0c5;
 pub const QEXT_LITTLE_ENDIAN: u32 = 0x1e1e_1e1e;
 pub const QEXT_BIG_ENDIAN: u32 = 0xbebe_bebe;
 
+/// `DISPI_ENABLE` bits.
+pub mod dispi_enable {
+    pub const ENABLED: u16 = 0x01;
+    pub const GETCAPS: u16 = 0x02;
+    pub const DAC_8BIT: u16 = 0x20;
+    pub const LFB_ENABLED: u16 = 0x40;
+    pub const NOCLEARMEM: u16 = 0x80;
+}
+
+/// `PLANE_CTL` bits.
+pub mod plane_ctl {
+    pub const ENABLE: u32 = 1 << 0;
+}
+
+/// `PLANE_FORMAT` values: DRM fourcc codes, so a driver passes its own.
+pub mod plane_format {
+    const fn fourcc(code: &[u8; 4]) -> u32 {
+        u32::from_le_bytes(*code)
+    }
+    /// 32-bit x:R:G:B, little endian (bytes B, G, R, x).
+    pub const XRGB8888: u32 = fourcc(b"XR24");
+    /// 16-bit R:G:B 5:6:5, little endian.
+    pub const RGB565: u32 = fourcc(b"RG16");
+}
+
 /// `FAULT_REASON` codes.
 pub mod fault {
     /// A GTT entry had bits set that must be zero.
