@@ -667,14 +667,19 @@ impl Vgpu {
 
     /// One display refresh, on QEMU's main loop: size the console for the
     /// guest's scanout and copy into it what changed. The console is
-    /// resized and told about changes with no lock held.
+    /// resized and told about changes with no lock held; while locked, only
+    /// the leaf services (`vram_dirty`, `surface`) are called.
     pub fn display_refresh(&self, host: &mut dyn DisplayHost) -> Effects {
         let mut fx = Effects::default();
         let frame = self.frame();
-        let mut display = self.display.lock();
-        if let Some(msg) = display.prepare(&frame, host) {
+        let prepared = self.display.lock().prepare(&frame);
+        if let Some((width, height)) = prepared.resize {
+            host.resize(width, height);
+        }
+        if let Some(msg) = prepared.guest_error {
             fx.guest_error(msg);
         }
+        let mut display = self.display.lock();
         let spans = {
             let st = self.state.lock();
             let view = GuestView {

@@ -102,6 +102,14 @@ pub struct Display {
     stats: DisplayStats,
 }
 
+/// What [`Display::prepare`] asks of its caller.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Prepared {
+    /// Give the console a surface of this size.
+    pub resize: Option<(u32, u32)>,
+    pub guest_error: Option<String>,
+}
+
 /// What one line needs at this refresh.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Need {
@@ -129,32 +137,29 @@ impl Display {
         self.invalid = true;
     }
 
-    /// Back to power-on: nothing shown, the next refresh starts afresh.
-    pub fn reset(&mut self) {
-        self.shown = None;
-    }
-
-    /// Size the console for `frame` before its pixels are read; returns the
-    /// guest error to log when the guest's settings became invalid.
-    pub fn prepare(&mut self, frame: &Frame, host: &mut dyn DisplayHost) -> Option<String> {
+    /// Take in what `frame` shows before its pixels are read. Returns the
+    /// console size to switch to, if it changes (the caller resizes the
+    /// console before [`Display::draw`]), and the guest error to log when
+    /// the guest's settings became unusable.
+    pub fn prepare(&mut self, frame: &Frame) -> Prepared {
         let want = match &frame.choice {
             Choice::On(s) => (s.width, s.height),
             _ => self.size.unwrap_or(BLANK_SIZE),
         };
+        let mut out = Prepared::default();
         if self.size != Some(want) {
-            host.resize(want.0, want.1);
+            out.resize = Some(want);
             self.size = Some(want);
             self.invalid = true;
         }
-        if self.shown.as_ref() == Some(&frame.choice) {
-            return None;
+        if self.shown.as_ref() != Some(&frame.choice) {
+            self.invalid = true;
+            self.shown = Some(frame.choice.clone());
+            if let Choice::Invalid(why) = &frame.choice {
+                out.guest_error = Some(format!("display blank: {why}"));
+            }
         }
-        self.invalid = true;
-        self.shown = Some(frame.choice.clone());
-        match &frame.choice {
-            Choice::Invalid(why) => Some(format!("display blank: {why}")),
-            _ => None,
-        }
+        out
     }
 
     /// Copy what changed into the console surface; returns the changed

@@ -114,7 +114,11 @@ fn dispi_frame(width: u32, height: u32, offset: u64) -> Frame {
 
 /// One refresh as the vGPU runs it.
 fn refresh(d: &mut Display, f: &Frame, mem: &Mem, con: &mut Console) -> Option<String> {
-    let logged = d.prepare(f, con);
+    let prepared = d.prepare(f);
+    if let Some((w, h)) = prepared.resize {
+        con.resize(w, h);
+    }
+    let logged = prepared.guest_error;
     for (y, n) in d.draw(f, mem, con) {
         con.update(y, n);
     }
