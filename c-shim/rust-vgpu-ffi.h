@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 /* Bumped whenever a table or struct below changes layout or meaning. */
-#define RVG_FFI_ABI_VERSION 4
+#define RVG_FFI_ABI_VERSION 5
 
 /* The Rust device. Only ever used through a shared reference on the Rust side. */
 typedef struct RvgDevice RvgDevice;
@@ -107,6 +107,8 @@ typedef struct RvgDeviceInfo {
 typedef struct RvgHostServices {
     /* Current interrupt mode from config space (MSI-X beats MSI beats INTx). */
     RvgIrqMode (*irq_mode)(RvgHost *host);
+    /* Whether the command register's Bus Master Enable is set. */
+    bool (*bus_master)(RvgHost *host);
     /* Send MSI-X message `vector` (QEMU's msix code honours masks and PBA). */
     void (*msix_notify)(RvgHost *host, uint32_t vector);
     /* Send MSI message `vector` (QEMU's msi code honours the mask bits). */
@@ -165,8 +167,11 @@ typedef struct RvgOps {
     uint64_t (*mmio_read)(RvgDevice *dev, uint64_t offset, uint32_t size);
     void (*mmio_write)(RvgDevice *dev, uint64_t offset, uint64_t value,
                        uint32_t size);
-    /* The guest changed interrupt configuration (MSI/MSI-X enable, masks). */
-    void (*irq_config_changed)(RvgDevice *dev);
+    /*
+     * The guest wrote config space: interrupt configuration (MSI/MSI-X
+     * enable, masks) or the command register (Bus Master Enable).
+     */
+    void (*config_changed)(RvgDevice *dev);
     /*
      * The memory listener: guest-physical [gpa, gpa + size) appeared, at host
      * address `hva`, or went away. Page-aligned; called under the BQL.

@@ -111,6 +111,13 @@ static RvgIrqMode host_irq_mode(RvgHost *host)
     return RVG_IRQ_INTX;
 }
 
+static bool host_bus_master(RvgHost *host)
+{
+    PCIDevice *pdev = PCI_DEVICE(host_state(host));
+
+    return pci_get_word(pdev->config + PCI_COMMAND) & PCI_COMMAND_MASTER;
+}
+
 /*
  * The interrupt services may be called from a device worker thread: take
  * the BQL when the caller does not hold it, as QEMU's interrupt code needs.
@@ -243,6 +250,7 @@ static void host_display_update(RvgHost *host, uint32_t y, uint32_t height)
 
 static const RvgHostServices rust_vgpu_host_services = {
     .irq_mode = host_irq_mode,
+    .bus_master = host_bus_master,
     .msix_notify = host_msix_notify,
     .msi_notify = host_msi_notify,
     .intx_set = host_intx_set,
@@ -338,7 +346,7 @@ static void rust_vgpu_config_write(PCIDevice *pdev, uint32_t addr,
 
     /* Handles BARs, command, and the MSI / MSI-X capabilities. */
     pci_default_write_config(pdev, addr, val, len);
-    rvg_ops.irq_config_changed(s->dev);
+    rvg_ops.config_changed(s->dev);
 }
 
 static void rust_vgpu_use_all_vectors(RustVgpuState *s)

@@ -4,10 +4,11 @@
  * What the console shows is checked the way a user sees it: QMP
  * `screendump` pixels. Covered: the EDID blob and the xres/yres
  * properties, a bochs DISPI mode from VRAM (resize, panning), the native
- * plane through the GTT on VRAM and guest-RAM pages, RGB565 and padded
- * strides, bad plane settings (blank, logged, device alive), a disabled
- * display and a reset (blank), redrawing only what changed, flips, and the
- * engine's writes reaching the screen.
+ * plane through the GTT on VRAM and guest-RAM pages (black with bus
+ * mastering off), RGB565 and padded strides, bad plane settings (blank,
+ * logged, device alive), a disabled display and a reset (blank),
+ * redrawing only what changed, flips, and the engine's writes reaching
+ * the screen.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -340,6 +341,16 @@ static void test_plane_on_guest_ram(void)
     g_assert_cmphex(px(s, 0, 31), ==, pattern(5, 0, 31));
     g_assert_cmphex(px(s, 0, 32), ==, 0);
     g_assert_cmphex(px(s, 31, 63), ==, 0);
+    g_clear_pointer(&s, shot_free);
+
+    /* Bus mastering off: the display cannot fetch guest RAM either. */
+    qpci_config_writew(d.r->dev, PCI_COMMAND, PCI_COMMAND_MEMORY);
+    s = screendump(d.r);
+    g_assert_cmphex(px(s, 0, 0), ==, 0);
+    g_clear_pointer(&s, shot_free);
+    rvg_pci_enable(d.r->dev);
+    s = screendump(d.r);
+    g_assert_cmphex(px(s, 0, 0), ==, pattern(5, 0, 0));
     stop(&d);
 }
 

@@ -322,6 +322,56 @@ static void test_device_reset(void)
     stop(e);
 }
 
+/* The physical shadow of the vGPU's GTT entry `index`. */
+static uint64_t shadow_of(Eng *e, uint32_t index)
+{
+    g_autofree char *out = qtest_hmp(e->r->qs->qts, "info rust-vgpu-gtt v0 %u",
+                                     index);
+    const char *at = strstr(out, "shadow=");
+
+    g_assert_nonnull(at);
+    return g_ascii_strtoull(at + strlen("shadow="), NULL, 16);
+}
+
+/*
+ * Bus Master Enable off: the vGPU reaches no guest RAM. The shadows of
+ * system entries go to the scratch page, a stream touching guest RAM is
+ * refused with BAD_ADDRESS and RAM stays untouched; VRAM work still runs.
+ * Back on, the same entries work again without being rewritten.
+ */
+static void test_bus_master_gates_guest_ram(void)
+{
+    Eng *e = start();
+    QTestState *qts = e->r->qs->qts;
+    uint64_t ram = map_ram(e);
+    uint64_t ram_gfx = 300 * 4096;
+    uint64_t mapped = shadow_of(e, 300);
+    uint16_t cmd = qpci_config_readw(e->r->dev, PCI_COMMAND);
+
+    g_assert_cmphex(mapped & RVG_GTT_VALID, ==, RVG_GTT_VALID);
+    qtest_writel(qts, ram + 16, 0);
+    qpci_config_writew(e->r->dev, PCI_COMMAND, cmd & ~PCI_COMMAND_MASTER);
+    g_assert_cmphex(shadow_of(e, 300), ==, RVG_GTT_LOCAL); /* scratch */
+
+    SUBMIT(e, STORE_DW(0x8000, 0x77), FENCE(1, false));
+    eng_wait_idle(e);
+    g_assert_cmphex(eng_vram_readl(e, 0x8000), ==, 0x77);
+    SUBMIT(e, STORE_DW(ram_gfx + 16, 0xbad), FENCE(2, false));
+    eng_wait_idle(e);
+    g_assert_cmpuint(eng_read(e, RVG_ENGINE_ERROR), ==, RVG_ERR_BAD_ADDRESS);
+    g_assert_cmphex(eng_read_addr(e), ==, ram_gfx + 16);
+    g_assert_cmphex(qtest_readl(qts, ram + 16), ==, 0);
+
+    qpci_config_writew(e->r->dev, PCI_COMMAND, cmd);
+    g_assert_cmphex(shadow_of(e, 300), ==, mapped);
+    eng_reset(e);
+    SUBMIT(e, STORE_DW(ram_gfx + 16, 0x600d), FENCE(3, false));
+    eng_wait_idle(e);
+    g_assert_cmpuint(eng_read(e, RVG_ENGINE_ERROR), ==, 0);
+    g_assert_cmphex(qtest_readl(qts, ram + 16), ==, 0x600d);
+    stop(e);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -332,5 +382,6 @@ int main(int argc, char **argv)
                    test_rewrite_after_tail_changes_nothing);
     qtest_add_func("/rust-vgpu/engine/errors", test_every_error);
     qtest_add_func("/rust-vgpu/engine/device-reset", test_device_reset);
+    qtest_add_func("/rust-vgpu/engine/bus-master", test_bus_master_gates_guest_ram);
     return g_test_run();
 }

@@ -81,6 +81,7 @@ impl FfiDevice {
         self.apply(fx);
     }
 
+    /// A system or bus reset.
     pub fn reset(&self) {
         let fx = match &self.model {
             Model::Hw(gpu) => gpu.reset(),
@@ -88,6 +89,19 @@ impl FfiDevice {
         };
         self.clear_broken();
         self.apply(fx);
+        if let Model::Vgpu(v) = &self.model {
+            // The reset clears the command register; QEMU's bus does it
+            // after this handler, without a config write.
+            self.apply(v.set_bus_master(false));
+        }
+    }
+
+    /// The guest wrote config space: interrupt mode, Bus Master Enable.
+    pub fn config_changed(&self) {
+        self.host.irq_mode_changed(self.irq_line());
+        if let Model::Vgpu(v) = &self.model {
+            self.apply(v.set_bus_master(self.host.bus_master()));
+        }
     }
 
     pub fn irq_line(&self) -> IrqLine {

@@ -22,6 +22,7 @@ pub enum LogKind {
 #[derive(Clone, Copy)]
 struct Services {
     irq_mode: unsafe extern "C" fn(*mut sys::RvgHost) -> sys::RvgIrqMode,
+    bus_master: unsafe extern "C" fn(*mut sys::RvgHost) -> bool,
     msix_notify: unsafe extern "C" fn(*mut sys::RvgHost, u32),
     msi_notify: unsafe extern "C" fn(*mut sys::RvgHost, u32),
     intx_set: unsafe extern "C" fn(*mut sys::RvgHost, bool),
@@ -71,6 +72,7 @@ impl Host {
             host,
             services: Services {
                 irq_mode: services.irq_mode.ok_or_else(|| missing("irq_mode"))?,
+                bus_master: services.bus_master.ok_or_else(|| missing("bus_master"))?,
                 msix_notify: services.msix_notify.ok_or_else(|| missing("msix_notify"))?,
                 msi_notify: services.msi_notify.ok_or_else(|| missing("msi_notify"))?,
                 intx_set: services.intx_set.ok_or_else(|| missing("intx_set"))?,
@@ -97,6 +99,12 @@ impl Host {
     pub fn irq_mode(&self) -> sys::RvgIrqMode {
         // SAFETY: a present service called with the host pointer it was given with.
         unsafe { (self.services.irq_mode)(self.host) }
+    }
+
+    /// The command register's Bus Master Enable.
+    pub fn bus_master(&self) -> bool {
+        // SAFETY: a present service called with the host pointer it was given with.
+        unsafe { (self.services.bus_master)(self.host) }
     }
 
     fn set_intx(&self, level: bool) {

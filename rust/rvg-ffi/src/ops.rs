@@ -29,7 +29,7 @@ pub static rvg_ops: sys::RvgOps = sys::RvgOps {
     reset: Some(rvg_reset),
     mmio_read: Some(rvg_mmio_read),
     mmio_write: Some(rvg_mmio_write),
-    irq_config_changed: Some(rvg_irq_config_changed),
+    config_changed: Some(rvg_config_changed),
     memory_add: Some(rvg_memory_add),
     memory_del: Some(rvg_memory_del),
     fd_ready: Some(rvg_fd_ready),
@@ -284,9 +284,9 @@ unsafe extern "C" fn rvg_mmio_write(dev: *mut sys::RvgDevice, offset: u64, value
     }
 }
 
-unsafe extern "C" fn rvg_irq_config_changed(dev: *mut sys::RvgDevice) {
+unsafe extern "C" fn rvg_config_changed(dev: *mut sys::RvgDevice) {
     // SAFETY: header contract.
-    unsafe { with_device(dev, (), |d| d.host.irq_mode_changed(d.irq_line())) }
+    unsafe { with_device(dev, (), |d| d.config_changed()) }
 }
 
 unsafe extern "C" fn rvg_memory_add(
@@ -366,6 +366,7 @@ mod tests {
     #[derive(Default)]
     struct Recorder {
         mode: u32,
+        bus_master: bool,
         calls: Mutex<Vec<String>>,
         watched: Mutex<Vec<c_int>>,
         /// The console surface: width, height, pixels.
@@ -379,6 +380,9 @@ mod tests {
 
     unsafe extern "C" fn irq_mode(host: *mut sys::RvgHost) -> sys::RvgIrqMode {
         sys::RvgIrqMode(rec(host).mode)
+    }
+    unsafe extern "C" fn bus_master(host: *mut sys::RvgHost) -> bool {
+        rec(host).bus_master
     }
     unsafe extern "C" fn msix_notify(host: *mut sys::RvgHost, v: u32) {
         rec(host).calls.lock().unwrap().push(format!("msix {v}"));
@@ -464,6 +468,7 @@ mod tests {
 
     const SERVICES: sys::RvgHostServices = sys::RvgHostServices {
         irq_mode: Some(irq_mode),
+        bus_master: Some(bus_master),
         msix_notify: Some(msix_notify),
         msi_notify: Some(msi_notify),
         intx_set: Some(intx_set),

@@ -88,6 +88,7 @@ fn main() {
     )
     .expect("shared GPU");
     let v = Vgpu::new(config, Arc::new(gpu)).expect("vGPU");
+    v.set_bus_master(true);
     let mut con = Console {
         pixels: Vec::new(),
         size: (0, 0),

@@ -77,6 +77,7 @@ fn main() {
     let gpu =
         SharedGpu::new(soft, TIMESLICE_DEFAULT, Arc::new(|m| panic!("{m}"))).expect("shared GPU");
     let vgpu = Vgpu::new(config, Arc::new(gpu)).expect("vGPU");
+    vgpu.set_bus_master(true);
     let ram = Vram::new(RAM_PAGES * 4096).expect("guest RAM stand-in");
     let fx = vgpu.guest_ram_add(
         RAM_BASE,
@@ -125,6 +126,7 @@ fn main() {
     let layout = *vgpu.layout();
     let mut shadow = GttShadow::new(layout);
     let mut phys = VecGtt(vec![0; (layout.gtt_base + layout.gtt_entries) as usize]);
+    shadow.set_system_access(true, &mut phys).unwrap();
     let mut mem = GuestMemory::default();
     mem.add(GuestRange {
         gpa: RAM_BASE,

@@ -31,11 +31,12 @@ impl GuestView<'_> {
                 debug_assert!(offset + PAGE_SIZE <= self.vram.len());
                 Some(self.vram.as_ptr().wrapping_add((offset + within) as usize) as *const u8)
             }
-            EntryState::System { gpa } => {
+            // Guest RAM is out of reach with bus mastering off.
+            EntryState::System { gpa } if self.gtt.system_access() => {
                 let range = self.mem.lookup(gpa).filter(|r| r.kind == MemKind::Ram)?;
                 Some((range.hva + (gpa - range.gpa) + within) as *const u8)
             }
-            EntryState::Unmapped | EntryState::Rejected(_) => None,
+            EntryState::System { .. } | EntryState::Unmapped | EntryState::Rejected(_) => None,
         }
     }
 }
@@ -85,7 +86,8 @@ impl FrameMemory for GuestView<'_> {
         match entry {
             Some(EntryState::Local { offset }) => GfxPage::Vram { offset },
             Some(EntryState::System { gpa })
-                if self.mem.lookup(gpa).is_some_and(|r| r.kind == MemKind::Ram) =>
+                if self.gtt.system_access()
+                    && self.mem.lookup(gpa).is_some_and(|r| r.kind == MemKind::Ram) =>
             {
                 GfxPage::Ram
             }

@@ -77,6 +77,11 @@ impl PinCache {
         self.pins.len()
     }
 
+    /// The DMA address of a pinned page, without taking a reference.
+    pub fn iova(&self, gpa: u64) -> Option<u64> {
+        self.pins.get(&(gpa >> PAGE_SHIFT)).map(|p| p.iova)
+    }
+
     pub fn refs(&self, gpa: u64) -> u32 {
         self.pins.get(&(gpa >> PAGE_SHIFT)).map_or(0, |p| p.refs)
     }

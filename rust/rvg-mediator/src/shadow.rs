@@ -116,6 +116,10 @@ pub struct GttShadow {
     pins: PinCache,
     rejected_total: u64,
     invalidated_total: u64,
+    /// Whether the GPU may reach guest RAM: the vGPU's Bus Master Enable.
+    /// While it is off, system entries keep their pins and guest values
+    /// but their shadows point at the scratch page.
+    system_access: bool,
 }
 
 impl GttShadow {
@@ -127,7 +131,36 @@ impl GttShadow {
             pins: PinCache::default(),
             rejected_total: 0,
             invalidated_total: 0,
+            system_access: false,
             layout,
+        }
+    }
+
+    /// Let the GPU reach guest RAM through system entries, or stop it:
+    /// every system entry's shadow is rewritten (its translation, or the
+    /// scratch page). Nothing is re-validated or re-pinned.
+    pub fn set_system_access(&mut self, on: bool, phys: &mut dyn PhysGtt) -> io::Result<()> {
+        if self.system_access == on {
+            return Ok(());
+        }
+        self.system_access = on;
+        for i in 0..self.layout.gtt_entries {
+            if let EntryState::System { gpa } = self.state[i as usize] {
+                phys.write(self.layout.gtt_base + i, self.system_shadow(gpa))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn system_access(&self) -> bool {
+        self.system_access
+    }
+
+    /// The shadow of a system entry on pinned page `gpa`.
+    fn system_shadow(&self, gpa: u64) -> GttEntry {
+        match self.pins.iova(gpa) {
+            Some(iova) if self.system_access => GttEntry::new(iova, false),
+            _ => self.layout.scratch_entry(),
         }
     }
 
@@ -202,11 +235,14 @@ impl GttShadow {
         let entry = GttEntry(self.guest[i as usize]);
         // Pin the new page before releasing the old one, so rewriting an
         // entry with the page it already maps is a cache hit.
-        let (state, shadow) = self.translate(entry, mem);
+        let (state, mut shadow) = self.translate(entry, mem);
         if let EntryState::System { gpa } = self.state[i as usize] {
             self.pins.unpin(gpa);
         }
         self.state[i as usize] = state;
+        if let EntryState::System { gpa } = state {
+            shadow = self.system_shadow(gpa);
+        }
         phys.write(self.layout.gtt_base + i, shadow)?;
         Ok(match state {
             EntryState::Rejected(reason) => {
@@ -326,7 +362,13 @@ pub(crate) mod tests {
             Ok(())
         }
         fn read(&mut self, index: u32) -> io::Result<GttEntry> {
-            Ok(GttEntry(self.0.get(index as usize).copied().unwrap_or(0)))
+            Ok(self.get(index))
+        }
+    }
+
+    impl VecGtt {
+        pub fn get(&self, index: u32) -> GttEntry {
+            GttEntry(self.0.get(index as usize).copied().unwrap_or(0))
         }
     }
 
@@ -357,11 +399,43 @@ pub(crate) mod tests {
         m
     }
 
+    /// A shadow with Bus Master on, its slice on scratch.
     fn setup() -> (GttShadow, GuestMemory, VecGtt) {
-        let s = GttShadow::new(LAYOUT);
+        let mut s = GttShadow::new(LAYOUT);
         let mut phys = VecGtt::default();
         s.fill_scratch(&mut phys).unwrap();
+        s.set_system_access(true, &mut phys).unwrap();
         (s, mem(), phys)
+    }
+
+    #[test]
+    fn without_system_access_system_entries_shadow_scratch() {
+        let (mut s, m, mut p) = setup();
+        let scratch = LAYOUT.scratch_entry();
+        put(&mut s, &m, &mut p, 1, 0x20_0000 | GttEntry::VALID);
+        put(
+            &mut s,
+            &m,
+            &mut p,
+            2,
+            0x3000 | GttEntry::LOCAL | GttEntry::VALID,
+        );
+        let system = p.get(LAYOUT.gtt_base + 1);
+        let local = p.get(LAYOUT.gtt_base + 2);
+        assert_ne!(system, scratch);
+        // Bus mastering off: system entries go to scratch, local ones stay.
+        s.set_system_access(false, &mut p).unwrap();
+        assert_eq!(p.get(LAYOUT.gtt_base + 1), scratch);
+        assert_eq!(p.get(LAYOUT.gtt_base + 2), local);
+        // Written while off: validated and pinned, but shadowed on scratch.
+        put(&mut s, &m, &mut p, 3, 0x20_0000 | GttEntry::VALID);
+        assert_eq!(p.get(LAYOUT.gtt_base + 3), scratch);
+        assert_eq!(s.entry(3).unwrap().1, EntryState::System { gpa: 0x20_0000 });
+        assert_eq!(s.pin_refs(0x20_0000), 2);
+        // Back on: both map the page again.
+        s.set_system_access(true, &mut p).unwrap();
+        assert_eq!(p.get(LAYOUT.gtt_base + 1), system);
+        assert_eq!(p.get(LAYOUT.gtt_base + 3), system);
     }
 
     fn put(

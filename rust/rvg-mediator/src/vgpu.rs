@@ -696,6 +696,27 @@ impl Vgpu {
         fx
     }
 
+    /// The command register's Bus Master Enable: while it is clear the
+    /// vGPU reaches no guest RAM. System GTT entries shadow the scratch
+    /// page (the engine faults there), the scanner cannot read a ring or
+    /// batch in guest RAM, and the display shows such pages black. Power-on
+    /// and bus resets clear it; the device layer reports every change.
+    pub fn set_bus_master(&self, on: bool) -> Effects {
+        let mut fx = Effects::default();
+        let mut st = self.state.lock();
+        if st.gtt.system_access() == on {
+            return fx;
+        }
+        st.gtt_generation += 1;
+        if let Err(e) = st
+            .gtt
+            .set_system_access(on, &mut ContractGtt(self.gpu.bar2()))
+        {
+            fx.host_error(format!("re-pointing system GTT entries: {e}"));
+        }
+        fx
+    }
+
     /// A new console client: redraw everything at the next refresh.
     pub fn display_invalidate(&self) {
         self.display.lock().invalidate();
@@ -894,6 +915,7 @@ mod tests {
     /// standing in for it, reported as the memory listener would.
     fn attach_with_ram(pages: u64) -> (Vgpu, Arc<SoftGpu>, rvg_model::vram::Vram) {
         let (v, soft) = attach();
+        v.set_bus_master(true);
         let ram = rvg_model::vram::Vram::new(pages * 4096).unwrap();
         let fx = v.guest_ram_add(
             0x10_0000,

@@ -49,6 +49,8 @@ fn eng(r: EngineReg) -> u64 {
 impl Guest {
     fn new(v: Vgpu) -> Guest {
         let g = Guest { v, tail: 0 };
+        // As a driver does: bus mastering on before the GPU touches RAM.
+        g.v.set_bus_master(true);
         // Graphics pages 0..256 on the first MiB of the VRAM slice.
         for i in 0..256u64 {
             g.v.mmio_write(bar2::GTT + 8 * i, GttEntry::new(i * PAGE, true).0, 8);
