@@ -110,14 +110,6 @@ pub struct Prepared {
     pub guest_error: Option<String>,
 }
 
-/// What one line needs at this refresh.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Need {
-    Nothing,
-    /// Read and compare: it may have changed.
-    Compare,
-}
-
 impl Display {
     pub fn stats(&self) -> DisplayStats {
         self.stats
@@ -180,8 +172,8 @@ impl Display {
             return if full { self.clear(host) } else { Vec::new() };
         };
         let compare_all = full || engine_wrote || gtt_changed;
-        let needs = lines_to_read(s, mem, host, compare_all);
-        if needs.iter().all(|&n| n == Need::Nothing) {
+        let to_read = lines_to_read(s, mem, host, compare_all);
+        if !to_read.contains(&true) {
             return Vec::new();
         }
         let Some(surface) = host.surface() else {
@@ -194,22 +186,24 @@ impl Display {
         self.line.resize(s.width as usize * 4, 0);
         self.raw.resize(row, 0);
         let mut spans: Vec<(u32, u32)> = Vec::new();
-        for (y, _) in needs
-            .iter()
-            .enumerate()
-            .filter(|(_, &n)| n == Need::Compare)
-        {
-            let y = y as u32;
+        for y in (0..s.height).filter(|&y| to_read[y as usize]) {
             match s.source {
                 Source::Vram { .. } => mem.read_vram(s.line(y), &mut self.raw),
                 Source::Gfx { .. } => mem.read_gfx(s.line(y), &mut self.raw),
             }
-            s.format.to_xrgb8888(&self.raw, &mut self.line);
+            let line: &[u8] = match s.format {
+                // Already the console's format: compare what was read.
+                PixelFormat::Xrgb8888 => &self.raw,
+                other => {
+                    other.to_xrgb8888(&self.raw, &mut self.line);
+                    &self.line
+                }
+            };
             self.stats.lines_compared += 1;
             let at = y as usize * surface.stride as usize;
-            let dst = &mut surface.pixels[at..at + self.line.len()];
-            if dst != self.line.as_slice() {
-                dst.copy_from_slice(&self.line);
+            let dst = &mut surface.pixels[at..at + line.len()];
+            if dst != line {
+                dst.copy_from_slice(line);
                 self.stats.lines_updated += 1;
                 match spans.last_mut() {
                     Some((first, n)) if *first + *n == y => *n += 1,
@@ -234,55 +228,61 @@ impl Display {
     }
 }
 
-/// Which lines of `s` to read. Pure bookkeeping: no pixel is touched.
+/// Which lines of `s` may have changed and must be read. Pure
+/// bookkeeping: no pixel is touched.
 fn lines_to_read(
     s: &Scanout,
     mem: &dyn FrameMemory,
     host: &mut dyn DisplayHost,
     compare_all: bool,
-) -> Vec<Need> {
-    let all = |n| vec![n; s.height as usize];
+) -> Vec<bool> {
+    let lines = s.height as usize;
     if compare_all {
-        return all(Need::Compare);
+        return vec![true; lines];
     }
     let row = s.row_bytes();
     match s.source {
         Source::Vram { offset } => {
             // One look at the whole surface settles the common case.
             if !host.vram_dirty(offset, s.extent()) {
-                return all(Need::Nothing);
+                return vec![false; lines];
             }
             (0..s.height)
-                .map(|y| match host.vram_dirty(s.line(y), row) {
-                    true => Need::Compare,
-                    false => Need::Nothing,
-                })
+                .map(|y| host.vram_dirty(s.line(y), row))
                 .collect()
         }
         Source::Gfx { .. } => (0..s.height)
-            .map(|y| {
-                let start = s.line(y);
-                let mut need = Need::Nothing;
-                let mut addr = start;
-                while addr < start + row && need == Need::Nothing {
-                    let page_end = (addr / PAGE_SIZE + 1) * PAGE_SIZE;
-                    let len = page_end.min(start + row) - addr;
-                    need = match mem.gfx_page(addr / PAGE_SIZE) {
-                        GfxPage::Ram => Need::Compare,
-                        GfxPage::Vram { offset } => {
-                            match host.vram_dirty(offset + addr % PAGE_SIZE, len) {
-                                true => Need::Compare,
-                                false => Need::Nothing,
-                            }
-                        }
-                        GfxPage::Unmapped => Need::Nothing,
-                    };
-                    addr = page_end;
-                }
-                need
-            })
+            .map(|y| plane_line_may_differ(s.line(y), row, mem, host))
             .collect(),
     }
+}
+
+/// Whether a plane line of `len` bytes at graphics address `start` may
+/// have changed: it lies on a guest-RAM page (not dirty-logged) or on a
+/// VRAM page the guest's CPU dirtied. Unmapped pages stay black.
+fn plane_line_may_differ(
+    start: u64,
+    len: u64,
+    mem: &dyn FrameMemory,
+    host: &mut dyn DisplayHost,
+) -> bool {
+    let end = start + len;
+    let mut addr = start;
+    while addr < end {
+        let page_end = (addr / PAGE_SIZE + 1) * PAGE_SIZE;
+        let changed = match mem.gfx_page(addr / PAGE_SIZE) {
+            GfxPage::Ram => true,
+            GfxPage::Vram { offset } => {
+                host.vram_dirty(offset + addr % PAGE_SIZE, page_end.min(end) - addr)
+            }
+            GfxPage::Unmapped => false,
+        };
+        if changed {
+            return true;
+        }
+        addr = page_end;
+    }
+    false
 }
 
 #[cfg(test)]

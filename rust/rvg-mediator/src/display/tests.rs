@@ -98,18 +98,29 @@ impl DisplayHost for Console {
     }
 }
 
-fn dispi_frame(width: u32, height: u32, offset: u64) -> Frame {
+/// A frame showing `source`, before any engine progress or GTT change.
+fn frame(source: Source, width: u32, height: u32, stride: u32, format: PixelFormat) -> Frame {
     Frame {
         choice: Choice::On(Scanout {
-            source: Source::Vram { offset },
+            source,
             width,
             height,
-            stride: width * 4,
-            format: PixelFormat::Xrgb8888,
+            stride,
+            format,
         }),
         engine_progress: 0,
         gtt_generation: 0,
     }
+}
+
+fn dispi_frame(width: u32, height: u32, offset: u64) -> Frame {
+    frame(
+        Source::Vram { offset },
+        width,
+        height,
+        width * 4,
+        PixelFormat::Xrgb8888,
+    )
 }
 
 /// One refresh as the vGPU runs it.
@@ -202,17 +213,14 @@ fn plane_pages_in_vram_and_guest_ram() {
     mem.ram.insert(17, vec![0; 4096]);
     mem.poke_vram(0x3000, 0x0011_2233);
     mem.ram.get_mut(&17).unwrap()[..4].copy_from_slice(&0x0044_5566u32.to_le_bytes());
-    let f = Frame {
-        choice: Choice::On(Scanout {
-            source: Source::Gfx { base: 16 * 4096 },
-            width: 1024,
-            height: 3, // line 2 lies on an unmapped page
-            stride: 4096,
-            format: PixelFormat::Xrgb8888,
-        }),
-        engine_progress: 0,
-        gtt_generation: 0,
-    };
+    // Line 2 lies on an unmapped page.
+    let f = frame(
+        Source::Gfx { base: 16 * 4096 },
+        1024,
+        3,
+        4096,
+        PixelFormat::Xrgb8888,
+    );
     let (mut d, mut con) = (Display::default(), Console::default());
     refresh(&mut d, &f, &mem, &mut con);
     assert_eq!(con.pixel(0, 0), 0x0011_2233);
@@ -235,17 +243,7 @@ fn plane_pages_in_vram_and_guest_ram() {
 fn a_gtt_change_rereads_the_surface() {
     let mut mem = Mem::new();
     mem.pages.insert(0, GfxPage::Vram { offset: 0 });
-    let mut f = Frame {
-        choice: Choice::On(Scanout {
-            source: Source::Gfx { base: 0 },
-            width: 16,
-            height: 1,
-            stride: 64,
-            format: PixelFormat::Xrgb8888,
-        }),
-        engine_progress: 0,
-        gtt_generation: 0,
-    };
+    let mut f = frame(Source::Gfx { base: 0 }, 16, 1, 64, PixelFormat::Xrgb8888);
     let (mut d, mut con) = (Display::default(), Console::default());
     refresh(&mut d, &f, &mem, &mut con);
     assert_eq!(con.pixel(0, 0), 0);
@@ -311,17 +309,7 @@ fn rgb565_plane_is_converted() {
     let mut mem = Mem::new();
     mem.pages.insert(0, GfxPage::Vram { offset: 0 });
     mem.vram[..4].copy_from_slice(&[0x00, 0xf8, 0xe0, 0x07]); // red, green
-    let f = Frame {
-        choice: Choice::On(Scanout {
-            source: Source::Gfx { base: 0 },
-            width: 2,
-            height: 1,
-            stride: 4,
-            format: PixelFormat::Rgb565,
-        }),
-        engine_progress: 0,
-        gtt_generation: 0,
-    };
+    let f = frame(Source::Gfx { base: 0 }, 2, 1, 4, PixelFormat::Rgb565);
     let (mut d, mut con) = (Display::default(), Console::default());
     refresh(&mut d, &f, &mem, &mut con);
     assert_eq!(
