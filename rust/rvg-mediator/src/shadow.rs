@@ -146,7 +146,8 @@ impl GttShadow {
         self.system_access = on;
         for i in 0..self.layout.gtt_entries {
             if let EntryState::System { gpa } = self.state[i as usize] {
-                phys.write(self.layout.gtt_base + i, self.system_shadow(gpa))?;
+                let iova = self.pins.iova(gpa).expect("a system entry holds a pin");
+                phys.write(self.layout.gtt_base + i, self.system_entry(iova))?;
             }
         }
         Ok(())
@@ -156,11 +157,13 @@ impl GttShadow {
         self.system_access
     }
 
-    /// The shadow of a system entry on pinned page `gpa`.
-    fn system_shadow(&self, gpa: u64) -> GttEntry {
-        match self.pins.iova(gpa) {
-            Some(iova) if self.system_access => GttEntry::new(iova, false),
-            _ => self.layout.scratch_entry(),
+    /// The shadow of a system entry whose page the GPU reaches at `iova`:
+    /// the scratch page while guest RAM is out of reach.
+    fn system_entry(&self, iova: u64) -> GttEntry {
+        if self.system_access {
+            GttEntry::new(iova, false)
+        } else {
+            self.layout.scratch_entry()
         }
     }
 
@@ -235,14 +238,11 @@ impl GttShadow {
         let entry = GttEntry(self.guest[i as usize]);
         // Pin the new page before releasing the old one, so rewriting an
         // entry with the page it already maps is a cache hit.
-        let (state, mut shadow) = self.translate(entry, mem);
+        let (state, shadow) = self.translate(entry, mem);
         if let EntryState::System { gpa } = self.state[i as usize] {
             self.pins.unpin(gpa);
         }
         self.state[i as usize] = state;
-        if let EntryState::System { gpa } = state {
-            shadow = self.system_shadow(gpa);
-        }
         phys.write(self.layout.gtt_base + i, shadow)?;
         Ok(match state {
             EntryState::Rejected(reason) => {
@@ -276,7 +276,7 @@ impl GttShadow {
                 EntryState::System {
                     gpa: addr & PAGE_MASK,
                 },
-                GttEntry::new(iova, false),
+                self.system_entry(iova),
             ),
             Err(PinError::NotRam(_)) => (EntryState::Rejected(fault::GTT_NOT_GUEST_RAM), scratch),
         }
