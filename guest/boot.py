@@ -63,6 +63,13 @@ def build_image(programs=()):
     return paths["kernel"], paths["initrd"]
 
 
+def build_demo_image():
+    """Build rvg-demo (guest/program.sh) and an image holding it; return (kernel, initrd)."""
+    program = subprocess.run([str(HERE / "program.sh")], check=True,
+                             stdout=subprocess.PIPE, text=True).stdout.strip()
+    return build_image([program])
+
+
 def read_ppm(path):
     """Read a binary PPM (P6, maxval 255, as QEMU's screendump writes it).
 

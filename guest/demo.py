@@ -18,14 +18,13 @@ import argparse
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from boot import READY, Guest, GuestError, build_image, default_qemu  # noqa: E402
+from boot import READY, Guest, GuestError, build_demo_image, default_qemu  # noqa: E402
 
 
 def first(lines, pattern, default="(not reported)"):
@@ -45,9 +44,7 @@ def main():
                     help="keep the guest running with a window or VNC display")
     args = ap.parse_args()
 
-    program = subprocess.run([str(HERE / "program.sh")], check=True,
-                             stdout=subprocess.PIPE, text=True).stdout.strip()
-    kernel, initrd = build_image([program])
+    kernel, initrd = build_demo_image()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     shot = out / "rust-vgpu-demo.png"

@@ -13,7 +13,6 @@ vGPU's console shows exactly the picture rvg-demo says it drew (its
 
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from boot import READY, Guest, build_image, default_qemu, read_ppm  # noqa: E402
+from boot import READY, Guest, build_demo_image, default_qemu, read_ppm  # noqa: E402
 
 # The fbdev console flushes lazily: give the last text a moment to land.
 SETTLE_S = 1.0
@@ -68,9 +67,7 @@ def region_pixel(region, x, y):
 class GuestBoot(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        program = subprocess.run([str(HERE / "program.sh")], check=True,
-                                 stdout=subprocess.PIPE, text=True).stdout.strip()
-        kernel, initrd = build_image([program])
+        kernel, initrd = build_demo_image()
         cls.tmp = tempfile.TemporaryDirectory(prefix="rvg-boot-test-")
         cls.guest = Guest(default_qemu(), kernel, initrd,
                           accel=os.environ.get("ACCEL", "tcg"))
