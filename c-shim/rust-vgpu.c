@@ -346,6 +346,10 @@ static void rust_vgpu_config_write(PCIDevice *pdev, uint32_t addr,
 
     /* Handles BARs, command, and the MSI / MSI-X capabilities. */
     pci_default_write_config(pdev, addr, val, len);
+    if (pci_is_express(pdev)) {
+        /* Initiate Function Level Reset: resets the device at once. */
+        pcie_cap_flr_write_config(pdev, addr, val, len);
+    }
     rvg_ops.config_changed(s->dev);
 }
 
@@ -492,6 +496,8 @@ static void rust_vgpu_realize(PCIDevice *pdev, Error **errp)
             error_setg(errp, "cannot add the PCI Express capability");
             goto fail;
         }
+        /* What lets a host's vfio-pci reset the function on its own. */
+        pcie_cap_flr_init(pdev);
     } else {
         pdev->cap_present &= ~QEMU_PCI_CAP_EXPRESS;
     }

@@ -136,7 +136,7 @@ static void test_behind_pcie_root_port(void)
     QPCIDevice *port, *dev;
     QPCIBar mmio;
     uint8_t exp;
-    uint32_t secondary;
+    uint32_t secondary, bar2_lo, bar2_hi;
 
     pc_alloc_init(&alloc, qts, ALLOC_NO_FLAGS);
     bus = qpci_new_pc(qts, &alloc);
@@ -165,6 +165,28 @@ static void test_behind_pcie_root_port(void)
     mmio = qpci_iomap(dev, RVG_BAR_MMIO, NULL);
     rvg_pci_enable(dev);
     g_assert_cmphex(qpci_io_readl(dev, mmio, RVG_GLOBAL + RVG_REG_ID), ==, RVG_ID_VALUE);
+
+    /*
+     * Function Level Reset: advertised, and Initiate FLR resets the
+     * function (registers, BARs, the command register) and reads back 0.
+     * The test then restores BAR2 as an OS would.
+     */
+    g_assert_true(qpci_config_readl(dev, exp + PCI_EXP_DEVCAP) & PCI_EXP_DEVCAP_FLR);
+    qpci_io_writel(dev, mmio, RVG_GLOBAL + RVG_REG_SCRATCH, 0xfeedf00d);
+    bar2_lo = qpci_config_readl(dev, PCI_BASE_ADDRESS_2);
+    bar2_hi = qpci_config_readl(dev, PCI_BASE_ADDRESS_3);
+    qpci_config_writew(dev, exp + PCI_EXP_DEVCTL,
+                       qpci_config_readw(dev, exp + PCI_EXP_DEVCTL) |
+                       PCI_EXP_DEVCTL_BCR_FLR);
+    g_assert_cmphex(qpci_config_readw(dev, exp + PCI_EXP_DEVCTL) &
+                    PCI_EXP_DEVCTL_BCR_FLR, ==, 0);
+    g_assert_cmphex(qpci_config_readw(dev, PCI_COMMAND) &
+                    (PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER), ==, 0);
+    g_assert_cmphex(qpci_config_readl(dev, PCI_BASE_ADDRESS_2), !=, bar2_lo);
+    qpci_config_writel(dev, PCI_BASE_ADDRESS_2, bar2_lo);
+    qpci_config_writel(dev, PCI_BASE_ADDRESS_3, bar2_hi);
+    rvg_pci_enable(dev);
+    g_assert_cmphex(qpci_io_readl(dev, mmio, RVG_GLOBAL + RVG_REG_SCRATCH), ==, 0);
     g_free(dev);
     g_free(port);
     qpci_free_pc(bus);
