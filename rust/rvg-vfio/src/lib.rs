@@ -1,9 +1,12 @@
-//! The VFIO device contract between the mediator and a GPU, and the soft
-//! backend: the RVG-1 model in-process behind that contract.
+//! The VFIO device contract between the mediator and a GPU, the soft
+//! backend (the RVG-1 model in-process behind that contract) and the kernel
+//! backend (a host VFIO device).
 
 pub mod contract;
 pub mod dma_table;
+pub mod kernel;
 pub mod soft;
 
 pub use contract::{Region, VfioDevice};
+pub use kernel::KernelDevice;
 pub use soft::SoftGpu;
