@@ -547,10 +547,21 @@ impl Vgpu {
     /// physical GPU is not reset: it may serve other vGPUs.
     pub fn reset(&self) -> Effects {
         let mut fx = Effects::default();
+        let sched = self.gpu.scheduler();
+        if self.gpu.resets_with_vgpu() {
+            // The GPU is this vGPU's alone: reset it too, with none of our
+            // work queued and no lock held that the scheduler's delivery of
+            // progress takes.
+            self.state.lock().generation = sched.reset_context(self.ctx);
+            sched.set_enabled(self.ctx, false);
+            if let Err(e) = self.gpu.reset_device() {
+                fx.host_error(format!("resetting the GPU: {e}"));
+            }
+        }
         let mut st = self.state.lock();
         st.regs = Regs::new(&self.config, &self.layout);
-        st.generation = self.gpu.scheduler().reset_context(self.ctx);
-        self.gpu.scheduler().set_enabled(self.ctx, false);
+        st.generation = sched.reset_context(self.ctx);
+        sched.set_enabled(self.ctx, false);
         st.scan_head = 0;
         st.message_pending = false;
         st.gtt_generation += 1;

@@ -16,8 +16,9 @@ use rvg_model::gtt::{GttEntry, PAGE_SIZE};
 use rvg_model::irq::IntSource;
 use rvg_model::regs::{bar2, pci, GlobalReg, Register, RVG_ID};
 use rvg_vfio::contract::{
-    IrqSet, Region, VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_BAR2_REGION_INDEX,
-    VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
+    IrqSet, Region, VFIO_DEVICE_FLAGS_RESET, VFIO_PCI_BAR0_REGION_INDEX,
+    VFIO_PCI_BAR2_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_INTX_IRQ_INDEX,
+    VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX,
 };
 use rvg_vfio::VfioDevice;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -38,15 +39,25 @@ pub const PHYS_RING: PhysRing = PhysRing {
 /// Default scheduler time slice.
 pub const TIMESLICE_DEFAULT: Duration = Duration::from_millis(1);
 
+const PCI_COMMAND_OFFSET: u64 = 0x04;
+const PCI_COMMAND_MEMORY: u16 = 1 << 1;
+const PCI_COMMAND_MASTER: u16 = 1 << 2;
+
 const _: () = assert!(PHYS_RING.vram_offset + PHYS_RING.size as u64 <= RESERVED_VRAM);
 const _: () = assert!((PHYS_RING.size as u64 / PAGE_SIZE) <= RESERVED_GTT_ENTRIES as u64);
 
 pub struct SharedGpu {
-    // Dropped first: the scheduler thread stops before anything it uses.
+    // Stopped first (in Drop): the scheduler thread ends before anything
+    // it uses goes.
     sched: Scheduler,
     dev: Arc<dyn VfioDevice>,
     bar2: Region,
+    config: Region,
     irq_index: u32,
+    /// The GPU belongs to one vGPU, which resets it along with itself.
+    private: bool,
+    /// The device offers VFIO_DEVICE_RESET.
+    resettable: bool,
     slices: Mutex<Slices>,
     dma: Mutex<DmaRefs>,
 }
@@ -56,14 +67,37 @@ fn ctx(what: &str) -> impl FnOnce(io::Error) -> String + '_ {
 }
 
 impl SharedGpu {
-    /// Take over `dev`: check it is an RVG-1 GPU, set up the mediator's ring
-    /// and the physical interrupt, start the scheduler.
+    /// Take over `dev` for any number of vGPUs: check it is an RVG-1 GPU,
+    /// set up the mediator's ring and the physical interrupt, start the
+    /// scheduler.
     pub fn new(
         dev: Arc<dyn VfioDevice>,
         timeslice: Duration,
         log: HostLog,
     ) -> Result<SharedGpu, String> {
-        check_identity(&dev)?;
+        SharedGpu::open(dev, timeslice, log, false)
+    }
+
+    /// Take over `dev` for one vGPU, which resets the GPU (when the device
+    /// offers a reset) whenever it is reset itself, and on unplug.
+    pub fn private(
+        dev: Arc<dyn VfioDevice>,
+        timeslice: Duration,
+        log: HostLog,
+    ) -> Result<SharedGpu, String> {
+        SharedGpu::open(dev, timeslice, log, true)
+    }
+
+    fn open(
+        dev: Arc<dyn VfioDevice>,
+        timeslice: Duration,
+        log: HostLog,
+        private: bool,
+    ) -> Result<SharedGpu, String> {
+        let info = dev.device_info().map_err(ctx("device info"))?;
+        let config = Region::new(dev.clone(), VFIO_PCI_CONFIG_REGION_INDEX)
+            .map_err(ctx("config space region info"))?;
+        check_identity(&config)?;
         let bar2 = Region::new(dev.clone(), VFIO_PCI_BAR2_REGION_INDEX)
             .map_err(ctx("BAR2 region info"))?;
         if !bar2.info.readable() || !bar2.info.writable() || bar2.info.size < bar2::SIZE {
@@ -94,32 +128,47 @@ impl SharedGpu {
                 "the GPU is too small for the mediator ({gtt_entries} GTT entries, {vram_size:#x} bytes of VRAM)"
             ));
         }
-        // The ring's pages, then every other reserved entry on scratch.
-        let ring_pages = u64::from(PHYS_RING.size) / PAGE_SIZE;
-        for i in 0..u64::from(RESERVED_GTT_ENTRIES) {
-            let entry = if i < ring_pages {
-                GttEntry::new(PHYS_RING.vram_offset + i * PAGE_SIZE, true)
-            } else {
-                GttEntry::invalid_to(slices::SCRATCH_PAGE, true)
-            };
-            bar2.write_u64(bar2::GTT + 8 * i, entry.0)
-                .map_err(ctx("mapping the mediator's ring"))?;
-        }
-        let (irq, irq_index) = wire_interrupt(&dev)?;
-        // Take every physical source; masking is done on the virtual side.
-        bar2.write_u32(reg(GlobalReg::IntMask), 0)
-            .and_then(|_| bar2.write_u32(reg(GlobalReg::IntEnable), IntSource::all().bits()))
-            .map_err(ctx("enabling the GPU's interrupts"))?;
+        let (irq, irq_index, intx_automasked) = wire_interrupt(&dev)?;
+        init_gpu(&config, &bar2)?;
         let sched_bar2 = Region::new(dev.clone(), VFIO_PCI_BAR2_REGION_INDEX)
             .map_err(ctx("BAR2 region info"))?;
-        let sched = Scheduler::start(bar0, sched_bar2, PHYS_RING, irq, irq_index, timeslice, log)?;
+        let sched = Scheduler::start(
+            bar0,
+            sched_bar2,
+            PHYS_RING,
+            irq,
+            intx_automasked,
+            timeslice,
+            log,
+        )
+        .inspect_err(|_| {
+            let _ = dev.set_irqs(&IrqSet::teardown(irq_index));
+        })?;
         Ok(SharedGpu {
             slices: Mutex::new(Slices::new(gtt_entries, vram_size)),
             dma: Mutex::new(DmaRefs::default()),
+            resettable: info.flags & VFIO_DEVICE_FLAGS_RESET != 0,
+            private,
             dev,
             bar2,
+            config,
             irq_index,
             sched,
+        })
+    }
+
+    /// Whether resetting the vGPU resets the GPU.
+    pub fn resets_with_vgpu(&self) -> bool {
+        self.private && self.resettable
+    }
+
+    /// Reset the GPU (VFIO_DEVICE_RESET) with the scheduler parked, and set
+    /// it up for the mediator again. Only for a private GPU whose vGPU has
+    /// already reset its engine context: whatever the ring held is lost.
+    pub fn reset_device(&self) -> Result<(), String> {
+        self.sched.with_engine_parked(|| {
+            self.dev.reset().map_err(ctx("VFIO_DEVICE_RESET"))?;
+            init_gpu(&self.config, &self.bar2)
         })
     }
 
@@ -163,15 +212,51 @@ impl SharedGpu {
 
 impl Drop for SharedGpu {
     fn drop(&mut self) {
-        // Leave the GPU's interrupt as found.
+        self.sched.stop();
+        // Leave the GPU's interrupt as found, and a private GPU reset.
         let _ = self.dev.set_irqs(&IrqSet::teardown(self.irq_index));
+        if self.resets_with_vgpu() {
+            let _ = self.dev.reset();
+        }
     }
 }
 
+/// Set the GPU up for the mediator, after it was opened or reset: decode
+/// and bus mastering on, the ring's GTT entries, every interrupt source.
+fn init_gpu(config: &Region, bar2: &Region) -> Result<(), String> {
+    let mut command = [0u8; 2];
+    config
+        .read(PCI_COMMAND_OFFSET, &mut command)
+        .map_err(ctx("reading the GPU's command register"))?;
+    let command = u16::from_le_bytes(command);
+    // The GPU reaches guest RAM (through the IOMMU) and signals MSI-X only
+    // with Bus Master Enable set; BAR access needs Memory Space.
+    config
+        .write(
+            PCI_COMMAND_OFFSET,
+            &(command | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER).to_le_bytes(),
+        )
+        .map_err(ctx("enabling the GPU's memory decode and bus mastering"))?;
+    // The ring's pages, then every other reserved entry on scratch.
+    let ring_pages = u64::from(PHYS_RING.size) / PAGE_SIZE;
+    for i in 0..u64::from(RESERVED_GTT_ENTRIES) {
+        let entry = if i < ring_pages {
+            GttEntry::new(PHYS_RING.vram_offset + i * PAGE_SIZE, true)
+        } else {
+            GttEntry::invalid_to(slices::SCRATCH_PAGE, true)
+        };
+        bar2.write_u64(bar2::GTT + 8 * i, entry.0)
+            .map_err(ctx("mapping the mediator's ring"))?;
+    }
+    // Take every physical source; masking is done on the virtual side.
+    let reg = |r: GlobalReg| bar2::GLOBAL + r.offset();
+    bar2.write_u32(reg(GlobalReg::IntMask), 0)
+        .and_then(|_| bar2.write_u32(reg(GlobalReg::IntEnable), IntSource::all().bits()))
+        .map_err(ctx("enabling the GPU's interrupts"))
+}
+
 /// Refuse a device that is not an RVG-1 GPU, from its config space.
-fn check_identity(dev: &Arc<dyn VfioDevice>) -> Result<(), String> {
-    let cfg = Region::new(dev.clone(), VFIO_PCI_CONFIG_REGION_INDEX)
-        .map_err(ctx("config space region info"))?;
+fn check_identity(cfg: &Region) -> Result<(), String> {
     let ids = cfg
         .read_u32(0)
         .map_err(ctx("reading vendor and device IDs"))?;
@@ -192,24 +277,29 @@ fn check_identity(dev: &Arc<dyn VfioDevice>) -> Result<(), String> {
     Ok(())
 }
 
-/// MSI-X vector 0 if the device offers it, else INTx.
-fn wire_interrupt(dev: &Arc<dyn VfioDevice>) -> Result<(EventFd, u32), String> {
+/// The GPU's interrupt, through an eventfd: MSI-X vector 0 if the device
+/// offers MSI-X, else MSI, else INTx. Returns the eventfd, the VFIO IRQ
+/// index and whether it is INTx the device automasks (then the handler
+/// unmasks it).
+fn wire_interrupt(dev: &Arc<dyn VfioDevice>) -> Result<(EventFd, u32, bool), String> {
     let eventfd = EventFd::new(EFD_NONBLOCK).map_err(ctx("creating the interrupt eventfd"))?;
-    let msix = dev
-        .irq_info(VFIO_PCI_MSIX_IRQ_INDEX)
-        .map_err(ctx("MSI-X interrupt info"))?;
-    let index = if msix.count > 0 && msix.eventfd() {
-        VFIO_PCI_MSIX_IRQ_INDEX
-    } else {
+    let mut chosen = None;
+    for index in [
+        VFIO_PCI_MSIX_IRQ_INDEX,
+        VFIO_PCI_MSI_IRQ_INDEX,
+        VFIO_PCI_INTX_IRQ_INDEX,
+    ] {
         let info = dev
-            .irq_info(VFIO_PCI_INTX_IRQ_INDEX)
-            .map_err(ctx("INTx interrupt info"))?;
-        if info.count == 0 || !info.eventfd() {
-            return Err("the GPU offers neither MSI-X nor INTx through eventfds".into());
+            .irq_info(index)
+            .map_err(ctx("interrupt info (VFIO_DEVICE_GET_IRQ_INFO)"))?;
+        if info.count > 0 && info.eventfd() {
+            chosen = Some(info);
+            break;
         }
-        VFIO_PCI_INTX_IRQ_INDEX
-    };
-    dev.set_irqs(&IrqSet::eventfds(index, 0, &[eventfd.as_raw_fd()]))
+    }
+    let info = chosen.ok_or("the GPU offers none of MSI-X, MSI and INTx through eventfds")?;
+    dev.set_irqs(&IrqSet::eventfds(info.index, 0, &[eventfd.as_raw_fd()]))
         .map_err(ctx("installing the interrupt eventfd"))?;
-    Ok((eventfd, index))
+    let automasked = info.index == VFIO_PCI_INTX_IRQ_INDEX && info.automasked();
+    Ok((eventfd, info.index, automasked))
 }

@@ -22,7 +22,7 @@ use rvg_model::cmd::{self, Command};
 use rvg_model::engine::{error, ring_ctl, EngineError};
 use rvg_model::irq::IntSource;
 use rvg_model::regs::{bar2, EngineReg, GlobalReg, Register};
-use rvg_vfio::contract::{IrqSet, Region, VFIO_PCI_INTX_IRQ_INDEX};
+use rvg_vfio::contract::{IrqSet, Region};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::scan::Work;
@@ -103,6 +103,10 @@ struct State {
     /// Round-robin cursor: the context that ran last.
     last: usize,
     shutdown: bool,
+    /// Someone wants the engine left alone (a GPU reset): the thread parks.
+    pause: bool,
+    /// The thread is parked: nothing of it touches the GPU.
+    parked: bool,
 }
 
 impl State {
@@ -169,7 +173,9 @@ pub(crate) struct Shared {
     /// Wakes the thread: new work, a reset, shutdown.
     kick: EventFd,
     irq: EventFd,
-    irq_index: u32,
+    /// The interrupt is INTx that the device masks on assertion: unmask it
+    /// once handled.
+    intx_automasked: bool,
     log: HostLog,
 }
 
@@ -184,13 +190,13 @@ fn engine_reg(r: EngineReg) -> u64 {
 
 impl Scheduler {
     /// Start scheduling onto the engine behind `bar2`, whose interrupt
-    /// arrives on `irq` (VFIO index `irq_index`).
+    /// arrives on `irq` (automasked INTx if `intx_automasked`).
     pub fn start(
         bar0: Region,
         bar2: Region,
         ring: PhysRing,
         irq: EventFd,
-        irq_index: u32,
+        intx_automasked: bool,
         timeslice: Duration,
         log: HostLog,
     ) -> Result<Scheduler, String> {
@@ -203,7 +209,7 @@ impl Scheduler {
             idle: Condvar::new(),
             kick: EventFd::new(EFD_NONBLOCK).map_err(|e| format!("scheduler eventfd: {e}"))?,
             irq,
-            irq_index,
+            intx_automasked,
             log,
         });
         let mut flight = Flight {
@@ -304,6 +310,25 @@ impl Scheduler {
         }
     }
 
+    /// Run `f` while the scheduler thread leaves the GPU alone, then set
+    /// the engine up again on an empty ring: for resetting the GPU under
+    /// it. Whatever the ring held is dropped (its owner's progress with
+    /// it), so callers reset the contexts first. Neither the scheduler's
+    /// lock nor a sink's is held while `f` runs.
+    pub fn with_engine_parked<R>(&self, f: impl FnOnce() -> R) -> R {
+        let mut st = self.shared.state.lock();
+        st.pause = true;
+        self.shared.wake();
+        while !st.parked && self.thread.is_some() {
+            self.shared.idle.wait(&mut st);
+        }
+        drop(st);
+        let result = f();
+        self.shared.state.lock().pause = false;
+        self.shared.idle.notify_all();
+        result
+    }
+
     pub fn stats(&self, id: usize) -> CtxStats {
         self.shared
             .state
@@ -313,13 +338,22 @@ impl Scheduler {
     }
 }
 
-impl Drop for Scheduler {
-    fn drop(&mut self) {
+impl Scheduler {
+    /// Stop the thread for good; after this the scheduler leaves the GPU
+    /// alone. Idempotent.
+    pub fn stop(&mut self) {
         self.shared.state.lock().shutdown = true;
         self.shared.wake();
+        self.shared.idle.notify_all();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -336,6 +370,23 @@ impl Shared {
                 let mut st = self.state.lock();
                 if st.shutdown {
                     return;
+                }
+                if st.pause {
+                    st.parked = true;
+                    self.idle.notify_all();
+                    while st.pause && !st.shutdown {
+                        self.idle.wait(&mut st);
+                    }
+                    st.parked = false;
+                    // The GPU was reset under the engine: start afresh.
+                    if let Err(e) = self.reset_engine(&mut f) {
+                        (self.log)(&format!("setting up the GPU's engine again: {e}"));
+                    }
+                    slice = None;
+                    if st.owner.take().is_some() {
+                        self.idle.notify_all();
+                    }
+                    continue;
                 }
                 // Work of a context reset or removed since it went in.
                 if let Some((id, generation)) = st.owner {
@@ -440,7 +491,7 @@ impl Shared {
         if let Err(e) = r {
             (self.log)(&format!("acknowledging the GPU's interrupt: {e}"));
         }
-        if self.irq_index == VFIO_PCI_INTX_IRQ_INDEX {
+        if self.intx_automasked {
             let dev = self.bar2.device();
             if let Err(e) = dev.set_irqs(&IrqSet::intx_unmask()) {
                 (self.log)(&format!("unmasking the GPU's INTx: {e}"));
