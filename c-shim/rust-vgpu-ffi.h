@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 /* Bumped whenever a table or struct below changes layout or meaning. */
-#define RVG_FFI_ABI_VERSION 5
+#define RVG_FFI_ABI_VERSION 6
 
 /* The Rust device. Only ever used through a shared reference on the Rust side. */
 typedef struct RvgDevice RvgDevice;
@@ -74,6 +74,14 @@ typedef struct RvgConfig {
     RvgGpu *gpu;        /* vGPU: the GPU to attach to; NULL for a private one */
     uint32_t xres;      /* vGPU: the EDID's preferred mode; validated by Rust */
     uint32_t yres;
+    /*
+     * vGPU: a kernel VFIO device as the GPU, by PCI address (host) or sysfs
+     * path (sysfsdev), and how to reach its IOMMU (vfio_iommu: "auto",
+     * "legacy" or "iommufd"). NULL when unset; validated by Rust.
+     */
+    const char *host;
+    const char *sysfsdev;
+    const char *vfio_iommu;
 } RvgConfig;
 
 /* The console's surface: 32-bit x:R:G:B pixels, little endian. */

@@ -75,6 +75,9 @@ struct RustVgpuState {
     RustVgpuGpu *gpu;
     uint32_t xres;
     uint32_t yres;
+    char *host;
+    char *sysfsdev;
+    char *vfio_iommu;
 
     MemoryRegion vram;
     MemoryRegion mmio;
@@ -460,6 +463,9 @@ static void rust_vgpu_realize(PCIDevice *pdev, Error **errp)
         .gpu = s->gpu ? s->gpu->gpu : NULL,
         .xres = s->xres,
         .yres = s->yres,
+        .host = s->host,
+        .sysfsdev = s->sysfsdev,
+        .vfio_iommu = s->vfio_iommu,
     };
 
     if (rvg_ops.abi_version != RVG_FFI_ABI_VERSION) {
@@ -608,6 +614,9 @@ static const Property rust_vgpu_properties[] = {
                      RustVgpuGpu *),
     DEFINE_PROP_UINT32("xres", RustVgpuState, xres, 0),
     DEFINE_PROP_UINT32("yres", RustVgpuState, yres, 0),
+    DEFINE_PROP_STRING("host", RustVgpuState, host),
+    DEFINE_PROP_STRING("sysfsdev", RustVgpuState, sysfsdev),
+    DEFINE_PROP_STRING("vfio-iommu", RustVgpuState, vfio_iommu),
 };
 
 static const Property rust_vgpu_hw_properties[] = {
@@ -644,6 +653,16 @@ static void rust_vgpu_class_init(ObjectClass *klass, void *data)
         "the VRAM");
     object_class_property_set_description(klass, "yres",
         "preferred display height in the EDID: 200 to 2400; set with xres");
+    object_class_property_set_description(klass, "host",
+        "GPU: a kernel VFIO device (RVG-1 bound to vfio-pci) by PCI address, "
+        "[domain:]bus:slot.function; default: a soft GPU of its own");
+    object_class_property_set_description(klass, "sysfsdev",
+        "GPU: a kernel VFIO device by sysfs path, e.g. "
+        "/sys/bus/pci/devices/0000:00:03.0; instead of host");
+    object_class_property_set_description(klass, "vfio-iommu",
+        "how to reach a VFIO device's IOMMU: legacy (group and container), "
+        "iommufd (device cdev), or auto (iommufd where the kernel offers "
+        "it), default auto");
 }
 
 static void rust_vgpu_hw_class_init(ObjectClass *klass, void *data)

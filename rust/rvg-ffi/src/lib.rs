@@ -5,6 +5,7 @@
 //! guard, and applies the returned effects through the host services after
 //! every device lock is released.
 
+mod backend;
 mod device;
 mod guard;
 mod host;

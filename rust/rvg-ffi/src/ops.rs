@@ -15,6 +15,7 @@ use rvg_model::regs::{bar2, pci};
 use rvg_model::{Gpu, GpuConfig};
 use rvg_vfio::SoftGpu;
 
+use crate::backend::{c_property, kernel_gpu, Backend, GpuChoice};
 use crate::device::{FfiDevice, Model};
 use crate::guard;
 use crate::host::{c_message, Host, HostDma, LogKind};
@@ -100,17 +101,32 @@ fn build(config: &sys::RvgConfig, host: &Host) -> Result<Model, String> {
         yres: config.yres,
     };
     cfg.validate().map_err(|e| e.to_string())?;
-    let gpu = if config.gpu.is_null() {
-        let log_host = host.clone();
-        let log: HostLog = Arc::new(move |m| log_host.log(LogKind::Error, m));
-        Arc::new(
-            soft_gpu(cfg.private_gpu_vram(), TIMESLICE_DEFAULT, log)
+    // SAFETY: the shim passes NULL or NUL-terminated property strings that
+    // live for the call.
+    let choice = unsafe {
+        GpuChoice {
+            shared: !config.gpu.is_null(),
+            host: c_property(config.host),
+            sysfsdev: c_property(config.sysfsdev),
+            vfio_iommu: c_property(config.vfio_iommu),
+        }
+    };
+    let log_host = host.clone();
+    let log: HostLog = Arc::new(move |m| log_host.log(LogKind::Error, m));
+    let gpu = match choice.backend()? {
+        Backend::Soft => Arc::new(
+            soft_gpu(cfg.private_gpu_vram(), TIMESLICE_DEFAULT, log, true)
                 .map_err(|e| format!("soft GPU backend: {e}"))?,
-        )
-    } else {
+        ),
         // SAFETY: a non-null `gpu` is a live handle from rvg_gpu_new (the
         // shim holds a reference to its object for the call).
-        unsafe { &*(config.gpu as *const GpuHandle) }.0.clone()
+        Backend::Shared => unsafe { &*(config.gpu as *const GpuHandle) }.0.clone(),
+        Backend::Kernel {
+            property,
+            value,
+            spec,
+            iommu,
+        } => Arc::new(kernel_gpu(property, &value, &spec, iommu, log)?),
     };
     let vgpu = Vgpu::new(cfg, gpu)?;
     host.watch_fd(vgpu.event_fd());
@@ -120,12 +136,22 @@ fn build(config: &sys::RvgConfig, host: &Host) -> Result<Model, String> {
 /// What an `RvgGpu` pointer points to.
 struct GpuHandle(Arc<SharedGpu>);
 
-/// A software GPU of `vram_size` bytes behind the contract, shared.
-fn soft_gpu(vram_size: u64, timeslice: Duration, log: HostLog) -> Result<SharedGpu, String> {
+/// A software GPU of `vram_size` bytes behind the contract: a vGPU's own
+/// (`private`, reset with it) or one to share.
+fn soft_gpu(
+    vram_size: u64,
+    timeslice: Duration,
+    log: HostLog,
+    private: bool,
+) -> Result<SharedGpu, String> {
     let soft_log = log.clone();
     let soft = SoftGpu::new(GpuConfig { vram_size }, Box::new(move |m| soft_log(m)))
         .map_err(|e| e.to_string())?;
-    SharedGpu::new(Arc::new(soft), timeslice, log)
+    if private {
+        SharedGpu::private(Arc::new(soft), timeslice, log)
+    } else {
+        SharedGpu::new(Arc::new(soft), timeslice, log)
+    }
 }
 
 /// Scheduler time slices a `rust-vgpu-gpu` accepts, microseconds.
@@ -142,7 +168,7 @@ fn new_shared_gpu(config: &sys::RvgGpuConfig, log: HostLog) -> Result<SharedGpu,
         ));
     }
     let timeslice = Duration::from_micros(u64::from(config.timeslice_us));
-    soft_gpu(config.vram_size, timeslice, log).map_err(|e| format!("soft GPU backend: {e}"))
+    soft_gpu(config.vram_size, timeslice, log, false).map_err(|e| format!("soft GPU backend: {e}"))
 }
 
 unsafe extern "C" fn rvg_gpu_new(
@@ -495,6 +521,9 @@ mod tests {
             gpu: ptr::null_mut(),
             xres: 640,
             yres: 480,
+            host: ptr::null(),
+            sysfsdev: ptr::null(),
+            vfio_iommu: ptr::null(),
         };
         let mut info = sys::RvgDeviceInfo::default();
         let mut err = String::new();
