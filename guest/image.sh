@@ -18,7 +18,8 @@
 # asking apt (offline, reproducible); RVG_GUEST_REFRESH=1 resolves the
 # packages again and picks up a newer Debian kernel.
 # RVG_GUEST_MODULES lists the modules whose closure goes in (default:
-# bochs, plus 9p over virtio for sharing a host directory).
+# bochs, plus 9p over virtio for sharing a host directory); RVG_GUEST_INIT
+# the script that becomes /init (default: guest/init, the demo guest's).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../scripts/lib.sh
@@ -26,6 +27,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 : "${RVG_CACHE:=$HOME/.cache/rust-vgpu}"
 export RVG_CACHE
 modules=${RVG_GUEST_MODULES:-bochs 9p 9pnet_virtio}
+init=${RVG_GUEST_INIT:-$here/init}
+[ -f "$init" ] || rvg_die "RVG_GUEST_INIT: no such file: $init"
 cache=$RVG_CACHE/guest
 mkdir -p "$cache"
 # One build at a time: parallel test runs share the cache.
@@ -169,7 +172,7 @@ cp "$busybox" "$stage/bin/busybox"
 for applet in $("$busybox" --list); do
     [ "$applet" = busybox ] || ln -s busybox "$stage/bin/$applet"
 done
-install -m 0755 "$here/init" "$stage/init"
+install -m 0755 "$init" "$stage/init"
 for prog in "$@"; do
     install -m 0755 "$prog" "$stage/bin/$(basename "$prog")"
 done

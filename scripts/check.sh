@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every test rust-vgpu has: formatting and lints, the crates' unit tests,
-# the qtests inside the patched QEMU, and the guest boot test (a Debian
-# guest on the vGPU). Prints each runner's summary and
-# a total. Expects `scripts/build-qemu.sh` to have run (make check does it).
+# the qtests inside the patched QEMU, the guest boot test (a Debian guest
+# on the vGPU) and the nested VFIO test (the kernel backend against Linux's
+# vfio-pci). Prints each runner's summary and a total. Expects `scripts/build-qemu.sh` to have run (make check does it).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,6 +32,11 @@ rvg_log "guest boot test (guest/test_boot.py: Debian guest on the vGPU under TCG
 boot_rc=0
 python3 "$repo/guest/test_boot.py" -v 2>&1 | tee "$logs/guest-boot.log" || boot_rc=$?
 
+rvg_log "nested VFIO test (guest/vfio/test_nested.py: the kernel backend on vfio-pci, TCG in TCG)"
+nested_rc=0
+RVG_NESTED_LOG=$logs/nested-l1.log python3 "$repo/guest/vfio/test_nested.py" -v 2>&1 |
+    tee "$logs/nested.log" || nested_rc=$?
+
 # Count what actually ran: cargo's per-binary results and the qtests' TAP.
 read -r cargo_pass cargo_fail < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' "$logs/cargo-test.log")
 # meson prints one "▶ i/n <test path> OK|FAIL|ERROR|SKIP" line per TAP subtest.
@@ -46,18 +51,28 @@ echo
 echo "== rust-vgpu test summary"
 echo "cargo test: $cargo_pass passed, $cargo_fail failed"
 echo "qtest: $qtest_pass passed, $qtest_fail failed"
-# unittest ends with "Ran N tests" and "OK" or "FAILED (failures=F, errors=E)".
-read -r boot_ran boot_fail < <(awk '
-    /^Ran [0-9]+ tests?/ { ran = $2 }
-    /^FAILED/ { while (match($0, /(failures|errors)=[0-9]+/)) {
-                    split(substr($0, RSTART, RLENGTH), kv, "="); bad += kv[2]
-                    $0 = substr($0, RSTART + RLENGTH) } }
-    END { print ran + 0, bad + 0 }' "$logs/guest-boot.log")
-boot_pass=$((boot_ran > boot_fail ? boot_ran - boot_fail : 0))
-# A crash before any test ran (the guest never booted) still fails.
-[ "$boot_rc" != 0 ] && [ "$boot_fail" = 0 ] && boot_fail=1
+# unittest ends with "Ran N tests" and "OK" or "FAILED (failures=F, errors=E)":
+# prints "PASSED FAILED" for the log $1 of a run that exited with $2.
+unittest_counts() {
+    local ran bad
+    read -r ran bad < <(awk '
+        /^Ran [0-9]+ tests?/ { ran = $2 }
+        /^FAILED/ { while (match($0, /(failures|errors)=[0-9]+/)) {
+                        split(substr($0, RSTART, RLENGTH), kv, "="); bad += kv[2]
+                        $0 = substr($0, RSTART + RLENGTH) } }
+        END { print ran + 0, bad + 0 }' "$1")
+    # A crash before any test ran (the guest never booted) still fails.
+    [ "$2" != 0 ] && [ "$bad" = 0 ] && bad=1
+    echo "$((ran > bad ? ran - bad : 0)) $bad"
+}
+read -r boot_pass boot_fail < <(unittest_counts "$logs/guest-boot.log" "$boot_rc")
 echo "guest boot: $boot_pass passed, $boot_fail failed"
+read -r nested_pass nested_fail < <(unittest_counts "$logs/nested.log" "$nested_rc")
+echo "nested VFIO: $nested_pass passed, $nested_fail failed"
 [ "$qtest_pass" -gt 0 ] || { echo "no qtest ran"; exit 1; }
 [ "$boot_pass" -gt 0 ] || { echo "no guest boot test ran"; exit 1; }
-echo "$((cargo_pass + qtest_pass + boot_pass)) passed, $((cargo_fail + qtest_fail + boot_fail)) failed"
-[ "$qtest_rc" = 0 ] && [ "$boot_rc" = 0 ] && [ "$cargo_fail" = 0 ] && [ "$qtest_fail" = 0 ] && [ "$boot_fail" = 0 ]
+[ "$nested_pass" -gt 0 ] || { echo "no nested VFIO test ran"; exit 1; }
+echo "$((cargo_pass + qtest_pass + boot_pass + nested_pass)) passed," \
+    "$((cargo_fail + qtest_fail + boot_fail + nested_fail)) failed"
+[ "$qtest_rc" = 0 ] && [ "$boot_rc" = 0 ] && [ "$nested_rc" = 0 ] && [ "$cargo_fail" = 0 ] &&
+    [ "$qtest_fail" = 0 ] && [ "$boot_fail" = 0 ] && [ "$nested_fail" = 0 ]
