@@ -80,6 +80,16 @@ static void test_config(void)
     g_assert_cmpuint(eng.vram_size, ==, 64 * MiB);
 }
 
+/* Say which GPU is behind the vGPU (not in the transcript: it differs). */
+static void log_backend(void)
+{
+    g_autofree char *info = qtest_hmp(qts(), "info rust-vgpu");
+    const char *line = strstr(info, "backend: ");
+
+    g_assert_nonnull(line);
+    g_test_message("%.*s", (int)strcspn(line, "\n"), line);
+}
+
 static void test_registers(void)
 {
     uint64_t vram = qpci_io_readq(rvg->dev, rvg->mmio, RVG_GLOBAL + RVG_REG_VRAM_SIZE);
@@ -254,6 +264,7 @@ int main(int argc, char **argv)
     transcript = g_string_new("");
     rvg = rvg_start(device ? device : "");
     eng_init(&eng, rvg, 4096);
+    log_backend();
     guest_ram = ROUND_UP(guest_alloc(&rvg->qs->alloc, 3 * 4096), 4096);
     msix_msg = guest_alloc(&rvg->qs->alloc, 4);
 
