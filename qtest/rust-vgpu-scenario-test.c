@@ -233,7 +233,12 @@ static void test_engine(void)
 /* A system reset: power-on state, and a GPU that works afterwards. */
 static void test_reset(void)
 {
+    /* The vGPU's GPU is its own: it is reset along with the vGPU. */
+    uint64_t gpu_resets = rvg_info_value(qts(), NULL, "resets=");
+
     qtest_system_reset(qts());
+    g_assert_cmpuint(rvg_info_value(qts(), NULL, "resets="), ==, gpu_resets + 1);
+    note("reset", "GPU resets", rvg_info_value(qts(), NULL, "resets=") - gpu_resets);
     rvg_enable(rvg);
     g_assert_cmphex(greg_read(rvg, RVG_REG_SCRATCH), ==, 0);
     g_assert_cmphex(qpci_io_readq(rvg->dev, rvg->mmio, RVG_GTT + 8ull * RAM_PAGE), ==, 0);

@@ -756,7 +756,7 @@ impl Vgpu {
         };
         format!(
             "  backend: {}\n\
-             \x20 gpu: {attached} vGPUs attached (GTT room for {capacity}), timeslice={}us\n\
+             \x20 gpu: {attached} vGPUs attached (GTT room for {capacity}), timeslice={}us resets={}\n\
              \x20 gtt-slice: base={} entries={}\n\
              \x20 vram-slice: offset={:#x} size={:#x}\n\
              \x20 pinned-pages: {}\n\
@@ -772,6 +772,7 @@ impl Vgpu {
              \x20 display-refresh: refreshes={} lines-compared={} lines-updated={}\n",
             self.gpu.device().describe(),
             sched.timeslice().as_micros(),
+            self.gpu.resets(),
             l.gtt_base,
             l.gtt_entries,
             l.vram_base,

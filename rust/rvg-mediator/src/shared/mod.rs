@@ -8,6 +8,7 @@ pub mod slices;
 
 use std::io;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,6 +59,8 @@ pub struct SharedGpu {
     private: bool,
     /// The device offers VFIO_DEVICE_RESET.
     resettable: bool,
+    /// Completed resets of the GPU since it was taken over.
+    resets: AtomicU64,
     slices: Mutex<Slices>,
     dma: Mutex<DmaRefs>,
 }
@@ -148,6 +151,7 @@ impl SharedGpu {
             slices: Mutex::new(Slices::new(gtt_entries, vram_size)),
             dma: Mutex::new(DmaRefs::default()),
             resettable: info.flags & VFIO_DEVICE_FLAGS_RESET != 0,
+            resets: AtomicU64::new(0),
             private,
             dev,
             bar2,
@@ -168,8 +172,14 @@ impl SharedGpu {
     pub fn reset_device(&self) -> Result<(), String> {
         self.sched.with_engine_parked(|| {
             self.dev.reset().map_err(ctx("VFIO_DEVICE_RESET"))?;
+            self.resets.fetch_add(1, Ordering::Relaxed);
             init_gpu(&self.config, &self.bar2)
         })
+    }
+
+    /// How many times the GPU was reset ([`SharedGpu::reset_device`]).
+    pub fn resets(&self) -> u64 {
+        self.resets.load(Ordering::Relaxed)
     }
 
     pub fn device(&self) -> &Arc<dyn VfioDevice> {
