@@ -28,22 +28,6 @@ static void stop(Eng *e)
     g_free(e);
 }
 
-/* Route interrupts to MSI-X vector 0, writing `data` at `msg`. */
-static void msix_to(Eng *e, uint64_t msg, uint32_t data)
-{
-    QPCIDevice *d = e->r->dev;
-
-    qpci_msix_enable(d);
-    qpci_io_writel(d, d->msix_table_bar,
-                   d->msix_table_off + PCI_MSIX_ENTRY_LOWER_ADDR, msg);
-    qpci_io_writel(d, d->msix_table_bar,
-                   d->msix_table_off + PCI_MSIX_ENTRY_UPPER_ADDR, 0);
-    qpci_io_writel(d, d->msix_table_bar,
-                   d->msix_table_off + PCI_MSIX_ENTRY_DATA, data);
-    qpci_io_writel(d, d->msix_table_bar,
-                   d->msix_table_off + PCI_MSIX_ENTRY_VECTOR_CTRL, 0);
-}
-
 /* Two guest RAM pages at graphics pages 300 and 301. */
 static uint64_t map_ram(Eng *e)
 {
@@ -62,7 +46,7 @@ static void test_commands_into_vram_and_ram(void)
     uint64_t ram = map_ram(e);
     uint64_t ram_gfx = 300 * 4096;
 
-    msix_to(e, msg, 0x5a);
+    rvg_msix_route(e->r->dev, msg, 0x5a);
     qtest_memset(qts, ram, 0, 2 * 4096);
     SUBMIT(e,
            STORE_DW(0x8000, 0xcafe),
@@ -248,7 +232,7 @@ static void test_every_error(void)
     /* A batch that starts another, at graphics 0x1000. */
     const uint32_t nested[] = { NOOP(), BATCH_START(0x1000, 4) };
 
-    msix_to(e, msg, 0x3c);
+    rvg_msix_route(e->r->dev, msg, 0x3c);
     for (int i = 0; i < ARRAY_SIZE(nested); i++) {
         eng_vram_writel(e, 0x1000 + 4 * i, nested[i]);
     }

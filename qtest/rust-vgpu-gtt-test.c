@@ -162,13 +162,7 @@ static void test_bad_entries_rejected(void)
 
     g_assert_cmphex(bar0_size, ==, 16 * MiB);
     /* GTT faults raise MSI-X vector 0. */
-    qpci_msix_enable(r->dev);
-    qpci_io_writel(r->dev, r->dev->msix_table_bar,
-                   r->dev->msix_table_off + PCI_MSIX_ENTRY_LOWER_ADDR, msg);
-    qpci_io_writel(r->dev, r->dev->msix_table_bar,
-                   r->dev->msix_table_off + PCI_MSIX_ENTRY_DATA, 0x77);
-    qpci_io_writel(r->dev, r->dev->msix_table_bar,
-                   r->dev->msix_table_off + PCI_MSIX_ENTRY_VECTOR_CTRL, 0);
+    rvg_msix_route(r->dev, msg, 0x77);
     greg_write(r, RVG_REG_INT_ENABLE, RVG_INT_GTT_FAULT);
 
     for (int i = 0; i < ARRAY_SIZE(bad); i++) {

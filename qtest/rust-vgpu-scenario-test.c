@@ -172,15 +172,7 @@ static void test_engine(void)
     uint32_t sum = 0;
 
     /* Interrupts to MSI-X vector 0, writing 0x5a into guest RAM. */
-    qpci_msix_enable(rvg->dev);
-    qpci_io_writel(rvg->dev, rvg->dev->msix_table_bar,
-                   rvg->dev->msix_table_off + PCI_MSIX_ENTRY_LOWER_ADDR, msix_msg);
-    qpci_io_writel(rvg->dev, rvg->dev->msix_table_bar,
-                   rvg->dev->msix_table_off + PCI_MSIX_ENTRY_UPPER_ADDR, 0);
-    qpci_io_writel(rvg->dev, rvg->dev->msix_table_bar,
-                   rvg->dev->msix_table_off + PCI_MSIX_ENTRY_DATA, 0x5a);
-    qpci_io_writel(rvg->dev, rvg->dev->msix_table_bar,
-                   rvg->dev->msix_table_off + PCI_MSIX_ENTRY_VECTOR_CTRL, 0);
+    rvg_msix_route(rvg->dev, msix_msg, 0x5a);
     qtest_writel(qts(), msix_msg, 0);
 
     /* A batch in guest RAM, run from the ring. */

@@ -58,6 +58,23 @@ static inline void rvg_pci_enable(QPCIDevice *dev)
                        cmd | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
 }
 
+/*
+ * Enable MSI-X and route vector 0, unmasked, to a write of `data` at the
+ * 32-bit guest address `msg`.
+ */
+static inline void rvg_msix_route(QPCIDevice *d, uint32_t msg, uint32_t data)
+{
+    qpci_msix_enable(d);
+    qpci_io_writel(d, d->msix_table_bar,
+                   d->msix_table_off + PCI_MSIX_ENTRY_LOWER_ADDR, msg);
+    qpci_io_writel(d, d->msix_table_bar,
+                   d->msix_table_off + PCI_MSIX_ENTRY_UPPER_ADDR, 0);
+    qpci_io_writel(d, d->msix_table_bar,
+                   d->msix_table_off + PCI_MSIX_ENTRY_DATA, data);
+    qpci_io_writel(d, d->msix_table_bar,
+                   d->msix_table_off + PCI_MSIX_ENTRY_VECTOR_CTRL, 0);
+}
+
 /* Map BAR2 and enable the device. */
 static inline void rvg_enable(Rvg *r)
 {
