@@ -53,11 +53,12 @@ def default_qemu():
     return os.path.join(build, "qemu-system-x86_64")
 
 
-def build_image(programs=()):
-    """Run guest/image.sh; return (kernel, initrd) paths."""
+def build_image(programs=(), env=None):
+    """Run guest/image.sh (with more environment variables `env`); return (kernel, initrd) paths."""
     out = subprocess.run(
         [str(HERE / "image.sh"), *map(str, programs)],
         check=True, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, **(env or {})},
     ).stdout
     paths = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     return paths["kernel"], paths["initrd"]

@@ -22,7 +22,6 @@ As a library (guest/vfio/test_nested.py):
 """
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -44,12 +43,8 @@ FAIL = r"^rvg-l1: FAIL.*$"
 
 def build_l1_image():
     """The L1 kernel and initramfs: (kernel, initrd)."""
-    os.environ["RVG_GUEST_INIT"] = str(HERE / "init")
-    os.environ["RVG_GUEST_MODULES"] = L1_MODULES
-    try:
-        return build_image()
-    finally:
-        del os.environ["RVG_GUEST_INIT"], os.environ["RVG_GUEST_MODULES"]
+    return build_image(env={"RVG_GUEST_INIT": str(HERE / "init"),
+                            "RVG_GUEST_MODULES": L1_MODULES})
 
 
 class Nested:
