@@ -7,6 +7,7 @@
 
 use crate::block::{decode, RegError};
 use crate::cmd::{self, Command, DecodeError};
+use crate::copy_rect::copy_rect;
 use crate::gfx_mem::{Fault, GfxMem};
 use crate::irq::IntSource;
 use crate::regs::{EngineReg, RegKind, Register};
@@ -314,33 +315,7 @@ impl EngineState {
                 dst_pitch,
                 width,
                 height,
-            } => {
-                let row = check_rect(src, src_pitch, width, height)?;
-                check_rect(dst, dst_pitch, width, height)?;
-                for y in 0..u64::from(height) {
-                    mem.check(src + y * u64::from(src_pitch), row)?;
-                    mem.check(dst + y * u64::from(dst_pitch), row)?;
-                }
-                if u64::from(src_pitch) == row && u64::from(dst_pitch) == row {
-                    // Both back to back: one memmove-like copy.
-                    mem.copy(src, dst, row * u64::from(height))?;
-                    return Ok(());
-                }
-                // Rows in the order that never reads a row already written:
-                // bottom-up when the destination lies after the source.
-                let rows: Box<dyn Iterator<Item = u64>> = if dst > src {
-                    Box::new((0..u64::from(height)).rev())
-                } else {
-                    Box::new(0..u64::from(height))
-                };
-                for y in rows {
-                    mem.copy(
-                        src + y * u64::from(src_pitch),
-                        dst + y * u64::from(dst_pitch),
-                        row,
-                    )?;
-                }
-            }
+            } => copy_rect(mem, src, src_pitch, dst, dst_pitch, width, height)?,
             Command::LoadReg { reg, value } => {
                 // Only SEQNO may be loaded (the mediator resynchronising a
                 // context); anything else is a bad register.
@@ -401,7 +376,7 @@ pub fn check_rect(base: u64, pitch: u32, width: u32, height: u32) -> Result<u64,
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::dma::NoDma;
     use crate::gfx_mem::tests::gtt_with;
@@ -410,7 +385,7 @@ mod tests {
 
     /// 64 graphics pages mapped 1:1 onto the first 256 KiB of VRAM; the
     /// ring at graphics 0, 4 KiB.
-    fn setup() -> (Vram, Vec<std::sync::atomic::AtomicU64>) {
+    pub(crate) fn setup() -> (Vram, Vec<std::sync::atomic::AtomicU64>) {
         let vram = Vram::new(1 << 20).unwrap();
         let entries: Vec<(usize, GttEntry)> = (0..64)
             .map(|i| (i, GttEntry::new(i as u64 * 4096, true)))
@@ -418,7 +393,7 @@ mod tests {
         (vram, gtt_with(&entries, 128))
     }
 
-    fn mem<'a>(vram: &'a Vram, gtt: &'a [std::sync::atomic::AtomicU64]) -> GfxMem<'a> {
+    pub(crate) fn mem<'a>(vram: &'a Vram, gtt: &'a [std::sync::atomic::AtomicU64]) -> GfxMem<'a> {
         GfxMem {
             gtt,
             vram,
@@ -426,7 +401,7 @@ mod tests {
         }
     }
 
-    fn engine() -> EngineState {
+    pub(crate) fn engine() -> EngineState {
         EngineState {
             ring_base: 0,
             ring_size: 4096,
@@ -436,7 +411,7 @@ mod tests {
     }
 
     /// Write `cmds` into the ring at head and move the tail past them.
-    fn submit(e: &mut EngineState, m: &GfxMem, cmds: &[Command]) {
+    pub(crate) fn submit(e: &mut EngineState, m: &GfxMem, cmds: &[Command]) {
         for c in cmds {
             for dw in c.encode() {
                 m.write(e.ring_base + u64::from(e.tail), &dw.to_le_bytes())

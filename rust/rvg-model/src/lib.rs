@@ -8,6 +8,7 @@ pub mod access;
 pub mod block;
 pub mod cmd;
 pub mod config;
+pub mod copy_rect;
 pub mod dma;
 pub mod effects;
 pub mod engine;
