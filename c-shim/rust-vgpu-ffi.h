@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 /* Bumped whenever a table or struct below changes layout or meaning. */
-#define RVG_FFI_ABI_VERSION 6
+#define RVG_FFI_ABI_VERSION 7
 
 /* The Rust device. Only ever used through a shared reference on the Rust side. */
 typedef struct RvgDevice RvgDevice;
@@ -95,6 +95,7 @@ typedef struct RvgSurface {
 typedef struct RvgGpuConfig {
     uint64_t vram_size;    /* bytes; validated by Rust */
     uint32_t timeslice_us; /* scheduler time slice; validated by Rust */
+    uint32_t watchdog_ms;  /* scheduler watchdog; validated by Rust */
 } RvgGpuConfig;
 
 /* What the shim needs to build the PCI device once Rust accepted the config. */
@@ -209,6 +210,12 @@ typedef struct RvgOps {
                        RvgErrorSink *errp);
     /* Drop the creator's reference; vGPUs attached keep the GPU alive. */
     void (*gpu_free)(RvgGpu *gpu);
+    /*
+     * Test hook: while `hold` is true the GPU's engine starts no command
+     * (the one in flight finishes). Lets a test put work in flight and
+     * choose when it completes.
+     */
+    void (*gpu_set_engine_hold)(RvgGpu *gpu, bool hold);
 
     /*
      * vGPU: bring the console up to date with the guest's scanout (QEMU's

@@ -50,6 +50,9 @@ struct RustVgpuGpu {
     /* properties */
     uint64_t vram_size;
     uint32_t timeslice_us;
+    uint32_t watchdog_ms;
+    /* Test hook: the GPU's engine starts no command while set. */
+    bool engine_hold;
 
     RvgGpu *gpu;
     /* rust-vgpu devices realized on it: it cannot be deleted under them. */
@@ -689,6 +692,7 @@ static void rust_vgpu_gpu_complete(UserCreatable *uc, Error **errp)
     RvgGpuConfig config = {
         .vram_size = g->vram_size,
         .timeslice_us = g->timeslice_us,
+        .watchdog_ms = g->watchdog_ms,
     };
 
     if (rvg_ops.abi_version != RVG_FFI_ABI_VERSION) {
@@ -698,6 +702,9 @@ static void rust_vgpu_gpu_complete(UserCreatable *uc, Error **errp)
     }
     g->gpu = rvg_ops.gpu_new(&config, rust_vgpu_gpu_log, host_set_error,
                              (RvgErrorSink *)errp);
+    if (g->gpu && g->engine_hold) {
+        rvg_ops.gpu_set_engine_hold(g->gpu, true);
+    }
 }
 
 static bool rust_vgpu_gpu_can_be_deleted(UserCreatable *uc)
@@ -711,6 +718,7 @@ static void rust_vgpu_gpu_instance_init(Object *obj)
 
     g->vram_size = 256 * MiB;
     g->timeslice_us = 1000;
+    g->watchdog_ms = 5000;
 }
 
 static void rust_vgpu_gpu_instance_finalize(Object *obj)
@@ -755,23 +763,43 @@ static void rust_vgpu_gpu_set_vram_size(Object *obj, Visitor *v,
     }
 }
 
-static void rust_vgpu_gpu_get_timeslice(Object *obj, Visitor *v,
-                                        const char *name, void *opaque,
-                                        Error **errp)
+/* A uint32 field of RustVgpuGpu, at offset `opaque`. */
+static uint32_t *rust_vgpu_gpu_u32(Object *obj, void *opaque)
 {
-    visit_type_uint32(v, name, &RUST_VGPU_GPU(obj)->timeslice_us, errp);
+    return (uint32_t *)((char *)RUST_VGPU_GPU(obj) + (uintptr_t)opaque);
 }
 
-static void rust_vgpu_gpu_set_timeslice(Object *obj, Visitor *v,
-                                        const char *name, void *opaque,
-                                        Error **errp)
+static void rust_vgpu_gpu_get_u32(Object *obj, Visitor *v, const char *name,
+                                  void *opaque, Error **errp)
 {
-    RustVgpuGpu *g = RUST_VGPU_GPU(obj);
+    visit_type_uint32(v, name, rust_vgpu_gpu_u32(obj, opaque), errp);
+}
+
+static void rust_vgpu_gpu_set_u32(Object *obj, Visitor *v, const char *name,
+                                  void *opaque, Error **errp)
+{
     uint32_t value;
 
-    if (rust_vgpu_gpu_settable(g, name, errp) &&
+    if (rust_vgpu_gpu_settable(RUST_VGPU_GPU(obj), name, errp) &&
         visit_type_uint32(v, name, &value, errp)) {
-        g->timeslice_us = value;
+        *rust_vgpu_gpu_u32(obj, opaque) = value;
+    }
+}
+
+static bool rust_vgpu_gpu_get_engine_hold(Object *obj, Error **errp)
+{
+    return RUST_VGPU_GPU(obj)->engine_hold;
+}
+
+/* The one property that changes at run time: a test holds the engine. */
+static void rust_vgpu_gpu_set_engine_hold(Object *obj, bool value,
+                                          Error **errp)
+{
+    RustVgpuGpu *g = RUST_VGPU_GPU(obj);
+
+    g->engine_hold = value;
+    if (g->gpu) {
+        rvg_ops.gpu_set_engine_hold(g->gpu, value);
     }
 }
 
@@ -788,11 +816,26 @@ static void rust_vgpu_gpu_class_init(ObjectClass *klass, void *data)
         "VRAM the vGPUs' slices come from: a power of two from 1 MiB to "
         "1 GiB, default 256M");
     object_class_property_add(klass, "timeslice-us", "uint32",
-                              rust_vgpu_gpu_get_timeslice,
-                              rust_vgpu_gpu_set_timeslice, NULL, NULL);
+                              rust_vgpu_gpu_get_u32, rust_vgpu_gpu_set_u32,
+                              NULL,
+                              (void *)offsetof(RustVgpuGpu, timeslice_us));
     object_class_property_set_description(klass, "timeslice-us",
         "how long one vGPU's commands run before another's get the engine, "
         "in microseconds (100 to 1000000), default 1000");
+    object_class_property_add(klass, "watchdog-ms", "uint32",
+                              rust_vgpu_gpu_get_u32, rust_vgpu_gpu_set_u32,
+                              NULL,
+                              (void *)offsetof(RustVgpuGpu, watchdog_ms));
+    object_class_property_set_description(klass, "watchdog-ms",
+        "how long work on the engine may make no progress before the "
+        "engine is reset and the vGPU it belongs to is halted with HANG, "
+        "in milliseconds (100 to 600000), default 5000");
+    object_class_property_add_bool(klass, "x-engine-hold",
+                                   rust_vgpu_gpu_get_engine_hold,
+                                   rust_vgpu_gpu_set_engine_hold);
+    object_class_property_set_description(klass, "x-engine-hold",
+        "test hook: while true the GPU's engine starts no command "
+        "(settable at run time with qom-set)");
 }
 
 static const TypeInfo rust_vgpu_types[] = {

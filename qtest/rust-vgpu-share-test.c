@@ -176,6 +176,169 @@ static void test_fairness(void)
     stop(p);
 }
 
+/* Set the GPU's engine hold (the x-engine-hold test hook). */
+static void engine_hold(Pair *p, bool hold)
+{
+    qtest_qmp_assert_success(p->qs->qts,
+                             "{'execute': 'qom-set', 'arguments': {"
+                             "'path': '/objects/gpu0', "
+                             "'property': 'x-engine-hold', 'value': %i}}",
+                             hold);
+}
+
+/* Wait (five seconds at most) for `e`'s ERROR to read `code`. */
+static void wait_error(Eng *e, uint32_t code)
+{
+    for (int i = 0; i < 5000 && eng_read(e, RVG_ENGINE_ERROR) != code; i++) {
+        g_usleep(1000);
+    }
+    g_assert_cmpuint(eng_read(e, RVG_ENGINE_ERROR), ==, code);
+}
+
+/*
+ * Liveness: work that makes no progress (the engine held, as a hung GPU
+ * would be) is stopped by the watchdog. Its vGPU alone is halted with
+ * HANG; the neighbour's work, queued behind it, completes; a reset
+ * recovers the halted vGPU.
+ */
+static void test_watchdog(void)
+{
+    Pair *p = start(4096, ",watchdog-ms=1000,x-engine-hold=on");
+    QTestState *qts = p->qs->qts;
+    Eng *a = &p->ea, *b = &p->eb;
+
+    SUBMIT(a, FILL_RECT(0x10000, 4096, 1024, 4, 0x11), FENCE(1, true));
+    SUBMIT(b, STORE_DW(0x8000, 0xb0b), FENCE(2, true));
+    wait_error(a, RVG_ERR_HANG);
+    g_assert_cmphex(eng_read_addr(a), ==, 0);
+    g_assert_cmphex(eng_read(a, RVG_ENGINE_RING_HEAD), ==, 0);
+    g_assert_cmpuint(eng_read(a, RVG_ENGINE_SEQNO), ==, 0);
+    g_assert_cmphex(greg_read(&p->a, RVG_REG_INT_STATUS) & RVG_INT_ENGINE_ERROR,
+                    ==, RVG_INT_ENGINE_ERROR);
+    g_assert_cmpuint(rvg_info_value(qts, "a", "hangs="), ==, 1);
+    g_assert_cmpuint(rvg_info_value(qts, "a", "watchdog-resets="), ==, 1);
+    g_assert_cmpuint(rvg_info_value(qts, "b", "hangs="), ==, 0);
+
+    /* The GPU works again: b's work was never lost, only delayed. */
+    engine_hold(p, false);
+    eng_wait_idle(b);
+    g_assert_cmpuint(eng_read(b, RVG_ENGINE_ERROR), ==, 0);
+    g_assert_cmpuint(eng_read(b, RVG_ENGINE_SEQNO), ==, 2);
+    g_assert_cmphex(eng_vram_readl(b, 0x8000), ==, 0xb0b);
+    g_assert_cmphex(eng_vram_readl(a, 0x10000), !=, 0x11);
+
+    eng_reset(a);
+    SUBMIT(a, STORE_DW(0x8000, 0xa0a), FENCE(3, true));
+    eng_wait_idle(a);
+    g_assert_cmpuint(eng_read(a, RVG_ENGINE_ERROR), ==, 0);
+    g_assert_cmpuint(eng_read(a, RVG_ENGINE_SEQNO), ==, 3);
+    g_assert_cmphex(eng_vram_readl(a, 0x8000), ==, 0xa0a);
+    stop(p);
+}
+
+/*
+ * The reported wedge, as the adversary drove it: vGPU a submits work
+ * touching one guest RAM page, rewrites that page's GTT entry to a value
+ * the mediator refuses right after the tail write, waits for the engine
+ * to finish or fault, resets its engine, and again. Whatever the timing
+ * of each round, a recovers every time and b is never stalled. (The
+ * interleavings that wedged the GPU are replayed deterministically by the
+ * scheduler core's unit tests; this is the end-to-end check.)
+ */
+static void test_reset_resubmit_adversary(void)
+{
+    Pair *p = start(4096, ",timeslice-us=500");
+    Eng *a = &p->ea, *b = &p->eb;
+    uint64_t page = ROUND_UP(guest_alloc(&p->qs->alloc, 2 * 4096), 4096);
+    const uint64_t rejected[] = {
+        (64ull << 20) | RVG_GTT_LOCAL | RVG_GTT_VALID, /* past its VRAM */
+        page | 0x100 | RVG_GTT_VALID,                  /* reserved bits */
+        0,                                             /* invalid */
+    };
+    const uint32_t p_gfx = 300 * 4096;
+    uint32_t faults = 0;
+
+    for (uint32_t i = 1; i <= 300; i++) {
+        eng_gtt(a, 300, page | RVG_GTT_VALID);
+        SUBMIT(a, STORE_DW(p_gfx, i), FILL_RECT(p_gfx + 64, 64, 8, 4, i),
+               COPY_RECT(p_gfx, 64, 0x9000, 64, 8, 4), FENCE(i, true));
+        eng_gtt(a, 300, rejected[i % ARRAY_SIZE(rejected)]);
+        eng_wait_idle(a);
+        if (eng_read(a, RVG_ENGINE_ERROR)) {
+            g_assert_cmpuint(eng_read(a, RVG_ENGINE_ERROR), ==, RVG_ERR_BAD_ADDRESS);
+            faults++;
+        } else {
+            g_assert_cmpuint(eng_read(a, RVG_ENGINE_SEQNO), ==, i);
+        }
+        eng_reset(a);
+        if (i % 50 == 0) {
+            SUBMIT(b, STORE_DW(0x8000, i), FENCE(i, false));
+            eng_wait_idle(b);
+            g_assert_cmpuint(eng_read(b, RVG_ENGINE_ERROR), ==, 0);
+            g_assert_cmpuint(eng_read(b, RVG_ENGINE_SEQNO), ==, i);
+        }
+    }
+    g_test_message("300 rounds: %u faulted, %u completed", faults, 300 - faults);
+    eng_gtt(a, 300, page | RVG_GTT_VALID);
+    SUBMIT(a, STORE_DW(p_gfx, 0x5a5a), FENCE(1000, false));
+    eng_wait_idle(a);
+    g_assert_cmpuint(eng_read(a, RVG_ENGINE_ERROR), ==, 0);
+    g_assert_cmpuint(eng_read(a, RVG_ENGINE_SEQNO), ==, 1000);
+    g_assert_cmphex(qtest_readl(p->qs->qts, page), ==, 0x5a5a);
+    stop(p);
+}
+
+/* After a system reset, `e`'s vGPU reads its documented reset state. */
+static void assert_reset_state(Eng *e)
+{
+    g_assert_cmpuint(eng_read(e, RVG_ENGINE_ERROR), ==, 0);
+    g_assert_cmphex(eng_read_addr(e), ==, 0);
+    g_assert_cmphex(eng_read(e, RVG_ENGINE_RING_HEAD), ==, 0);
+    g_assert_cmphex(eng_read(e, RVG_ENGINE_RING_TAIL), ==, 0);
+    g_assert_cmphex(eng_read(e, RVG_ENGINE_RING_CTL), ==, 0);
+    g_assert_cmpuint(eng_read(e, RVG_ENGINE_SEQNO), ==, 0);
+    g_assert_cmphex(greg_read(e->r, RVG_REG_INT_STATUS), ==, 0);
+}
+
+/*
+ * A system reset with faulting and long work in flight on both vGPUs of a
+ * shared GPU leaves each in its reset state: nothing of the old
+ * generation (an error, a head, an interrupt) reaches the new one.
+ */
+static void test_reset_under_load(void)
+{
+    Pair *p = start(4096, "");
+    Eng *e[2] = { &p->ea, &p->eb };
+
+    for (int round = 0; round < 20; round++) {
+        for (int g = 0; g < 2; g++) {
+            /* Long fills, then a store its GTT entry is pulled from. */
+            eng_gtt(e[g], 300, ((4ull << 20) - 4096) | RVG_GTT_LOCAL | RVG_GTT_VALID);
+            SUBMIT(e[g], FILL_RECT(0, 4096, 1024, 256, round),
+                   FILL_RECT(0, 4096, 1024, 256, round),
+                   STORE_DW(300 * 4096, 1), FENCE(1, true));
+            eng_gtt(e[g], 300, 0);
+        }
+        qtest_system_reset(p->qs->qts);
+        for (int g = 0; g < 2; g++) {
+            rvg_enable(e[g]->r);
+            assert_reset_state(e[g]);
+        }
+        /* Give any late progress of the old generation time to show. */
+        g_usleep(20 * 1000);
+        for (int g = 0; g < 2; g++) {
+            assert_reset_state(e[g]);
+            eng_init(e[g], e[g]->r, 4096);
+        }
+    }
+    for (int g = 0; g < 2; g++) {
+        SUBMIT(e[g], STORE_DW(0x8000, 7 + g), FENCE(5, false));
+        eng_wait_idle(e[g]);
+        g_assert_cmpuint(eng_read(e[g], RVG_ENGINE_SEQNO), ==, 5);
+    }
+    stop(p);
+}
+
 /* `resp` is an error whose description holds `want`. */
 static void test_capacity(void)
 {
@@ -219,6 +382,10 @@ static void test_bad_gpu_properties(void)
                            "'qom-type': 'rust-vgpu-gpu', 'id': 'g', "
                            "'timeslice-us': 10}}"),
                  "property 'timeslice-us' is 10");
+    rvg_expect_error(qtest_qmp(qts, "{'execute': 'object-add', 'arguments': {"
+                           "'qom-type': 'rust-vgpu-gpu', 'id': 'g', "
+                           "'watchdog-ms': 99}}"),
+                 "property 'watchdog-ms' is 99: it must be from 100 to 600000");
     qtest_quit(qts);
 }
 
@@ -228,6 +395,10 @@ int main(int argc, char **argv)
     qtest_add_func("/rust-vgpu/share/isolation", test_isolation);
     qtest_add_func("/rust-vgpu/share/fairness", test_fairness);
     qtest_add_func("/rust-vgpu/share/capacity", test_capacity);
+    qtest_add_func("/rust-vgpu/share/watchdog", test_watchdog);
+    qtest_add_func("/rust-vgpu/share/reset-resubmit-adversary",
+                   test_reset_resubmit_adversary);
+    qtest_add_func("/rust-vgpu/share/reset-under-load", test_reset_under_load);
     qtest_add_func("/rust-vgpu/share/bad-gpu-properties", test_bad_gpu_properties);
     return g_test_run();
 }

@@ -86,6 +86,7 @@
 #define RVG_ERR_BAD_RING       8
 #define RVG_ERR_BAD_REGISTER   9
 #define RVG_ERR_PRIVILEGED     10
+#define RVG_ERR_HANG           11
 
 /* Command opcodes (header bits 31:24). */
 #define RVG_OP_NOOP        0x00

@@ -6,7 +6,7 @@ use std::ffi::{c_char, CStr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rvg_mediator::shared::{HostLog, TIMESLICE_DEFAULT};
+use rvg_mediator::shared::{HostLog, SchedConfig};
 use rvg_mediator::SharedGpu;
 use rvg_vfio::kernel::{DeviceSpec, IommuBackend, KernelDevice};
 
@@ -103,7 +103,7 @@ pub fn kernel_gpu(
 ) -> Result<SharedGpu, String> {
     let fail = |cause: String| format!("property '{property}' is '{value}': {cause}");
     let dev = KernelDevice::open(spec, iommu).map_err(|e| fail(e.to_string()))?;
-    SharedGpu::private(Arc::new(dev), TIMESLICE_DEFAULT, log).map_err(fail)
+    SharedGpu::private(Arc::new(dev), SchedConfig::default(), log).map_err(fail)
 }
 
 #[cfg(test)]

@@ -5,11 +5,12 @@
 //! a device concurrently with `unrealize`.
 
 use std::ffi::{c_char, c_int, c_void};
+use std::ops::RangeInclusive;
 use std::ptr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rvg_mediator::shared::{HostLog, TIMESLICE_DEFAULT};
+use rvg_mediator::shared::{HostLog, SchedConfig};
 use rvg_mediator::{MemKind, SharedGpu, Vgpu, VgpuConfig};
 use rvg_model::regs::{bar2, pci};
 use rvg_model::{Gpu, GpuConfig};
@@ -38,6 +39,7 @@ pub static rvg_ops: sys::RvgOps = sys::RvgOps {
     gtt_dump: Some(rvg_gtt_dump),
     gpu_new: Some(rvg_gpu_new),
     gpu_free: Some(rvg_gpu_free),
+    gpu_set_engine_hold: Some(rvg_gpu_set_engine_hold),
     display_refresh: Some(rvg_display_refresh),
     display_invalidate: Some(rvg_display_invalidate),
 };
@@ -115,12 +117,13 @@ fn build(config: &sys::RvgConfig, host: &Host) -> Result<Model, String> {
     let log: HostLog = Arc::new(move |m| log_host.log(LogKind::Error, m));
     let gpu = match choice.backend()? {
         Backend::Soft => Arc::new(
-            soft_gpu(cfg.private_gpu_vram(), TIMESLICE_DEFAULT, log, true)
-                .map_err(|e| format!("soft GPU backend: {e}"))?,
+            soft_gpu(cfg.private_gpu_vram(), SchedConfig::default(), log, true)
+                .map_err(|e| format!("soft GPU backend: {e}"))?
+                .0,
         ),
         // SAFETY: a non-null `gpu` is a live handle from rvg_gpu_new (the
         // shim holds a reference to its object for the call).
-        Backend::Shared => unsafe { &*(config.gpu as *const GpuHandle) }.0.clone(),
+        Backend::Shared => unsafe { &*(config.gpu as *const GpuHandle) }.shared.clone(),
         Backend::Kernel {
             property,
             value,
@@ -133,42 +136,64 @@ fn build(config: &sys::RvgConfig, host: &Host) -> Result<Model, String> {
     Ok(Model::Vgpu(Box::new(vgpu)))
 }
 
-/// What an `RvgGpu` pointer points to.
-struct GpuHandle(Arc<SharedGpu>);
+/// What an `RvgGpu` pointer points to: the GPU the vGPUs share, and its
+/// soft backend (for the test hook).
+struct GpuHandle {
+    shared: Arc<SharedGpu>,
+    soft: Arc<SoftGpu>,
+}
 
 /// A software GPU of `vram_size` bytes behind the contract: a vGPU's own
 /// (`private`, reset with it) or one to share.
 fn soft_gpu(
     vram_size: u64,
-    timeslice: Duration,
+    sched: SchedConfig,
     log: HostLog,
     private: bool,
-) -> Result<SharedGpu, String> {
+) -> Result<(SharedGpu, Arc<SoftGpu>), String> {
     let soft_log = log.clone();
-    let soft = SoftGpu::new(GpuConfig { vram_size }, Box::new(move |m| soft_log(m)))
-        .map_err(|e| e.to_string())?;
-    if private {
-        SharedGpu::private(Arc::new(soft), timeslice, log)
+    let soft = Arc::new(
+        SoftGpu::new(GpuConfig { vram_size }, Box::new(move |m| soft_log(m)))
+            .map_err(|e| e.to_string())?,
+    );
+    let shared = if private {
+        SharedGpu::private(soft.clone(), sched, log)
     } else {
-        SharedGpu::new(Arc::new(soft), timeslice, log)
-    }
+        SharedGpu::new(soft.clone(), sched, log)
+    }?;
+    Ok((shared, soft))
 }
 
 /// Scheduler time slices a `rust-vgpu-gpu` accepts, microseconds.
-const TIMESLICE_US: std::ops::RangeInclusive<u32> = 100..=1_000_000;
+const TIMESLICE_US: RangeInclusive<u32> = 100..=1_000_000;
+/// Watchdog times a `rust-vgpu-gpu` accepts, milliseconds.
+const WATCHDOG_MS: RangeInclusive<u32> = 100..=600_000;
 
-fn new_shared_gpu(config: &sys::RvgGpuConfig, log: HostLog) -> Result<SharedGpu, String> {
-    rvg_model::config::check_vram_size(config.vram_size).map_err(|e| e.to_string())?;
-    if !TIMESLICE_US.contains(&config.timeslice_us) {
-        return Err(format!(
-            "property 'timeslice-us' is {}: it must be from {} to {}",
-            config.timeslice_us,
-            TIMESLICE_US.start(),
-            TIMESLICE_US.end()
-        ));
+fn check_range(property: &str, value: u32, range: RangeInclusive<u32>) -> Result<u32, String> {
+    if range.contains(&value) {
+        return Ok(value);
     }
-    let timeslice = Duration::from_micros(u64::from(config.timeslice_us));
-    soft_gpu(config.vram_size, timeslice, log, false).map_err(|e| format!("soft GPU backend: {e}"))
+    Err(format!(
+        "property '{property}' is {value}: it must be from {} to {}",
+        range.start(),
+        range.end()
+    ))
+}
+
+fn new_shared_gpu(config: &sys::RvgGpuConfig, log: HostLog) -> Result<GpuHandle, String> {
+    rvg_model::config::check_vram_size(config.vram_size).map_err(|e| e.to_string())?;
+    let timeslice = check_range("timeslice-us", config.timeslice_us, TIMESLICE_US)?;
+    let watchdog = check_range("watchdog-ms", config.watchdog_ms, WATCHDOG_MS)?;
+    let sched = SchedConfig {
+        timeslice: Duration::from_micros(u64::from(timeslice)),
+        watchdog: Duration::from_millis(u64::from(watchdog)),
+    };
+    let (shared, soft) = soft_gpu(config.vram_size, sched, log, false)
+        .map_err(|e| format!("soft GPU backend: {e}"))?;
+    Ok(GpuHandle {
+        shared: Arc::new(shared),
+        soft,
+    })
 }
 
 unsafe extern "C" fn rvg_gpu_new(
@@ -201,7 +226,7 @@ unsafe extern "C" fn rvg_gpu_new(
                 }
             });
             match new_shared_gpu(config, log) {
-                Ok(gpu) => Box::into_raw(Box::new(GpuHandle(Arc::new(gpu)))) as *mut sys::RvgGpu,
+                Ok(gpu) => Box::into_raw(Box::new(gpu)) as *mut sys::RvgGpu,
                 Err(msg) => fail(&msg),
             }
         },
@@ -215,6 +240,15 @@ unsafe extern "C" fn rvg_gpu_free(gpu: *mut sys::RvgGpu) {
     // SAFETY: `gpu` came from Box::into_raw in rvg_gpu_new, freed once.
     let gpu = unsafe { Box::from_raw(gpu as *mut GpuHandle) };
     guard::catch((), |_| {}, move || drop(gpu));
+}
+
+unsafe extern "C" fn rvg_gpu_set_engine_hold(gpu: *mut sys::RvgGpu, hold: bool) {
+    if gpu.is_null() {
+        return;
+    }
+    // SAFETY: a live handle from rvg_gpu_new (the shim's object owns it).
+    let gpu = unsafe { &*(gpu as *const GpuHandle) };
+    guard::catch((), |_| {}, || gpu.soft.gpu().set_engine_hold(hold));
 }
 
 fn device_info(model: &Model) -> sys::RvgDeviceInfo {
@@ -377,321 +411,5 @@ unsafe extern "C" fn rvg_gtt_dump(
 }
 
 #[cfg(test)]
-mod tests {
-    //! Round trips through the ops table with a recording host, as the shim
-    //! would drive it.
-    use super::*;
-    use rvg_model::cmd::Command;
-    use rvg_model::gtt::GttEntry;
-    use rvg_model::irq::IntSource;
-    use rvg_model::regs::{EngineReg, GlobalReg, Register, RVG_ID};
-    use std::ffi::c_char;
-    use std::ffi::CStr;
-    use std::sync::Mutex;
-
-    #[derive(Default)]
-    struct Recorder {
-        mode: u32,
-        bus_master: bool,
-        calls: Mutex<Vec<String>>,
-        watched: Mutex<Vec<c_int>>,
-        /// The console surface: width, height, pixels.
-        surface: Mutex<(u32, u32, Vec<u8>)>,
-    }
-
-    fn rec<'a>(host: *mut sys::RvgHost) -> &'a Recorder {
-        // SAFETY: tests pass a pointer to a live Recorder as the host.
-        unsafe { &*(host as *const Recorder) }
-    }
-
-    unsafe extern "C" fn irq_mode(host: *mut sys::RvgHost) -> sys::RvgIrqMode {
-        sys::RvgIrqMode(rec(host).mode)
-    }
-    unsafe extern "C" fn bus_master(host: *mut sys::RvgHost) -> bool {
-        rec(host).bus_master
-    }
-    unsafe extern "C" fn msix_notify(host: *mut sys::RvgHost, v: u32) {
-        rec(host).calls.lock().unwrap().push(format!("msix {v}"));
-    }
-    unsafe extern "C" fn msi_notify(host: *mut sys::RvgHost, v: u32) {
-        rec(host).calls.lock().unwrap().push(format!("msi {v}"));
-    }
-    unsafe extern "C" fn intx_set(host: *mut sys::RvgHost, level: bool) {
-        rec(host)
-            .calls
-            .lock()
-            .unwrap()
-            .push(format!("intx {}", level as u8));
-    }
-    unsafe extern "C" fn log(host: *mut sys::RvgHost, kind: sys::RvgLogKind, msg: *const c_char) {
-        // SAFETY: Host::log passes a valid C string.
-        let msg = unsafe { CStr::from_ptr(msg) }.to_string_lossy();
-        rec(host)
-            .calls
-            .lock()
-            .unwrap()
-            .push(format!("log{} {msg}", kind.0));
-    }
-    unsafe extern "C" fn set_error(errp: *mut sys::RvgErrorSink, msg: *const c_char) {
-        // SAFETY: tests pass a String as the sink; msg is a valid C string.
-        unsafe { *(errp as *mut String) = CStr::from_ptr(msg).to_string_lossy().into_owned() };
-    }
-    unsafe extern "C" fn dma_rw(
-        _: *mut sys::RvgHost,
-        _: u64,
-        _: *mut c_void,
-        _: u64,
-        _: bool,
-    ) -> bool {
-        false
-    }
-    unsafe extern "C" fn watch_fd(host: *mut sys::RvgHost, fd: c_int) {
-        rec(host).watched.lock().unwrap().push(fd);
-    }
-    unsafe extern "C" fn unwatch_fd(host: *mut sys::RvgHost, fd: c_int) {
-        rec(host).watched.lock().unwrap().retain(|&f| f != fd);
-    }
-    unsafe extern "C" fn text_append(sink: *mut sys::RvgTextSink, text: *const c_char) {
-        // SAFETY: tests pass a String as the sink; text is a valid C string.
-        unsafe { (*(sink as *mut String)).push_str(&CStr::from_ptr(text).to_string_lossy()) };
-    }
-
-    unsafe extern "C" fn vram_dirty(_: *mut sys::RvgHost, _: u64, _: u64) -> bool {
-        true
-    }
-    unsafe extern "C" fn display_resize(host: *mut sys::RvgHost, width: u32, height: u32) {
-        let r = rec(host);
-        r.calls
-            .lock()
-            .unwrap()
-            .push(format!("resize {width}x{height}"));
-        *r.surface.lock().unwrap() = (width, height, vec![0; (width * height * 4) as usize]);
-    }
-    unsafe extern "C" fn display_surface(
-        host: *mut sys::RvgHost,
-        out: *mut sys::RvgSurface,
-    ) -> bool {
-        let mut s = rec(host).surface.lock().unwrap();
-        let (width, height) = (s.0, s.1);
-        // SAFETY: `out` is the caller's; the Vec lives in the Recorder.
-        unsafe {
-            *out = sys::RvgSurface {
-                pixels: s.2.as_mut_ptr(),
-                width,
-                height,
-                stride: width * 4,
-            }
-        };
-        width > 0
-    }
-    unsafe extern "C" fn display_update(host: *mut sys::RvgHost, y: u32, height: u32) {
-        rec(host)
-            .calls
-            .lock()
-            .unwrap()
-            .push(format!("update {y}+{height}"));
-    }
-
-    const SERVICES: sys::RvgHostServices = sys::RvgHostServices {
-        irq_mode: Some(irq_mode),
-        bus_master: Some(bus_master),
-        msix_notify: Some(msix_notify),
-        msi_notify: Some(msi_notify),
-        intx_set: Some(intx_set),
-        log: Some(log),
-        set_error: Some(set_error),
-        dma_rw: Some(dma_rw),
-        watch_fd: Some(watch_fd),
-        unwatch_fd: Some(unwatch_fd),
-        text_append: Some(text_append),
-        vram_dirty: Some(vram_dirty),
-        display_resize: Some(display_resize),
-        display_surface: Some(display_surface),
-        display_update: Some(display_update),
-    };
-
-    fn realize(
-        host: &Recorder,
-        model: sys::RvgModelKind,
-        vram_size: u64,
-    ) -> (*mut sys::RvgDevice, sys::RvgDeviceInfo, String) {
-        let config = sys::RvgConfig {
-            model,
-            vram_size,
-            gpu: ptr::null_mut(),
-            xres: 640,
-            yres: 480,
-            host: ptr::null(),
-            sysfsdev: ptr::null(),
-            vfio_iommu: ptr::null(),
-        };
-        let mut info = sys::RvgDeviceInfo::default();
-        let mut err = String::new();
-        let realize = rvg_ops.realize.unwrap();
-        // SAFETY: all pointers are live for the call; SERVICES is 'static.
-        let dev = unsafe {
-            realize(
-                &config,
-                host as *const Recorder as *mut sys::RvgHost,
-                &SERVICES,
-                &mut info,
-                &mut err as *mut String as *mut sys::RvgErrorSink,
-            )
-        };
-        (dev, info, err)
-    }
-
-    fn reg(r: GlobalReg) -> u64 {
-        bar2::GLOBAL + r.offset()
-    }
-
-    const VGPU: sys::RvgModelKind = sys::RvgModelKind::RVG_MODEL_VGPU;
-
-    #[test]
-    fn realize_reports_a_bad_property_through_set_error() {
-        let host = Recorder::default();
-        let (dev, _, err) = realize(&host, VGPU, 3 << 20);
-        assert!(dev.is_null());
-        assert!(
-            err.contains("'vram-size'") && err.contains("3 MiB"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn vgpu_fence_interrupt_goes_through_the_watched_eventfd() {
-        let host = Recorder {
-            mode: sys::RvgIrqMode::RVG_IRQ_MSIX.0,
-            ..Default::default()
-        };
-        let (dev, info, err) = realize(&host, VGPU, 4 << 20);
-        assert!(!dev.is_null(), "{err}");
-        assert_eq!((info.vendor_id, info.device_id), (0x1234, 0x1111));
-        assert_eq!(info.vram_size, 4 << 20);
-        assert!(!info.vram_ptr.is_null());
-        let fd = *host
-            .watched
-            .lock()
-            .unwrap()
-            .first()
-            .expect("an eventfd is watched");
-        let ops = &rvg_ops;
-        let fence = u64::from(IntSource::FENCE.bits());
-        let engine = |r: EngineReg| bar2::ENGINE + r.offset();
-        // A one-page ring at graphics address 0, on VRAM page 0, holding a
-        // FENCE with interrupt.
-        let ring: Vec<u8> = Command::Fence {
-            seqno: 7,
-            interrupt: true,
-        }
-        .encode()
-        .iter()
-        .flat_map(|d| d.to_le_bytes())
-        .collect();
-        // SAFETY: BAR0 memory of `info.vram_size` bytes, live until unrealize.
-        unsafe { std::ptr::copy_nonoverlapping(ring.as_ptr(), info.vram_ptr, ring.len()) };
-        // SAFETY: `dev` is live until unrealize at the end.
-        unsafe {
-            assert_eq!(
-                ops.mmio_read.unwrap()(dev, reg(GlobalReg::Id), 4),
-                u64::from(RVG_ID)
-            );
-            let write = ops.mmio_write.unwrap();
-            write(dev, reg(GlobalReg::IntEnable), fence, 4);
-            write(dev, bar2::GTT, GttEntry::new(0, true).0, 8);
-            write(dev, engine(EngineReg::RingSize), 4096, 4);
-            write(dev, engine(EngineReg::RingCtl), 1, 4);
-            write(dev, engine(EngineReg::RingTail), ring.len() as u64, 4);
-            assert!(
-                host.calls.lock().unwrap().is_empty(),
-                "not before the main loop sees the fd"
-            );
-            let mut pfd = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            assert_eq!(libc::poll(&mut pfd, 1, 10_000), 1, "the eventfd fires");
-            ops.fd_ready.unwrap()(dev, fd);
-            let seqno = ops.mmio_read.unwrap()(dev, engine(EngineReg::Seqno), 4);
-            assert_eq!(seqno, 7);
-            let mut report = String::new();
-            ops.describe.unwrap()(dev, &mut report as *mut String as *mut sys::RvgTextSink);
-            assert!(report.contains("seqno=7"), "{report}");
-            assert!(report.contains("msix=1"), "{report}");
-            ops.unrealize.unwrap()(dev);
-        }
-        assert_eq!(*host.calls.lock().unwrap(), ["msix 0"]);
-        assert!(
-            host.watched.lock().unwrap().is_empty(),
-            "unwatched before close"
-        );
-    }
-
-    #[test]
-    fn hw_model_intx_follows_the_level_and_guest_errors_are_logged() {
-        let host = Recorder::default();
-        let (dev, info, _) = realize(&host, sys::RvgModelKind::RVG_MODEL_HW, 16 << 20);
-        assert_eq!(info.device_id, 0x5256);
-        let ops = &rvg_ops;
-        let sw = u64::from(IntSource::SOFTWARE.bits());
-        // SAFETY: `dev` is live until unrealize at the end.
-        unsafe {
-            ops.mmio_write.unwrap()(dev, reg(GlobalReg::IntEnable), sw, 4);
-            ops.mmio_write.unwrap()(dev, reg(GlobalReg::IntTrigger), sw, 4);
-            ops.mmio_write.unwrap()(dev, reg(GlobalReg::IntStatus), sw, 4);
-            ops.mmio_write.unwrap()(dev, reg(GlobalReg::Id), 0, 4);
-            ops.unrealize.unwrap()(dev);
-        }
-        let calls = host.calls.lock().unwrap();
-        assert_eq!(calls[..3], ["intx 0", "intx 1", "intx 0"]);
-        assert!(
-            calls[3].starts_with("log0 BAR2 write of 0x0 at 0x1000: ID is read-only"),
-            "{}",
-            calls[3]
-        );
-    }
-
-    #[test]
-    fn vgpu_display_refresh_fills_the_console() {
-        let host = Recorder::default();
-        let (dev, info, err) = realize(&host, VGPU, 4 << 20);
-        assert!(!dev.is_null(), "{err}");
-        let ops = &rvg_ops;
-        let dispi = |index: u64| bar2::DISPI + 2 * index;
-        // SAFETY: `dev` is live until unrealize; BAR0 holds 4 MiB.
-        unsafe {
-            // The EDID's header, then a 64x32 mode with one pixel drawn.
-            assert_eq!(ops.mmio_read.unwrap()(dev, 0, 8), 0x00ff_ffff_ffff_ff00);
-            let write = ops.mmio_write.unwrap();
-            for (index, value) in [(1, 64), (2, 32), (3, 32), (6, 64), (4, 0x41)] {
-                write(dev, dispi(index), value, 2);
-            }
-            let pixel = 0x00c0_ffeeu32.to_le_bytes();
-            std::ptr::copy_nonoverlapping(pixel.as_ptr(), info.vram_ptr.add(4 * (64 + 3)), 4);
-            ops.display_refresh.unwrap()(dev);
-            ops.unrealize.unwrap()(dev);
-        }
-        assert_eq!(*host.calls.lock().unwrap(), ["resize 64x32", "update 0+32"]);
-        let surface = host.surface.lock().unwrap();
-        let at = 4 * (64 + 3);
-        assert_eq!(surface.2[at..at + 4], 0x00c0_ffeeu32.to_le_bytes());
-    }
-
-    #[test]
-    fn gtt_dump_rejects_a_bad_range() {
-        let host = Recorder::default();
-        let (dev, _, _) = realize(&host, VGPU, 4 << 20);
-        let mut out = String::new();
-        // SAFETY: `dev` is live until unrealize at the end.
-        unsafe {
-            let sink = &mut out as *mut String as *mut sys::RvgTextSink;
-            assert!(!rvg_ops.gtt_dump.unwrap()(dev, 32760, 16, sink));
-            rvg_ops.unrealize.unwrap()(dev);
-        }
-        assert!(
-            out.contains("outside the vGPU's 32768 GTT entries"),
-            "{out}"
-        );
-    }
-}
+#[path = "ops_tests.rs"]
+mod tests;

@@ -29,6 +29,7 @@ pub fn error_name(code: u32) -> &'static str {
         error::BAD_RING => "BAD_RING",
         error::BAD_REGISTER => "BAD_REGISTER",
         error::PRIVILEGED => "PRIVILEGED",
+        error::HANG => "HANG",
         _ => "(unknown code)",
     }
 }
@@ -293,7 +294,7 @@ mod tests {
 
     #[test]
     fn error_names_follow_the_table() {
-        let names: Vec<&str> = (0..=11).map(error_name).collect();
+        let names: Vec<&str> = (0..=12).map(error_name).collect();
         assert_eq!(
             names,
             [
@@ -308,6 +309,7 @@ mod tests {
                 "BAD_RING",
                 "BAD_REGISTER",
                 "PRIVILEGED",
+                "HANG",
                 "(unknown code)"
             ]
         );

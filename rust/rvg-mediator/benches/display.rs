@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rvg_mediator::display::{DisplayHost, Surface};
-use rvg_mediator::shared::TIMESLICE_DEFAULT;
+use rvg_mediator::shared::SchedConfig;
 use rvg_mediator::{MemKind, SharedGpu, Vgpu, VgpuConfig};
 use rvg_model::gtt::GttEntry;
 use rvg_model::regs::{bar2, plane_ctl, plane_format, DispiReg, DisplayReg, Register};
@@ -83,7 +83,7 @@ fn main() {
     .expect("soft GPU");
     let gpu = SharedGpu::new(
         Arc::new(soft),
-        TIMESLICE_DEFAULT,
+        SchedConfig::default(),
         Arc::new(|m| panic!("{m}")),
     )
     .expect("shared GPU");

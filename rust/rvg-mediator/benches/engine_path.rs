@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rvg_mediator::scan::{GuestGfx, Scanner};
-use rvg_mediator::shared::TIMESLICE_DEFAULT;
+use rvg_mediator::shared::SchedConfig;
 use rvg_mediator::vgpu::VGPU_GFX_SPACE;
 use rvg_mediator::{SharedGpu, Vgpu, VgpuConfig};
 use rvg_model::cmd::Command;
@@ -138,7 +138,7 @@ fn latency() {
     .unwrap();
     let gpu = SharedGpu::new(
         Arc::new(soft),
-        TIMESLICE_DEFAULT,
+        SchedConfig::default(),
         Arc::new(|m| panic!("{m}")),
     )
     .unwrap();

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use rvg_mediator::guest_mem::{GuestMemory, GuestRange};
 use rvg_mediator::shadow::{GttShadow, PhysGtt};
-use rvg_mediator::shared::TIMESLICE_DEFAULT;
+use rvg_mediator::shared::SchedConfig;
 use rvg_mediator::vgpu::VGPU_GTT_ENTRIES;
 use rvg_mediator::{MemKind, SharedGpu, Vgpu, VgpuConfig};
 use rvg_model::gtt::GttEntry;
@@ -74,8 +74,8 @@ fn main() {
         )
         .expect("soft GPU"),
     );
-    let gpu =
-        SharedGpu::new(soft, TIMESLICE_DEFAULT, Arc::new(|m| panic!("{m}"))).expect("shared GPU");
+    let gpu = SharedGpu::new(soft, SchedConfig::default(), Arc::new(|m| panic!("{m}")))
+        .expect("shared GPU");
     let vgpu = Vgpu::new(config, Arc::new(gpu)).expect("vGPU");
     vgpu.set_bus_master(true);
     let ram = Vram::new(RAM_PAGES * 4096).expect("guest RAM stand-in");

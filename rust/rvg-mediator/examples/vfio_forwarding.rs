@@ -13,7 +13,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rvg_mediator::shared::{HostLog, TIMESLICE_DEFAULT};
+use rvg_mediator::shared::{HostLog, SchedConfig};
 use rvg_mediator::{MemKind, SharedGpu, Vgpu, VgpuConfig};
 use rvg_model::gtt::GttEntry;
 use rvg_model::regs::{bar2, GlobalReg, Register};
@@ -51,7 +51,7 @@ struct Figures {
 fn measure(dev: Arc<dyn VfioDevice>) -> Figures {
     let name = dev.describe();
     let log: HostLog = Arc::new(|m| panic!("{m}"));
-    let gpu = Arc::new(SharedGpu::private(dev, TIMESLICE_DEFAULT, log).expect("the GPU"));
+    let gpu = Arc::new(SharedGpu::private(dev, SchedConfig::default(), log).expect("the GPU"));
     let id = bar2::GLOBAL + GlobalReg::Id.offset();
     let register_read_ns = median_ns(READS, |_| {
         for _ in 0..READS {

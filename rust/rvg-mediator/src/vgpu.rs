@@ -34,7 +34,7 @@ use crate::guest_gfx::GuestView;
 use crate::guest_mem::{GuestMemory, GuestRange, MemKind};
 use crate::scan::Scanner;
 use crate::shadow::{EntryState, GttShadow, PhysGtt, ShadowStats, SliceLayout, WriteOutcome};
-use crate::shared::{Progress, SharedGpu};
+use crate::shared::{CtxId, Progress, SharedGpu};
 
 pub use crate::shared::slices::{RESERVED_GTT_ENTRIES, RESERVED_VRAM, VGPU_GTT_ENTRIES};
 
@@ -226,7 +226,7 @@ pub struct Vgpu {
     config: VgpuConfig,
     gpu: Arc<SharedGpu>,
     layout: SliceLayout,
-    ctx: usize,
+    ctx: CtxId,
     vram: Mapping,
     /// Signalled by the scheduler thread when the interrupt output changed;
     /// `event` delivers it on the main loop.
@@ -311,6 +311,14 @@ impl Vgpu {
     /// Host address of the VRAM slice, for the guest's BAR0.
     pub fn vram_ptr(&self) -> *mut u8 {
         self.vram.as_ptr()
+    }
+
+    /// Leave the GPU's engine for good: none of this vGPU's work stays
+    /// queued or in the ring, and no progress reaches it (nor its eventfd)
+    /// once this returns. For a device leaving the bus; its registers stay
+    /// readable but its engine does nothing. Idempotent.
+    pub fn detach(&self) {
+        self.gpu.scheduler().remove_context(self.ctx);
     }
 
     /// The fd to watch; call `event` on the main loop when it is readable.
@@ -756,7 +764,7 @@ impl Vgpu {
         };
         format!(
             "  backend: {}\n\
-             \x20 gpu: {attached} vGPUs attached (GTT room for {capacity}), timeslice={}us resets={}\n\
+             \x20 gpu: {attached} vGPUs attached (GTT room for {capacity}), timeslice={}us resets={} watchdog={}ms watchdog-resets={}\n\
              \x20 gtt-slice: base={} entries={}\n\
              \x20 vram-slice: offset={:#x} size={:#x}\n\
              \x20 pinned-pages: {}\n\
@@ -767,12 +775,14 @@ impl Vgpu {
              \x20 pin-cache: hits={} misses={}\n\
              \x20 faults: {} (last reason={:#x} addr={:#x})\n\
              \x20 engine: ctl={:#x} head={:#x} tail={:#x} seqno={} error={} error-addr={:#x}\n\
-             \x20 commands: scanned={} rejected-streams={} shadow-dwords={} slices={} engine-faults={}\n\
+             \x20 commands: scanned={} rejected-streams={} shadow-dwords={} slices={} engine-faults={} hangs={}\n\
              \x20 display: {}\n\
              \x20 display-refresh: refreshes={} lines-compared={} lines-updated={}\n",
             self.gpu.device().describe(),
             sched.timeslice().as_micros(),
             self.gpu.resets(),
+            sched.watchdog().as_millis(),
+            sched.hangs(),
             l.gtt_base,
             l.gtt_entries,
             l.vram_base,
@@ -801,6 +811,7 @@ impl Vgpu {
             c.submitted,
             c.slices,
             c.faults,
+            c.hangs,
             display.describe(),
             ds.refreshes,
             ds.lines_compared,
@@ -849,7 +860,7 @@ impl Drop for Vgpu {
         // Off the engine first (its sink takes the state lock), then leave
         // the GPU as found: the slice on the scratch page, DMA released,
         // the slice free for another vGPU.
-        self.gpu.scheduler().remove_context(self.ctx);
+        self.detach();
         let mut st = self.state.lock();
         let _ = st.gtt.reset(&mut ContractGtt(self.gpu.bar2()));
         for r in st.mem.iter().filter(|r| r.kind == MemKind::Ram) {
@@ -902,7 +913,7 @@ mod tests {
         );
         let gpu = SharedGpu::new(
             soft.clone(),
-            crate::shared::TIMESLICE_DEFAULT,
+            crate::shared::SchedConfig::default(),
             Arc::new(|m| panic!("scheduler complained: {m}")),
         )
         .unwrap();

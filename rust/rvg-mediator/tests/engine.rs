@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rvg_mediator::shared::TIMESLICE_DEFAULT;
+use rvg_mediator::shared::{SchedConfig, TIMESLICE_DEFAULT};
 use rvg_mediator::{SharedGpu, Vgpu, VgpuConfig};
 use rvg_model::cmd::Command;
 use rvg_model::engine::{error, ring_ctl};
@@ -30,7 +30,10 @@ fn gpu(vram: u64, timeslice: Duration) -> (Arc<SharedGpu>, Arc<SoftGpu>) {
     );
     let shared = SharedGpu::new(
         soft.clone(),
-        timeslice,
+        SchedConfig {
+            timeslice,
+            ..SchedConfig::default()
+        },
         Arc::new(|m| panic!("scheduler: {m}")),
     );
     (Arc::new(shared.unwrap()), soft)

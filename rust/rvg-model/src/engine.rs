@@ -35,6 +35,10 @@ pub mod error {
     /// A guest stream held a privileged command (raised by the mediator's
     /// scanner; the physical engine executes what it is given).
     pub const PRIVILEGED: u32 = 10;
+    /// The engine made no progress on the context's work for the
+    /// scheduler's watchdog time: the context was halted and the engine
+    /// reset (raised by the mediator's scheduler).
+    pub const HANG: u32 = 11;
 }
 
 /// Smallest and largest ring, bytes; the size must be a power of two.

@@ -47,6 +47,8 @@ struct GpuState {
     running: bool,
     /// The worker is delivering an interrupt outside the lock.
     delivering: bool,
+    /// A test holds the engine: no run starts.
+    hold: bool,
     shutdown: bool,
 }
 
@@ -89,6 +91,7 @@ impl Gpu {
                 generation: 0,
                 running: false,
                 delivering: false,
+                hold: false,
                 shutdown: false,
             }),
             wake: Condvar::new(),
@@ -158,6 +161,14 @@ impl Gpu {
     /// The engine's registers, as a snapshot.
     pub fn engine_state(&self) -> EngineState {
         self.core.state.lock().engine
+    }
+
+    /// Test hook: while `hold` is set the engine starts no run (the run in
+    /// flight finishes), so a test chooses when submitted work completes.
+    /// Resets do not wait for a held engine: it is not running.
+    pub fn set_engine_hold(&self, hold: bool) {
+        self.core.state.lock().hold = hold;
+        self.core.wake.notify_all();
     }
 
     /// Wait until the engine has nothing it could run (idle or halted) and
@@ -318,7 +329,7 @@ impl Core {
     fn engine_loop(&self) {
         let mut st = self.state.lock();
         loop {
-            while !st.shutdown && !st.engine.runnable() {
+            while !st.shutdown && (st.hold || !st.engine.runnable()) {
                 self.wake.wait(&mut st);
             }
             if st.shutdown {

@@ -26,7 +26,9 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::shadow::SliceLayout;
 use dma_refs::DmaRefs;
-pub use sched::{CtxStats, HostLog, PhysRing, Progress, ProgressSink, Scheduler};
+pub use sched::{
+    CtxId, CtxStats, HostLog, PhysRing, Progress, ProgressSink, SchedConfig, Scheduler,
+};
 use slices::{Slices, RESERVED_GTT_ENTRIES, RESERVED_VRAM};
 
 /// The mediator's ring: 64 KiB of the reserved VRAM after the scratch
@@ -39,6 +41,19 @@ pub const PHYS_RING: PhysRing = PhysRing {
 
 /// Default scheduler time slice.
 pub const TIMESLICE_DEFAULT: Duration = Duration::from_millis(1);
+
+/// Default watchdog: far longer than any chunk of legitimate work takes
+/// (32 commands, each at most one 128 MiB rectangle).
+pub const WATCHDOG_DEFAULT: Duration = Duration::from_secs(5);
+
+impl Default for SchedConfig {
+    fn default() -> SchedConfig {
+        SchedConfig {
+            timeslice: TIMESLICE_DEFAULT,
+            watchdog: WATCHDOG_DEFAULT,
+        }
+    }
+}
 
 const PCI_COMMAND_OFFSET: u64 = 0x04;
 const PCI_COMMAND_MEMORY: u16 = 1 << 1;
@@ -75,25 +90,25 @@ impl SharedGpu {
     /// scheduler.
     pub fn new(
         dev: Arc<dyn VfioDevice>,
-        timeslice: Duration,
+        sched: SchedConfig,
         log: HostLog,
     ) -> Result<SharedGpu, String> {
-        SharedGpu::open(dev, timeslice, log, false)
+        SharedGpu::open(dev, sched, log, false)
     }
 
     /// Take over `dev` for one vGPU, which resets the GPU (when the device
     /// offers a reset) whenever it is reset itself, and on unplug.
     pub fn private(
         dev: Arc<dyn VfioDevice>,
-        timeslice: Duration,
+        sched: SchedConfig,
         log: HostLog,
     ) -> Result<SharedGpu, String> {
-        SharedGpu::open(dev, timeslice, log, true)
+        SharedGpu::open(dev, sched, log, true)
     }
 
     fn open(
         dev: Arc<dyn VfioDevice>,
-        timeslice: Duration,
+        sched: SchedConfig,
         log: HostLog,
         private: bool,
     ) -> Result<SharedGpu, String> {
@@ -141,9 +156,10 @@ impl SharedGpu {
             PHYS_RING,
             irq,
             intx_automasked,
-            timeslice,
+            sched,
             log,
         )
+        .map_err(ctx("starting the scheduler"))
         .inspect_err(|_| {
             let _ = dev.set_irqs(&IrqSet::teardown(irq_index));
         })?;

@@ -1,0 +1,318 @@
+//! Round trips through the ops table with a recording host, as the shim
+//! would drive it.
+use super::*;
+use rvg_model::cmd::Command;
+use rvg_model::gtt::GttEntry;
+use rvg_model::irq::IntSource;
+use rvg_model::regs::{EngineReg, GlobalReg, Register, RVG_ID};
+use std::ffi::c_char;
+use std::ffi::CStr;
+use std::sync::Mutex;
+
+#[derive(Default)]
+struct Recorder {
+    mode: u32,
+    bus_master: bool,
+    calls: Mutex<Vec<String>>,
+    watched: Mutex<Vec<c_int>>,
+    /// The console surface: width, height, pixels.
+    surface: Mutex<(u32, u32, Vec<u8>)>,
+}
+
+fn rec<'a>(host: *mut sys::RvgHost) -> &'a Recorder {
+    // SAFETY: tests pass a pointer to a live Recorder as the host.
+    unsafe { &*(host as *const Recorder) }
+}
+
+unsafe extern "C" fn irq_mode(host: *mut sys::RvgHost) -> sys::RvgIrqMode {
+    sys::RvgIrqMode(rec(host).mode)
+}
+unsafe extern "C" fn bus_master(host: *mut sys::RvgHost) -> bool {
+    rec(host).bus_master
+}
+unsafe extern "C" fn msix_notify(host: *mut sys::RvgHost, v: u32) {
+    rec(host).calls.lock().unwrap().push(format!("msix {v}"));
+}
+unsafe extern "C" fn msi_notify(host: *mut sys::RvgHost, v: u32) {
+    rec(host).calls.lock().unwrap().push(format!("msi {v}"));
+}
+unsafe extern "C" fn intx_set(host: *mut sys::RvgHost, level: bool) {
+    rec(host)
+        .calls
+        .lock()
+        .unwrap()
+        .push(format!("intx {}", level as u8));
+}
+unsafe extern "C" fn log(host: *mut sys::RvgHost, kind: sys::RvgLogKind, msg: *const c_char) {
+    // SAFETY: Host::log passes a valid C string.
+    let msg = unsafe { CStr::from_ptr(msg) }.to_string_lossy();
+    rec(host)
+        .calls
+        .lock()
+        .unwrap()
+        .push(format!("log{} {msg}", kind.0));
+}
+unsafe extern "C" fn set_error(errp: *mut sys::RvgErrorSink, msg: *const c_char) {
+    // SAFETY: tests pass a String as the sink; msg is a valid C string.
+    unsafe { *(errp as *mut String) = CStr::from_ptr(msg).to_string_lossy().into_owned() };
+}
+unsafe extern "C" fn dma_rw(_: *mut sys::RvgHost, _: u64, _: *mut c_void, _: u64, _: bool) -> bool {
+    false
+}
+unsafe extern "C" fn watch_fd(host: *mut sys::RvgHost, fd: c_int) {
+    rec(host).watched.lock().unwrap().push(fd);
+}
+unsafe extern "C" fn unwatch_fd(host: *mut sys::RvgHost, fd: c_int) {
+    rec(host).watched.lock().unwrap().retain(|&f| f != fd);
+}
+unsafe extern "C" fn text_append(sink: *mut sys::RvgTextSink, text: *const c_char) {
+    // SAFETY: tests pass a String as the sink; text is a valid C string.
+    unsafe { (*(sink as *mut String)).push_str(&CStr::from_ptr(text).to_string_lossy()) };
+}
+
+unsafe extern "C" fn vram_dirty(_: *mut sys::RvgHost, _: u64, _: u64) -> bool {
+    true
+}
+unsafe extern "C" fn display_resize(host: *mut sys::RvgHost, width: u32, height: u32) {
+    let r = rec(host);
+    r.calls
+        .lock()
+        .unwrap()
+        .push(format!("resize {width}x{height}"));
+    *r.surface.lock().unwrap() = (width, height, vec![0; (width * height * 4) as usize]);
+}
+unsafe extern "C" fn display_surface(host: *mut sys::RvgHost, out: *mut sys::RvgSurface) -> bool {
+    let mut s = rec(host).surface.lock().unwrap();
+    let (width, height) = (s.0, s.1);
+    // SAFETY: `out` is the caller's; the Vec lives in the Recorder.
+    unsafe {
+        *out = sys::RvgSurface {
+            pixels: s.2.as_mut_ptr(),
+            width,
+            height,
+            stride: width * 4,
+        }
+    };
+    width > 0
+}
+unsafe extern "C" fn display_update(host: *mut sys::RvgHost, y: u32, height: u32) {
+    rec(host)
+        .calls
+        .lock()
+        .unwrap()
+        .push(format!("update {y}+{height}"));
+}
+
+const SERVICES: sys::RvgHostServices = sys::RvgHostServices {
+    irq_mode: Some(irq_mode),
+    bus_master: Some(bus_master),
+    msix_notify: Some(msix_notify),
+    msi_notify: Some(msi_notify),
+    intx_set: Some(intx_set),
+    log: Some(log),
+    set_error: Some(set_error),
+    dma_rw: Some(dma_rw),
+    watch_fd: Some(watch_fd),
+    unwatch_fd: Some(unwatch_fd),
+    text_append: Some(text_append),
+    vram_dirty: Some(vram_dirty),
+    display_resize: Some(display_resize),
+    display_surface: Some(display_surface),
+    display_update: Some(display_update),
+};
+
+fn realize(
+    host: &Recorder,
+    model: sys::RvgModelKind,
+    vram_size: u64,
+) -> (*mut sys::RvgDevice, sys::RvgDeviceInfo, String) {
+    realize_on(host, model, vram_size, ptr::null_mut())
+}
+
+/// Realize on `gpu` (null: a GPU of its own).
+fn realize_on(
+    host: &Recorder,
+    model: sys::RvgModelKind,
+    vram_size: u64,
+    gpu: *mut sys::RvgGpu,
+) -> (*mut sys::RvgDevice, sys::RvgDeviceInfo, String) {
+    let config = sys::RvgConfig {
+        model,
+        vram_size,
+        gpu,
+        xres: 640,
+        yres: 480,
+        host: ptr::null(),
+        sysfsdev: ptr::null(),
+        vfio_iommu: ptr::null(),
+    };
+    let mut info = sys::RvgDeviceInfo::default();
+    let mut err = String::new();
+    let realize = rvg_ops.realize.unwrap();
+    // SAFETY: all pointers are live for the call; SERVICES is 'static.
+    let dev = unsafe {
+        realize(
+            &config,
+            host as *const Recorder as *mut sys::RvgHost,
+            &SERVICES,
+            &mut info,
+            &mut err as *mut String as *mut sys::RvgErrorSink,
+        )
+    };
+    (dev, info, err)
+}
+
+fn reg(r: GlobalReg) -> u64 {
+    bar2::GLOBAL + r.offset()
+}
+
+const VGPU: sys::RvgModelKind = sys::RvgModelKind::RVG_MODEL_VGPU;
+
+#[test]
+fn realize_reports_a_bad_property_through_set_error() {
+    let host = Recorder::default();
+    let (dev, _, err) = realize(&host, VGPU, 3 << 20);
+    assert!(dev.is_null());
+    assert!(
+        err.contains("'vram-size'") && err.contains("3 MiB"),
+        "{err}"
+    );
+}
+
+#[test]
+fn vgpu_fence_interrupt_goes_through_the_watched_eventfd() {
+    let host = Recorder {
+        mode: sys::RvgIrqMode::RVG_IRQ_MSIX.0,
+        ..Default::default()
+    };
+    let (dev, info, err) = realize(&host, VGPU, 4 << 20);
+    assert!(!dev.is_null(), "{err}");
+    assert_eq!((info.vendor_id, info.device_id), (0x1234, 0x1111));
+    assert_eq!(info.vram_size, 4 << 20);
+    assert!(!info.vram_ptr.is_null());
+    let fd = *host
+        .watched
+        .lock()
+        .unwrap()
+        .first()
+        .expect("an eventfd is watched");
+    let ops = &rvg_ops;
+    let fence = u64::from(IntSource::FENCE.bits());
+    let engine = |r: EngineReg| bar2::ENGINE + r.offset();
+    // A one-page ring at graphics address 0, on VRAM page 0, holding a
+    // FENCE with interrupt.
+    let ring: Vec<u8> = Command::Fence {
+        seqno: 7,
+        interrupt: true,
+    }
+    .encode()
+    .iter()
+    .flat_map(|d| d.to_le_bytes())
+    .collect();
+    // SAFETY: BAR0 memory of `info.vram_size` bytes, live until unrealize.
+    unsafe { std::ptr::copy_nonoverlapping(ring.as_ptr(), info.vram_ptr, ring.len()) };
+    // SAFETY: `dev` is live until unrealize at the end.
+    unsafe {
+        assert_eq!(
+            ops.mmio_read.unwrap()(dev, reg(GlobalReg::Id), 4),
+            u64::from(RVG_ID)
+        );
+        let write = ops.mmio_write.unwrap();
+        write(dev, reg(GlobalReg::IntEnable), fence, 4);
+        write(dev, bar2::GTT, GttEntry::new(0, true).0, 8);
+        write(dev, engine(EngineReg::RingSize), 4096, 4);
+        write(dev, engine(EngineReg::RingCtl), 1, 4);
+        write(dev, engine(EngineReg::RingTail), ring.len() as u64, 4);
+        assert!(
+            host.calls.lock().unwrap().is_empty(),
+            "not before the main loop sees the fd"
+        );
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        assert_eq!(libc::poll(&mut pfd, 1, 10_000), 1, "the eventfd fires");
+        ops.fd_ready.unwrap()(dev, fd);
+        let seqno = ops.mmio_read.unwrap()(dev, engine(EngineReg::Seqno), 4);
+        assert_eq!(seqno, 7);
+        let mut report = String::new();
+        ops.describe.unwrap()(dev, &mut report as *mut String as *mut sys::RvgTextSink);
+        assert!(report.contains("seqno=7"), "{report}");
+        assert!(report.contains("msix=1"), "{report}");
+        ops.unrealize.unwrap()(dev);
+    }
+    assert_eq!(*host.calls.lock().unwrap(), ["msix 0"]);
+    assert!(
+        host.watched.lock().unwrap().is_empty(),
+        "unwatched before close"
+    );
+}
+
+#[test]
+fn hw_model_intx_follows_the_level_and_guest_errors_are_logged() {
+    let host = Recorder::default();
+    let (dev, info, _) = realize(&host, sys::RvgModelKind::RVG_MODEL_HW, 16 << 20);
+    assert_eq!(info.device_id, 0x5256);
+    let ops = &rvg_ops;
+    let sw = u64::from(IntSource::SOFTWARE.bits());
+    // SAFETY: `dev` is live until unrealize at the end.
+    unsafe {
+        ops.mmio_write.unwrap()(dev, reg(GlobalReg::IntEnable), sw, 4);
+        ops.mmio_write.unwrap()(dev, reg(GlobalReg::IntTrigger), sw, 4);
+        ops.mmio_write.unwrap()(dev, reg(GlobalReg::IntStatus), sw, 4);
+        ops.mmio_write.unwrap()(dev, reg(GlobalReg::Id), 0, 4);
+        ops.unrealize.unwrap()(dev);
+    }
+    let calls = host.calls.lock().unwrap();
+    assert_eq!(calls[..3], ["intx 0", "intx 1", "intx 0"]);
+    assert!(
+        calls[3].starts_with("log0 BAR2 write of 0x0 at 0x1000: ID is read-only"),
+        "{}",
+        calls[3]
+    );
+}
+
+#[test]
+fn vgpu_display_refresh_fills_the_console() {
+    let host = Recorder::default();
+    let (dev, info, err) = realize(&host, VGPU, 4 << 20);
+    assert!(!dev.is_null(), "{err}");
+    let ops = &rvg_ops;
+    let dispi = |index: u64| bar2::DISPI + 2 * index;
+    // SAFETY: `dev` is live until unrealize; BAR0 holds 4 MiB.
+    unsafe {
+        // The EDID's header, then a 64x32 mode with one pixel drawn.
+        assert_eq!(ops.mmio_read.unwrap()(dev, 0, 8), 0x00ff_ffff_ffff_ff00);
+        let write = ops.mmio_write.unwrap();
+        for (index, value) in [(1, 64), (2, 32), (3, 32), (6, 64), (4, 0x41)] {
+            write(dev, dispi(index), value, 2);
+        }
+        let pixel = 0x00c0_ffeeu32.to_le_bytes();
+        std::ptr::copy_nonoverlapping(pixel.as_ptr(), info.vram_ptr.add(4 * (64 + 3)), 4);
+        ops.display_refresh.unwrap()(dev);
+        ops.unrealize.unwrap()(dev);
+    }
+    assert_eq!(*host.calls.lock().unwrap(), ["resize 64x32", "update 0+32"]);
+    let surface = host.surface.lock().unwrap();
+    let at = 4 * (64 + 3);
+    assert_eq!(surface.2[at..at + 4], 0x00c0_ffeeu32.to_le_bytes());
+}
+
+#[test]
+fn gtt_dump_rejects_a_bad_range() {
+    let host = Recorder::default();
+    let (dev, _, _) = realize(&host, VGPU, 4 << 20);
+    let mut out = String::new();
+    // SAFETY: `dev` is live until unrealize at the end.
+    unsafe {
+        let sink = &mut out as *mut String as *mut sys::RvgTextSink;
+        assert!(!rvg_ops.gtt_dump.unwrap()(dev, 32760, 16, sink));
+        rvg_ops.unrealize.unwrap()(dev);
+    }
+    assert!(
+        out.contains("outside the vGPU's 32768 GTT entries"),
+        "{out}"
+    );
+}
+

@@ -1,0 +1,356 @@
+//! The scheduler's decisions, as a pure function of its state and the time.
+//!
+//! The ring is owned by at most one context at a time, and ownership is one
+//! value: which context, in which generation, until when. Everything in the
+//! ring is the owner's, so an engine error is the owner's, and the ring is
+//! only given up empty (or by resetting the engine). Work in the ring that
+//! no longer belongs to anyone (its context was reset or removed) and work
+//! that makes no progress for the watchdog's time are both cleared by an
+//! engine reset; only in the second case is the context halted.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use rvg_model::engine::{error, EngineError};
+use rvg_model::irq::IntSource;
+
+use super::flight::{Chunk, Delivery, Flight};
+use super::{CtxId, CtxStats, Progress};
+use crate::scan::Work;
+
+/// How long to wait for an interrupt before looking at the engine anyway.
+pub(crate) const POLL_FALLBACK: Duration = Duration::from_millis(100);
+
+/// A vGPU's engine context.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub generation: u64,
+    pub enabled: bool,
+    pub queue: VecDeque<Work>,
+    /// Shadow dwords of the front work already in the ring.
+    pub offset: usize,
+    /// Added to the vGPU's graphics addresses: its slice's base.
+    pub reloc: u64,
+    /// Bytes of the vGPU's graphics space.
+    pub space: u64,
+    pub stats: CtxStats,
+}
+
+impl Ctx {
+    pub fn new(reloc: u64, space: u64) -> Ctx {
+        Ctx {
+            generation: 0,
+            enabled: false,
+            queue: VecDeque::new(),
+            offset: 0,
+            reloc,
+            space,
+            stats: CtxStats::default(),
+        }
+    }
+
+    fn runnable(&self) -> bool {
+        self.enabled && !self.queue.is_empty()
+    }
+
+    /// Drop everything queued: the context starts over.
+    fn drop_work(&mut self) {
+        self.queue.clear();
+        self.offset = 0;
+    }
+}
+
+/// Who the ring belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Owner {
+    pub id: CtxId,
+    pub generation: u64,
+    /// The end of its time slice.
+    pub until: Instant,
+}
+
+/// What the engine's registers read when the scheduler looked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct EngineSnapshot {
+    pub seqno: u32,
+    pub error: u32,
+    pub error_addr: u64,
+    pub head: u32,
+}
+
+/// What the scheduler thread does next.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Copy the chunk into the ring and move the tail past it.
+    Push(Chunk),
+    /// Reset the engine onto an empty ring, then deliver (a halted
+    /// context's error).
+    ResetEngine(Option<Delivery>),
+    /// Wait for the GPU's interrupt or a kick, at most until the deadline.
+    Wait(Option<Instant>),
+}
+
+/// What the engine's registers meant.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Collected {
+    /// The engine stopped on an error: reset it before delivering.
+    pub reset_engine: bool,
+    pub deliveries: Vec<Delivery>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Core {
+    ctxs: BTreeMap<CtxId, Ctx>,
+    next_id: u64,
+    owner: Option<Owner>,
+    /// Round-robin cursor: the context that ran last.
+    last: Option<CtxId>,
+    flight: Flight,
+    ring_size: u32,
+    timeslice: Duration,
+    watchdog: Duration,
+    /// When the work in flight last made progress, and the engine's head
+    /// and seqno then.
+    progress: Option<(Instant, Option<(u32, u32)>)>,
+    /// Engine resets by the watchdog.
+    hangs: u64,
+}
+
+impl Core {
+    pub fn new(ring_size: u32, timeslice: Duration, watchdog: Duration) -> Core {
+        Core {
+            ctxs: BTreeMap::new(),
+            next_id: 0,
+            owner: None,
+            last: None,
+            flight: Flight::new(),
+            ring_size,
+            timeslice,
+            watchdog,
+            progress: None,
+            hangs: 0,
+        }
+    }
+
+    pub fn timeslice(&self) -> Duration {
+        self.timeslice
+    }
+
+    pub fn watchdog(&self) -> Duration {
+        self.watchdog
+    }
+
+    pub fn hangs(&self) -> u64 {
+        self.hangs
+    }
+
+    pub fn owner(&self) -> Option<Owner> {
+        self.owner
+    }
+
+    /// Work is in the ring.
+    pub fn busy(&self) -> bool {
+        !self.flight.idle()
+    }
+
+    pub fn ctx(&mut self, id: CtxId) -> Option<&mut Ctx> {
+        self.ctxs.get_mut(&id)
+    }
+
+    pub fn stats(&self, id: CtxId) -> Option<CtxStats> {
+        self.ctxs.get(&id).map(|c| c.stats)
+    }
+
+    /// A new context; identifiers are never reused.
+    pub fn add(&mut self, ctx: Ctx) -> CtxId {
+        let id = CtxId(self.next_id);
+        self.next_id += 1;
+        self.ctxs.insert(id, ctx);
+        id
+    }
+
+    pub fn remove(&mut self, id: CtxId) {
+        self.ctxs.remove(&id);
+    }
+
+    /// Drop the context's queued work and open a new generation; its work
+    /// in the ring is cleared by the next [`Core::decide`].
+    pub fn reset_ctx(&mut self, id: CtxId) -> Option<u64> {
+        let ctx = self.ctxs.get_mut(&id)?;
+        ctx.drop_work();
+        ctx.generation += 1;
+        Some(ctx.generation)
+    }
+
+    /// The engine was reset behind the scheduler's back (the whole GPU was):
+    /// the ring is empty and nobody owns it.
+    pub fn engine_was_reset(&mut self) {
+        self.flight.clear();
+        self.owner = None;
+        self.progress = None;
+    }
+
+    /// The next thing to do at `now`.
+    pub fn decide(&mut self, now: Instant) -> Step {
+        debug_assert!(self.owner.is_some() || self.flight.idle());
+        // Work of a context reset or removed since it went in.
+        if let Some(o) = self.owner {
+            let current = self.ctxs.get(&o.id).map(|c| c.generation);
+            if current != Some(o.generation) {
+                self.owner = None;
+                if !self.flight.idle() {
+                    self.flight.clear();
+                    self.progress = None;
+                    return Step::ResetEngine(None);
+                }
+            }
+        }
+        // The slice ends between chunks, with the ring drained: when the
+        // owner has nothing more, or its time is up and another waits.
+        if let Some(o) = self.owner {
+            let mine = self.ctxs.get(&o.id).is_some_and(Ctx::runnable);
+            if self.flight.idle() && (!mine || (now >= o.until && self.others_waiting(o.id))) {
+                self.owner = None;
+            }
+        }
+        if self.owner.is_none() {
+            if let Some(id) = self.pick() {
+                let ctx = self.ctxs.get_mut(&id).expect("picked");
+                ctx.stats.slices += 1;
+                self.last = Some(id);
+                self.owner = Some(Owner {
+                    id,
+                    generation: ctx.generation,
+                    until: now + self.timeslice,
+                });
+            }
+        }
+        if let Some(o) = self.owner {
+            let feed = self.flight.has_room() && (now < o.until || !self.others_waiting(o.id));
+            if let Some(ctx) = self.ctxs.get_mut(&o.id).filter(|c| feed && c.runnable()) {
+                if self.flight.idle() {
+                    self.progress = Some((now, None));
+                }
+                return Step::Push(self.flight.take_chunk(o.id, ctx));
+            }
+        }
+        match self.progress {
+            Some((since, _)) if self.busy() => {
+                let deadline = since + self.watchdog;
+                if now >= deadline {
+                    return self.hang();
+                }
+                Step::Wait(Some(deadline.min(now + POLL_FALLBACK)))
+            }
+            _ => Step::Wait(None),
+        }
+    }
+
+    /// The work in flight made no progress for the watchdog's time: clear
+    /// the ring and halt its owner with `HANG`.
+    fn hang(&mut self) -> Step {
+        self.hangs += 1;
+        let head = self.progress.and_then(|(_, seen)| seen).map(|(h, _)| h);
+        let guest_head = head.map(|h| self.flight.guest_head_at(h, self.ring_size));
+        self.flight.clear();
+        self.progress = None;
+        let Some(o) = self.owner.take() else {
+            return Step::ResetEngine(None);
+        };
+        let delivery = self.halt(o, |_| EngineError::at(error::HANG, 0), guest_head);
+        if let Some(ctx) = self.ctxs.get_mut(&o.id) {
+            ctx.stats.hangs += 1;
+        }
+        Step::ResetEngine(delivery)
+    }
+
+    /// Stop `o`'s context with an error (if it is still in `o`'s
+    /// generation): its queue is dropped, and the error goes to its vGPU.
+    fn halt(
+        &mut self,
+        o: Owner,
+        error: impl FnOnce(&Ctx) -> EngineError,
+        head: Option<u32>,
+    ) -> Option<Delivery> {
+        let ctx = self
+            .ctxs
+            .get_mut(&o.id)
+            .filter(|c| c.generation == o.generation)?;
+        ctx.drop_work();
+        ctx.stats.faults += 1;
+        let error = error(ctx);
+        let mut raise = IntSource::ENGINE_ERROR;
+        if error.code == error::BAD_ADDRESS {
+            raise |= IntSource::GTT_FAULT;
+        }
+        Some(Delivery {
+            ctx: o.id,
+            progress: Progress {
+                generation: o.generation,
+                head,
+                raise,
+                error: Some(error),
+                ..Progress::default()
+            },
+        })
+    }
+
+    /// Turn what the engine's registers say into progress for the
+    /// contexts; on an engine error, halt the owner.
+    pub fn collect(&mut self, snap: EngineSnapshot, now: Instant) -> Collected {
+        let mut out = Collected::default();
+        if self.flight.idle() {
+            return out;
+        }
+        out.deliveries = self.flight.retire(snap.seqno);
+        let seen = Some((snap.head, snap.seqno));
+        if self.progress.is_none_or(|(_, s)| s != seen) || !out.deliveries.is_empty() {
+            self.progress = Some((now, seen));
+        }
+        if snap.error == error::NONE {
+            self.flight.forget_before(snap.head, self.ring_size);
+            return out;
+        }
+        let head = self.flight.guest_head_at(snap.head, self.ring_size);
+        self.flight.clear();
+        self.progress = None;
+        out.reset_engine = true;
+        let Some(o) = self.owner else {
+            return out;
+        };
+        let fault = self.halt(
+            o,
+            |ctx| {
+                // Back into the guest's graphics space when it came from
+                // there; the mediator's own addresses stay as they are.
+                let addr = snap
+                    .error_addr
+                    .checked_sub(ctx.reloc)
+                    .filter(|&a| a < ctx.space)
+                    .unwrap_or(snap.error_addr);
+                EngineError::at(snap.error, addr)
+            },
+            Some(head),
+        );
+        out.deliveries.extend(fault);
+        out
+    }
+
+    /// The next context with work after the one that ran last.
+    fn pick(&self) -> Option<CtxId> {
+        let after = self.last.map_or(0, |l| l.0 + 1);
+        let runnable = |(&id, c): (&CtxId, &Ctx)| c.runnable().then_some(id);
+        self.ctxs
+            .range(CtxId(after)..)
+            .chain(self.ctxs.range(..CtxId(after)))
+            .find_map(runnable)
+    }
+
+    fn others_waiting(&self, id: CtxId) -> bool {
+        self.ctxs.iter().any(|(&i, c)| i != id && c.runnable())
+    }
+}
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

@@ -1,0 +1,449 @@
+//! The scheduler's decisions, event by event, with no thread and no GPU:
+//! every interleaving a test names is the one that runs.
+
+use super::*;
+use crate::scan::{CmdOrigin, FenceMark};
+use rvg_model::cmd::Command;
+
+const RING: u32 = 64 << 10;
+const SLICE: Duration = Duration::from_millis(1);
+const WATCHDOG: Duration = Duration::from_millis(500);
+
+fn core() -> Core {
+    Core::new(RING, SLICE, WATCHDOG)
+}
+
+/// A context of an enabled vGPU.
+fn vgpu(core: &mut Core) -> CtxId {
+    let id = core.add(Ctx::new(1 << 27, 1 << 27));
+    core.ctx(id).unwrap().enabled = true;
+    id
+}
+
+/// `noops` NOOPs at guest ring offsets 0, 4, ..., then a FENCE with
+/// `seqno` (interrupting).
+fn work(noops: usize, seqno: u32) -> Work {
+    let mut w = Work::default();
+    for i in 0..noops {
+        w.cmds.push(CmdOrigin {
+            at: w.dwords.len(),
+            head: 4 * i as u32,
+        });
+        w.dwords.extend(Command::Noop.encode());
+    }
+    w.cmds.push(CmdOrigin {
+        at: w.dwords.len(),
+        head: 4 * noops as u32,
+    });
+    w.fences.push(FenceMark {
+        at: w.dwords.len(),
+        seqno,
+        interrupt: true,
+    });
+    w.dwords.extend(
+        Command::Fence {
+            seqno: 0,
+            interrupt: true,
+        }
+        .encode(),
+    );
+    w.tail = 4 * noops as u32 + 8;
+    w.guest_commands = noops as u64 + 1;
+    w
+}
+
+fn submit(core: &mut Core, id: CtxId, w: Work) {
+    core.ctx(id).unwrap().queue.push_back(w);
+}
+
+fn push(step: Step) -> Chunk {
+    match step {
+        Step::Push(c) => c,
+        other => panic!("expected a push, got {other:?}"),
+    }
+}
+
+/// The engine's registers once it ran `chunk` to its end.
+fn ran(chunk: &Chunk) -> EngineSnapshot {
+    let end = chunk.at + chunk.dwords.len() as u64;
+    EngineSnapshot {
+        seqno: *chunk.dwords.last().unwrap(),
+        head: ((end * 4) % u64::from(RING)) as u32,
+        ..EngineSnapshot::default()
+    }
+}
+
+/// The engine's registers once it stopped with `code` on `chunk`'s
+/// first command, having completed nothing of it.
+fn faulted(chunk: &Chunk, code: u32, addr: u64) -> EngineSnapshot {
+    EngineSnapshot {
+        seqno: chunk.dwords[1].wrapping_sub(1),
+        error: code,
+        error_addr: addr,
+        head: ((chunk.at * 4) % u64::from(RING)) as u32,
+    }
+}
+
+fn owner_of(core: &Core) -> Option<(CtxId, u64)> {
+    core.owner().map(|o| (o.id, o.generation))
+}
+
+#[test]
+fn completed_work_becomes_progress_for_its_context() {
+    let mut c = core();
+    let t = Instant::now();
+    let a = vgpu(&mut c);
+    submit(&mut c, a, work(3, 7));
+    let chunk = push(c.decide(t));
+    assert_eq!(c.decide(t), Step::Wait(Some(t + POLL_FALLBACK)));
+    let got = c.collect(ran(&chunk), t);
+    assert!(!got.reset_engine);
+    let seqnos: Vec<_> = got.deliveries.iter().map(|d| d.progress.seqno).collect();
+    assert_eq!(
+        seqnos,
+        [Some(7), None],
+        "the guest's fence, then the chunk's"
+    );
+    assert!(got.deliveries.iter().all(|d| d.ctx == a));
+    assert_eq!(got.deliveries[1].progress.head, Some(20));
+    assert_eq!(c.decide(t), Step::Wait(None));
+    assert_eq!(c.owner(), None, "the ring is given up once drained");
+}
+
+/// The wedge: a guest resets its engine and submits again before the
+/// scheduler looks, while its old work is in the ring. The old work must
+/// be cleared and the new work must run with the ring owned, so that its
+/// completion and its faults reach the guest.
+#[test]
+fn a_reset_and_resubmit_while_old_work_is_in_the_ring() {
+    let mut c = core();
+    let t = Instant::now();
+    let a = vgpu(&mut c);
+    let b = vgpu(&mut c);
+    submit(&mut c, a, work(1, 1));
+    let old = push(c.decide(t));
+    assert_eq!(owner_of(&c), Some((a, 0)));
+
+    // The guest: RING_CTL.RESET, then a new tail write, both before the
+    // scheduler thread runs again.
+    assert_eq!(c.reset_ctx(a), Some(1));
+    submit(&mut c, a, work(2, 2));
+
+    assert_eq!(c.decide(t), Step::ResetEngine(None), "the old work goes");
+    assert!(!c.busy());
+    let new = push(c.decide(t));
+    assert_eq!(new.at, 0, "the ring starts over after the reset");
+    assert_eq!(owner_of(&c), Some((a, 1)), "the new work is owned");
+    assert_ne!(
+        new.dwords.last(),
+        old.dwords.last(),
+        "tags are never reused"
+    );
+
+    // The new work faults (its page was unmapped after the tail write):
+    // the guest hears of it in its new generation, and the engine is reset.
+    let got = c.collect(faulted(&new, error::BAD_ADDRESS, (1 << 27) + 0x5000), t);
+    assert!(got.reset_engine);
+    let fault = got.deliveries.last().expect("the fault is delivered");
+    assert_eq!(fault.ctx, a);
+    assert_eq!(fault.progress.generation, 1);
+    assert_eq!(
+        fault.progress.error,
+        Some(EngineError::at(error::BAD_ADDRESS, 0x5000))
+    );
+    assert_eq!(
+        fault.progress.raise,
+        IntSource::ENGINE_ERROR | IntSource::GTT_FAULT
+    );
+
+    // And the neighbour is not stuck behind any of it.
+    submit(&mut c, b, work(0, 9));
+    let chunk = push(c.decide(t));
+    assert_eq!(owner_of(&c), Some((b, 0)));
+    let got = c.collect(ran(&chunk), t);
+    assert_eq!(got.deliveries[0].progress.seqno, Some(9));
+    assert_eq!(got.deliveries[0].ctx, b);
+}
+
+/// The reset leak: the engine stopped on a context's old work, and the
+/// context was reset (and given new work) before the scheduler read the
+/// error. The error belongs to the old generation: nothing is delivered
+/// and the new work stays queued.
+#[test]
+fn an_error_of_the_old_generation_does_not_reach_the_new_one() {
+    let mut c = core();
+    let t = Instant::now();
+    let a = vgpu(&mut c);
+    submit(&mut c, a, work(1, 1));
+    let old = push(c.decide(t));
+    assert_eq!(c.reset_ctx(a), Some(1));
+    submit(&mut c, a, work(1, 2));
+
+    let got = c.collect(faulted(&old, error::BAD_ADDRESS, 0), t);
+    assert!(got.reset_engine);
+    assert!(
+        got.deliveries.iter().all(|d| d.progress.generation == 0),
+        "only old-generation progress, which the vGPU drops: {got:?}"
+    );
+    assert!(got.deliveries.iter().all(|d| d.progress.error.is_none()));
+    assert_eq!(c.ctx(a).unwrap().queue.len(), 1, "the new work is kept");
+    assert_eq!(c.ctx(a).unwrap().stats.faults, 0);
+
+    let new = push(c.decide(t));
+    assert_eq!(owner_of(&c), Some((a, 1)));
+    let got = c.collect(ran(&new), t);
+    assert_eq!(got.deliveries[0].progress.seqno, Some(2));
+    assert_eq!(got.deliveries[0].progress.generation, 1);
+}
+
+#[test]
+fn a_context_removed_with_work_in_the_ring_frees_it() {
+    let mut c = core();
+    let t = Instant::now();
+    let a = vgpu(&mut c);
+    let b = vgpu(&mut c);
+    submit(&mut c, a, work(1, 1));
+    submit(&mut c, b, work(1, 2));
+    push(c.decide(t));
+    c.remove(a);
+    assert_eq!(c.decide(t), Step::ResetEngine(None));
+    assert_eq!(c.owner(), None);
+    push(c.decide(t));
+    assert_eq!(owner_of(&c), Some((b, 0)));
+    let c2 = vgpu(&mut c);
+    assert_ne!(c2, a, "identifiers are not reused");
+}
+
+#[test]
+fn progress_is_delivered_to_the_context_whose_work_it_was() {
+    let mut c = core();
+    let t = Instant::now();
+    let a = vgpu(&mut c);
+    submit(&mut c, a, work(1, 1));
+    let chunk = push(c.decide(t));
+    // The context disabled its engine after the work went in: the ring is
+    // still its own until drained, and the progress still its own.
+    c.ctx(a).unwrap().enabled = false;
+    assert_eq!(owner_of(&c), Some((a, 0)));
+    let got = c.collect(ran(&chunk), t);
+    assert!(got.deliveries.iter().all(|d| d.ctx == a));
+    assert_eq!(got.deliveries.len(), 2);
+}
+
+#[test]
+fn slices_alternate_at_chunk_boundaries_once_the_ring_drained() {
+    let mut c = core();
+    let t0 = Instant::now();
+    let a = vgpu(&mut c);
+    let b = vgpu(&mut c);
+    // Four chunks' worth each.
+    submit(&mut c, a, work(4 * CHUNK - 1, 1));
+    submit(&mut c, b, work(4 * CHUNK - 1, 2));
+    let mut t = t0;
+    let mut order = Vec::new();
+    for _ in 0..8 {
+        let chunk = push(c.decide(t));
+        order.push(owner_of(&c).unwrap().0);
+        // Half a slice passes while the engine runs the chunk.
+        t += SLICE / 2;
+        c.collect(ran(&chunk), t);
+    }
+    assert_eq!(order, [a, a, b, b, a, a, b, b]);
+}
+
+const CHUNK: usize = super::super::flight::CHUNK_COMMANDS;
+
+#[test]
+fn a_lone_context_keeps_the_engine_past_its_slice() {
+    let mut c = core();
+    let mut t = Instant::now();
+    let a = vgpu(&mut c);
+    submit(&mut c, a, work(3 * CHUNK - 1, 1));
+    for _ in 0..3 {
+        let chunk = push(c.decide(t));
+        assert_eq!(owner_of(&c), Some((a, 0)));
+        t += 10 * SLICE;
+        c.collect(ran(&chunk), t);
+    }
+    assert_eq!(c.ctx(a).unwrap().stats.slices, 1);
+}
+
+#[test]
+fn two_chunks_at_most_are_in_the_ring() {
+    let mut c = core();
+    let t = Instant::now();
+    let a = vgpu(&mut c);
+    submit(&mut c, a, work(3 * CHUNK - 1, 1));
+    let first = push(c.decide(t));
+    push(c.decide(t));
+    assert!(matches!(c.decide(t), Step::Wait(Some(_))));
+    c.collect(ran(&first), t);
+    push(c.decide(t));
+}
+
+/// Work that makes no progress for the watchdog's time: the engine is
+/// reset, its owner halted with HANG, and the others go on.
+#[test]
+fn the_watchdog_halts_the_owner_of_work_that_hangs() {
+    let mut c = core();
+    let t0 = Instant::now();
+    let a = vgpu(&mut c);
+    let b = vgpu(&mut c);
+    submit(&mut c, a, work(5, 1));
+    let chunk = push(c.decide(t0));
+    submit(&mut c, b, work(1, 2));
+    // The engine sits on the chunk's third command.
+    let stuck = EngineSnapshot {
+        head: ((chunk.at + 2) * 4) as u32,
+        seqno: chunk.dwords[1].wrapping_sub(1),
+        ..EngineSnapshot::default()
+    };
+    let mut t = t0;
+    while t < t0 + WATCHDOG {
+        assert!(matches!(c.decide(t), Step::Wait(Some(d)) if d <= t0 + WATCHDOG));
+        c.collect(stuck, t);
+        t += POLL_FALLBACK;
+    }
+    let Step::ResetEngine(Some(halt)) = c.decide(t) else {
+        panic!("the watchdog fires");
+    };
+    assert_eq!(halt.ctx, a);
+    assert_eq!(halt.progress.error, Some(EngineError::at(error::HANG, 0)));
+    assert_eq!(halt.progress.head, Some(8), "the guest command it sat on");
+    assert_eq!(halt.progress.raise, IntSource::ENGINE_ERROR);
+    assert_eq!(c.hangs(), 1);
+    assert_eq!(c.stats(a).unwrap().hangs, 1);
+    assert!(c.ctx(a).unwrap().queue.is_empty());
+    assert!(!c.busy());
+
+    let next = push(c.decide(t));
+    assert_eq!(owner_of(&c), Some((b, 0)));
+    assert_eq!(c.collect(ran(&next), t).deliveries[0].ctx, b);
+}
+
+#[test]
+fn progress_restarts_the_watchdog() {
+    let mut c = core();
+    let t0 = Instant::now();
+    let a = vgpu(&mut c);
+    submit(&mut c, a, work(3, 1));
+    let chunk = push(c.decide(t0));
+    // One command done each period: slow, but alive.
+    for i in 1..=3u64 {
+        let t = t0 + WATCHDOG * i as u32 - Duration::from_millis(1);
+        let moving = EngineSnapshot {
+            head: ((chunk.at + i) * 4) as u32,
+            seqno: chunk.dwords[1].wrapping_sub(1),
+            ..EngineSnapshot::default()
+        };
+        c.collect(moving, t);
+        assert!(matches!(c.decide(t), Step::Wait(Some(_))));
+    }
+    assert_eq!(c.hangs(), 0);
+}
+
+#[test]
+fn a_gpu_reset_under_the_scheduler_empties_the_ring() {
+    let mut c = core();
+    let t = Instant::now();
+    let a = vgpu(&mut c);
+    submit(&mut c, a, work(1, 1));
+    push(c.decide(t));
+    c.engine_was_reset();
+    assert!(!c.busy());
+    assert_eq!(c.owner(), None);
+    assert_eq!(c.decide(t), Step::Wait(None));
+}
+
+/// Whatever the order of guest resets, submissions, completions and faults,
+/// the ring is never busy without an owner, and never holds a stale
+/// owner's work after a decision.
+#[test]
+fn ownership_invariants_over_random_interleavings() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    #[derive(Clone, Debug)]
+    enum Ev {
+        Submit(usize, usize),
+        Reset(usize),
+        Decide,
+        Complete,
+        Fault,
+        Tick,
+    }
+    let ev = prop_oneof![
+        (0..3usize, 0..70usize).prop_map(|(v, n)| Ev::Submit(v, n)),
+        (0..3usize).prop_map(Ev::Reset),
+        Just(Ev::Decide),
+        Just(Ev::Decide),
+        Just(Ev::Complete),
+        Just(Ev::Fault),
+        Just(Ev::Tick),
+    ];
+    let mut runner = TestRunner::new(Config {
+        cases: 256,
+        ..Config::default()
+    });
+    runner
+        .run(&proptest::collection::vec(ev, 1..200), |events| {
+            let mut c = core();
+            let mut t = Instant::now();
+            let ids: Vec<_> = (0..3).map(|_| vgpu(&mut c)).collect();
+            let mut ring: Vec<Chunk> = Vec::new();
+            for e in events {
+                match e {
+                    Ev::Submit(v, n) => submit(&mut c, ids[v], work(n, 1)),
+                    Ev::Reset(v) => {
+                        c.reset_ctx(ids[v]);
+                    }
+                    Ev::Decide => match c.decide(t) {
+                        Step::Push(chunk) => ring.push(chunk),
+                        Step::ResetEngine(_) => ring.clear(),
+                        Step::Wait(_) => {}
+                    },
+                    Ev::Complete => {
+                        if !ring.is_empty() {
+                            let chunk = ring.remove(0);
+                            let got = c.collect(ran(&chunk), t);
+                            prop_assert!(!got.reset_engine);
+                        }
+                    }
+                    Ev::Fault => {
+                        if let Some(chunk) = ring.first() {
+                            let owner = c.owner();
+                            let got = c.collect(faulted(chunk, error::MISALIGNED, 0), t);
+                            prop_assert!(got.reset_engine);
+                            ring.clear();
+                            for d in got.deliveries.iter().filter(|d| d.progress.error.is_some()) {
+                                let o = owner.expect("a fault has an owner");
+                                prop_assert_eq!(d.ctx, o.id);
+                                prop_assert_eq!(d.progress.generation, o.generation);
+                            }
+                        }
+                    }
+                    Ev::Tick => t += SLICE,
+                }
+                prop_assert!(c.owner().is_some() || !c.busy(), "busy without an owner");
+                prop_assert_eq!(c.busy(), !ring.is_empty());
+            }
+            // Left alone, the scheduler finishes everything: nothing is lost.
+            for _ in 0..10_000 {
+                match c.decide(t) {
+                    Step::Push(chunk) => ring.push(chunk),
+                    Step::ResetEngine(_) => ring.clear(),
+                    Step::Wait(_) if ring.is_empty() => break,
+                    Step::Wait(_) => {
+                        let chunk = ring.remove(0);
+                        c.collect(ran(&chunk), t);
+                    }
+                }
+                t += SLICE;
+            }
+            for &id in &ids {
+                prop_assert!(c.ctx(id).unwrap().queue.is_empty(), "work left behind");
+            }
+            Ok(())
+        })
+        .unwrap();
+}

@@ -1,0 +1,465 @@
+//! The scheduler: time-shares the GPU's one engine among the vGPUs' engine
+//! contexts.
+//!
+//! Each context has a queue of scanned work. The scheduler thread picks the
+//! next context with work, round robin, and copies its shadow commands into
+//! the mediator's physical ring a chunk at a time, each chunk closed by a
+//! FENCE whose tag identifies it. When the context's time slice is over and
+//! another context has work, it stops feeding, lets the ring drain and
+//! switches: the ring only ever holds one context's commands, so an engine
+//! error is that context's. Completed tags become progress (head, seqno,
+//! interrupts) delivered to the vGPU; an engine error halts the vGPU's
+//! virtual engine and the physical engine is reset for the next context.
+//!
+//! Every decision is made by [`core::Core`], a pure function of the state
+//! and the time; the thread here only reads and writes the GPU, sleeps and
+//! calls the vGPUs' sinks.
+
+mod core;
+mod flight;
+
+use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use rvg_model::engine::{ring_ctl, EngineError};
+use rvg_model::irq::IntSource;
+use rvg_model::regs::{bar2, EngineReg, GlobalReg, Register};
+use rvg_vfio::contract::{IrqSet, Region};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use self::core::{Core, Ctx, EngineSnapshot, Step};
+use self::flight::{Chunk, Delivery};
+use crate::scan::Work;
+
+/// An engine context on a scheduler. Never reused: a context removed and a
+/// context added later are told apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CtxId(u64);
+
+/// What the scheduler reports to a vGPU about its work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The context generation the work was submitted in: a vGPU drops
+    /// progress from before its last engine reset.
+    pub generation: u64,
+    /// The guest ring offset the engine has reached.
+    pub head: Option<u32>,
+    /// A guest fence passed with this seqno.
+    pub seqno: Option<u32>,
+    /// Virtual interrupt sources to raise.
+    pub raise: IntSource,
+    /// The engine stopped on the vGPU's work (guest graphics address).
+    pub error: Option<EngineError>,
+}
+
+/// Where a vGPU hears about its progress (from the scheduler thread, with
+/// no scheduler lock held; it must not wait for anything that may wait for
+/// the scheduler, such as QEMU's BQL).
+pub type ProgressSink = Arc<dyn Fn(Progress) + Send + Sync>;
+
+/// Where the scheduler reports failures of the contract (host-side errors)
+/// and the watchdog's resets.
+pub type HostLog = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// The physical ring the mediator owns: `size` bytes at graphics address
+/// `gfx_base`, backed by VRAM at `vram_offset`.
+#[derive(Clone, Copy, Debug)]
+pub struct PhysRing {
+    pub gfx_base: u64,
+    pub vram_offset: u64,
+    pub size: u32,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtxStats {
+    pub submitted: u64,
+    pub slices: u64,
+    pub faults: u64,
+    /// Halts by the watchdog (counted in `faults` too).
+    pub hangs: u64,
+}
+
+/// How the scheduler shares the engine.
+#[derive(Clone, Copy, Debug)]
+pub struct SchedConfig {
+    pub timeslice: Duration,
+    /// Work in the ring that makes no progress for this long is a hang.
+    pub watchdog: Duration,
+}
+
+struct State {
+    core: Core,
+    sinks: BTreeMap<CtxId, ProgressSink>,
+    /// The context whose sink is being called (outside the lock).
+    delivering: Option<CtxId>,
+    shutdown: bool,
+    /// Someone wants the engine left alone (a GPU reset): the thread parks.
+    pause: bool,
+    /// The thread is parked: nothing of it touches the GPU.
+    parked: bool,
+}
+
+pub(crate) struct Shared {
+    bar0: Region,
+    bar2: Region,
+    ring: PhysRing,
+    state: Mutex<State>,
+    /// Signalled whenever the ring's owner changes, a delivery ends, or the
+    /// thread parks.
+    idle: Condvar,
+    /// Wakes the thread: new work, a reset, shutdown.
+    kick: EventFd,
+    irq: EventFd,
+    /// The interrupt is INTx that the device masks on assertion: unmask it
+    /// once handled.
+    intx_automasked: bool,
+    log: HostLog,
+}
+
+pub struct Scheduler {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+fn engine_reg(r: EngineReg) -> u64 {
+    bar2::ENGINE + r.offset()
+}
+
+impl Scheduler {
+    /// Start scheduling onto the engine behind `bar2`, whose interrupt
+    /// arrives on `irq` (automasked INTx if `intx_automasked`).
+    pub fn start(
+        bar0: Region,
+        bar2: Region,
+        ring: PhysRing,
+        irq: EventFd,
+        intx_automasked: bool,
+        config: SchedConfig,
+        log: HostLog,
+    ) -> std::io::Result<Scheduler> {
+        let shared = Arc::new(Shared {
+            bar0,
+            bar2,
+            ring,
+            state: Mutex::new(State {
+                core: Core::new(ring.size, config.timeslice, config.watchdog),
+                sinks: BTreeMap::new(),
+                delivering: None,
+                shutdown: false,
+                pause: false,
+                parked: false,
+            }),
+            idle: Condvar::new(),
+            kick: EventFd::new(EFD_NONBLOCK)?,
+            irq,
+            intx_automasked,
+            log,
+        });
+        shared.reset_engine()?;
+        let worker = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("rvg-sched".into())
+            .spawn(move || worker.run())?;
+        Ok(Scheduler {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn timeslice(&self) -> Duration {
+        self.shared.state.lock().core.timeslice()
+    }
+
+    pub fn watchdog(&self) -> Duration {
+        self.shared.state.lock().core.watchdog()
+    }
+
+    /// Engine resets by the watchdog, over every context.
+    pub fn hangs(&self) -> u64 {
+        self.shared.state.lock().core.hangs()
+    }
+
+    /// A new engine context for a vGPU whose graphics addresses are
+    /// relocated by `reloc` into a `space`-byte slice.
+    pub fn add_context(&self, sink: ProgressSink, reloc: u64, space: u64) -> CtxId {
+        let mut st = self.shared.state.lock();
+        let id = st.core.add(Ctx::new(reloc, space));
+        st.sinks.insert(id, sink);
+        id
+    }
+
+    /// Queue scanned work; dropped if the context was reset since
+    /// `generation`.
+    pub fn submit(&self, id: CtxId, generation: u64, work: Work) {
+        let mut st = self.shared.state.lock();
+        if let Some(ctx) = st.core.ctx(id).filter(|c| c.generation == generation) {
+            ctx.queue.push_back(work);
+        }
+        drop(st);
+        self.shared.wake();
+    }
+
+    pub fn set_enabled(&self, id: CtxId, enabled: bool) {
+        if let Some(ctx) = self.shared.state.lock().core.ctx(id) {
+            ctx.enabled = enabled;
+        }
+        self.shared.wake();
+    }
+
+    /// Drop the context's queued work and any of it in the ring; returns
+    /// the new generation. The engine may finish the command it is on.
+    pub fn reset_context(&self, id: CtxId) -> u64 {
+        let generation = self.shared.state.lock().core.reset_ctx(id);
+        self.shared.wake();
+        generation.unwrap_or(0)
+    }
+
+    /// Remove a context; returns once none of its work is in the ring and
+    /// its sink is not running (nor will again). The caller must not hold
+    /// what the sink takes. Removing a context twice is harmless.
+    pub fn remove_context(&self, id: CtxId) {
+        let mut st = self.shared.state.lock();
+        st.core.remove(id);
+        st.sinks.remove(&id);
+        self.shared.wake();
+        while self.thread.is_some()
+            && (st.core.owner().is_some_and(|o| o.id == id) || st.delivering == Some(id))
+        {
+            self.shared.idle.wait(&mut st);
+        }
+    }
+
+    /// Run `f` while the scheduler thread leaves the GPU alone, then set
+    /// the engine up again on an empty ring: for resetting the GPU under
+    /// it. Whatever the ring held is dropped (its owner's progress with
+    /// it), so callers reset the contexts first. Neither the scheduler's
+    /// lock nor a sink's is held while `f` runs.
+    pub fn with_engine_parked<R>(&self, f: impl FnOnce() -> R) -> R {
+        let mut st = self.shared.state.lock();
+        st.pause = true;
+        self.shared.wake();
+        while !st.parked && self.thread.is_some() {
+            self.shared.idle.wait(&mut st);
+        }
+        drop(st);
+        let result = f();
+        self.shared.state.lock().pause = false;
+        self.shared.idle.notify_all();
+        result
+    }
+
+    pub fn stats(&self, id: CtxId) -> CtxStats {
+        self.shared.state.lock().core.stats(id).unwrap_or_default()
+    }
+
+    /// Stop the thread for good; after this the scheduler leaves the GPU
+    /// alone. Idempotent.
+    pub fn stop(&mut self) {
+        self.shared.state.lock().shutdown = true;
+        self.shared.wake();
+        self.shared.idle.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Shared {
+    fn wake(&self) {
+        // A full counter already wakes the thread.
+        let _ = self.kick.write(1);
+    }
+
+    fn run(&self) {
+        loop {
+            let step = {
+                let mut st = self.state.lock();
+                if st.shutdown {
+                    return;
+                }
+                if st.pause {
+                    self.park(&mut st);
+                    continue;
+                }
+                let owner = st.core.owner();
+                let step = st.core.decide(Instant::now());
+                if st.core.owner() != owner {
+                    self.idle.notify_all();
+                }
+                step
+            };
+            match step {
+                Step::Push(chunk) => {
+                    if let Err(e) = self.push(&chunk) {
+                        (self.log)(&format!("writing the GPU's ring: {e}"));
+                    }
+                }
+                Step::ResetEngine(halted) => {
+                    if let Some(d) = &halted {
+                        (self.log)(&format!(
+                            "watchdog: the engine made no progress for {} ms on context {}'s \
+                             work; engine reset, context halted",
+                            self.state.lock().core.watchdog().as_millis(),
+                            d.ctx.0
+                        ));
+                    }
+                    if let Err(e) = self.reset_engine() {
+                        (self.log)(&format!("resetting the GPU's engine: {e}"));
+                    }
+                    self.deliver(halted.into_iter().collect());
+                }
+                Step::Wait(deadline) => {
+                    self.wait(deadline);
+                    self.collect();
+                }
+            }
+        }
+    }
+
+    /// Stay off the GPU until the pause is over, then start the engine
+    /// afresh: the GPU was reset under it.
+    fn park(&self, st: &mut parking_lot::MutexGuard<'_, State>) {
+        st.parked = true;
+        self.idle.notify_all();
+        while st.pause && !st.shutdown {
+            self.idle.wait(st);
+        }
+        st.parked = false;
+        if let Err(e) = self.reset_engine() {
+            (self.log)(&format!("setting up the GPU's engine again: {e}"));
+        }
+        st.core.engine_was_reset();
+        self.idle.notify_all();
+    }
+
+    /// Copy a chunk into the ring at its place and move the tail.
+    fn push(&self, chunk: &Chunk) -> std::io::Result<()> {
+        let size = u64::from(self.ring.size);
+        let mut bytes: Vec<u8> = chunk.dwords.iter().flat_map(|d| d.to_le_bytes()).collect();
+        let start = (chunk.at * 4) % size;
+        let first = bytes.len().min((size - start) as usize);
+        let rest = bytes.split_off(first);
+        self.bar0.write(self.ring.vram_offset + start, &bytes)?;
+        self.bar0.write(self.ring.vram_offset, &rest)?;
+        let end = chunk.at + chunk.dwords.len() as u64;
+        self.bar2
+            .write_u32(engine_reg(EngineReg::RingTail), ((end * 4) % size) as u32)
+    }
+
+    /// Sleep until the GPU interrupts or someone kicks, at most until
+    /// `deadline`.
+    fn wait(&self, deadline: Option<Instant>) {
+        let mut fds = [
+            libc::pollfd {
+                fd: self.kick.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.irq.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let timeout = deadline.map_or(-1, |d| {
+            let ms = d.saturating_duration_since(Instant::now()).as_millis();
+            // Round up: waking before the deadline only costs another wait.
+            i32::try_from(ms + 1).unwrap_or(i32::MAX)
+        });
+        // SAFETY: `fds` is a valid array of two pollfds for the call.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        let _ = self.kick.read();
+        if self.irq.read().is_ok() {
+            self.ack_interrupt();
+        }
+    }
+
+    /// Acknowledge the GPU's interrupt: clear what it reports, so the next
+    /// completion signals again; re-arm INTx.
+    fn ack_interrupt(&self) {
+        let at = bar2::GLOBAL + GlobalReg::IntStatus.offset();
+        let r = self
+            .bar2
+            .read_u32(at)
+            .and_then(|s| self.bar2.write_u32(at, s));
+        if let Err(e) = r {
+            (self.log)(&format!("acknowledging the GPU's interrupt: {e}"));
+        }
+        if self.intx_automasked {
+            let dev = self.bar2.device();
+            if let Err(e) = dev.set_irqs(&IrqSet::intx_unmask()) {
+                (self.log)(&format!("unmasking the GPU's INTx: {e}"));
+            }
+        }
+    }
+
+    /// Read the engine and turn what it completed into progress; on an
+    /// engine error, reset the engine before telling the vGPU.
+    fn collect(&self) {
+        if !self.state.lock().core.busy() {
+            return;
+        }
+        let snap = match self.snapshot() {
+            Ok(s) => s,
+            Err(e) => {
+                (self.log)(&format!("reading the GPU's engine registers: {e}"));
+                return;
+            }
+        };
+        let collected = self.state.lock().core.collect(snap, Instant::now());
+        if collected.reset_engine {
+            if let Err(e) = self.reset_engine() {
+                (self.log)(&format!("resetting the GPU's engine: {e}"));
+            }
+        }
+        self.deliver(collected.deliveries);
+    }
+
+    fn snapshot(&self) -> std::io::Result<EngineSnapshot> {
+        let read = |r| self.bar2.read_u32(engine_reg(r));
+        Ok(EngineSnapshot {
+            seqno: read(EngineReg::Seqno)?,
+            error: read(EngineReg::Error)?,
+            error_addr: self.bar2.read_u64(engine_reg(EngineReg::ErrorAddr))?,
+            head: read(EngineReg::RingHead)?,
+        })
+    }
+
+    /// Hand progress to the contexts' sinks, in order, with no scheduler
+    /// lock held; a context removed meanwhile gets nothing.
+    fn deliver(&self, deliveries: Vec<Delivery>) {
+        for d in deliveries {
+            let mut st = self.state.lock();
+            let Some(sink) = st.sinks.get(&d.ctx).cloned() else {
+                continue;
+            };
+            st.delivering = Some(d.ctx);
+            drop(st);
+            sink(d.progress);
+            self.state.lock().delivering = None;
+            self.idle.notify_all();
+        }
+    }
+
+    /// Engine stopped and back at the start of an empty ring, enabled.
+    fn reset_engine(&self) -> std::io::Result<()> {
+        let ctl = engine_reg(EngineReg::RingCtl);
+        self.bar2.write_u32(ctl, ring_ctl::RESET)?;
+        self.bar2
+            .write_u64(engine_reg(EngineReg::RingBase), self.ring.gfx_base)?;
+        self.bar2
+            .write_u32(engine_reg(EngineReg::RingSize), self.ring.size)?;
+        self.bar2.write_u32(engine_reg(EngineReg::RingTail), 0)?;
+        self.bar2.write_u32(ctl, ring_ctl::ENABLE)
+    }
+}
