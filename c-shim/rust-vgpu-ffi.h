@@ -170,6 +170,13 @@ typedef struct RvgOps {
                           RvgDeviceInfo *info, RvgErrorSink *errp);
     /* Free the device. No other op may run concurrently or afterwards. */
     void (*unrealize)(RvgDevice *dev);
+    /*
+     * The device is leaving the bus (PCI exit; main loop, BQL held). When
+     * this returns no fd_ready is due for it, and Rust calls no host
+     * service that reaches the PCI device (interrupts, DMA, config space)
+     * again; log still works. Only unrealize may follow.
+     */
+    void (*exit)(RvgDevice *dev);
     /* Back to power-on state (system reset, FLR). */
     void (*reset)(RvgDevice *dev);
     /* Guest access to BAR2; `size` is 1, 2, 4 or 8, offset < mmio_size. */

@@ -93,6 +93,11 @@ struct RustVgpuState {
     DirtyBitmapSnapshot *vram_dirty;
     RvgDevice *dev;
     RvgDeviceInfo info;
+    /*
+     * The device left the bus (exit ran): no host service touches the PCI
+     * device any more. Set and read under the BQL.
+     */
+    bool exited;
 };
 
 /* ---- host services: what Rust may ask of QEMU ---- */
@@ -108,6 +113,9 @@ static RvgIrqMode host_irq_mode(RvgHost *host)
 
     /* Config space changes under the BQL; the engine thread asks too. */
     BQL_LOCK_GUARD();
+    if (host_state(host)->exited) {
+        return RVG_IRQ_INTX;
+    }
     if (msix_enabled(pdev)) {
         return RVG_IRQ_MSIX;
     }
@@ -131,6 +139,9 @@ static bool host_bus_master(RvgHost *host)
 static void host_msix_notify(RvgHost *host, uint32_t vector)
 {
     BQL_LOCK_GUARD();
+    if (host_state(host)->exited) {
+        return;
+    }
     trace_rust_vgpu_irq("msix", vector);
     msix_notify(PCI_DEVICE(host_state(host)), vector);
 }
@@ -138,6 +149,9 @@ static void host_msix_notify(RvgHost *host, uint32_t vector)
 static void host_msi_notify(RvgHost *host, uint32_t vector)
 {
     BQL_LOCK_GUARD();
+    if (host_state(host)->exited) {
+        return;
+    }
     trace_rust_vgpu_irq("msi", vector);
     msi_notify(PCI_DEVICE(host_state(host)), vector);
 }
@@ -145,6 +159,9 @@ static void host_msi_notify(RvgHost *host, uint32_t vector)
 static void host_intx_set(RvgHost *host, bool level)
 {
     BQL_LOCK_GUARD();
+    if (host_state(host)->exited) {
+        return;
+    }
     trace_rust_vgpu_irq("intx", level);
     pci_set_irq(PCI_DEVICE(host_state(host)), level);
 }
@@ -177,6 +194,9 @@ static bool host_dma_rw(RvgHost *host, uint64_t addr, void *buf, uint64_t len,
                         bool is_write)
 {
     BQL_LOCK_GUARD();
+    if (host_state(host)->exited) {
+        return false;
+    }
     return pci_dma_rw(PCI_DEVICE(host_state(host)), addr, buf, len,
                       is_write ? DMA_DIRECTION_FROM_DEVICE
                                : DMA_DIRECTION_TO_DEVICE,
@@ -564,10 +584,19 @@ fail:
     }
 }
 
+/*
+ * The device leaves the bus: Rust first shuts every path that could call
+ * back for it (its eventfd, the engine's progress, worker threads), then
+ * the services refuse whatever was already on its way.
+ */
 static void rust_vgpu_exit(PCIDevice *pdev)
 {
     RustVgpuState *s = RUST_VGPU_BASE(pdev);
 
+    if (s->dev) {
+        rvg_ops.exit(s->dev);
+    }
+    s->exited = true;
     if (s->con) {
         graphic_console_close(s->con);
         s->con = NULL;

@@ -14,7 +14,7 @@
 
 #include "libqos/pci-pc.h"
 
-#include "rvg-qtest.h"
+#include "rvg-engine.h"
 
 /* ---- identity ---- */
 
@@ -429,6 +429,66 @@ static void test_hotplug_unplug(void)
     qtest_pc_shutdown(qs);
 }
 
+/*
+ * The unplug rule: a vGPU leaves the bus with engine work in flight whose
+ * last fence interrupts (INTx, the guest never enabled MSI). Its GPU's
+ * engine is held (the x-engine-hold test hook) so the work is certainly in
+ * flight when the guest's ACPI code ejects the device, and released after:
+ * nothing of that work may call into QEMU for the device that left (a
+ * fence arriving then once aborted QEMU in pci_set_irq). The vGPU beside
+ * it on the same GPU keeps working.
+ */
+static void test_hotplug_unplug_busy(void)
+{
+    QOSState *qs = qtest_pc_boot("-nodefaults "
+                                 "-object rust-vgpu-gpu,id=gpu0,vram-size=64M,"
+                                 "x-engine-hold=on "
+                                 "-device rust-vgpu,id=stay,gpu=gpu0,"
+                                 "vram-size=16M,addr=04.0");
+    QTestState *qts = qs->qts;
+    g_autofree char *addr = g_strdup_printf("%x", HOTPLUG_SLOT);
+    g_autofree char *after = NULL;
+    Rvg gone = { .qs = qs }, stay = { .qs = qs };
+    Eng e, s;
+    QDict *resp;
+
+    qtest_qmp_device_add(qts, "rust-vgpu", "hp0",
+                         "{'addr': %s, 'vram-size': %d, 'gpu': 'gpu0'}",
+                         addr, (int)(16 * MiB));
+    gone.dev = qpci_device_find(qs->pcibus, QPCI_DEVFN(HOTPLUG_SLOT, 0));
+    stay.dev = qpci_device_find(qs->pcibus, QPCI_DEVFN(4, 0));
+    g_assert_nonnull(gone.dev);
+    g_assert_nonnull(stay.dev);
+    eng_init(&e, &gone, 4096);
+    eng_init(&s, &stay, 4096);
+    SUBMIT(&e, FILL_RECT(0, 4096, 1024, 256, 1), FILL_RECT(0, 4096, 1024, 256, 2),
+           STORE_DW(0x8000, 3), FENCE(1, true));
+    qpci_unplug_acpi_device_test(qts, "hp0", HOTPLUG_SLOT);
+
+    qtest_qmp_assert_success(qts, "{'execute': 'qom-set', 'arguments': {"
+                             "'path': '/objects/gpu0', "
+                             "'property': 'x-engine-hold', 'value': false}}");
+    SUBMIT(&s, STORE_DW(0x8000, 5), FENCE(2, true));
+    eng_wait_idle(&s);
+    g_assert_cmpuint(eng_read(&s, RVG_ENGINE_ERROR), ==, 0);
+    g_assert_cmpuint(eng_read(&s, RVG_ENGINE_SEQNO), ==, 2);
+    g_assert_cmphex(eng_vram_readl(&s, 0x8000), ==, 5);
+
+    /* A few more turns of the main loop: QEMU is alive, the device gone. */
+    for (int i = 0; i < 10; i++) {
+        g_usleep(10 * 1000);
+        resp = qtest_qmp(qts, "{'execute': 'query-status'}");
+        g_assert_true(qdict_haskey(resp, "return"));
+        qobject_unref(resp);
+    }
+    after = qtest_hmp(qts, "info rust-vgpu");
+    g_assert_null(strstr(after, "\"hp0\""));
+    g_assert_nonnull(strstr(after, "\"stay\""));
+    g_free(gone.dev);
+    g_free(stay.dev);
+    qtest_pc_shutdown(qs);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -447,6 +507,7 @@ int main(int argc, char **argv)
     qtest_add_func("/rust-vgpu/irq/msi", test_msi);
     qtest_add_func("/rust-vgpu/irq/intx", test_intx);
     qtest_add_func("/rust-vgpu/hotplug", test_hotplug_unplug);
+    qtest_add_func("/rust-vgpu/hotplug/busy", test_hotplug_unplug_busy);
 
     return g_test_run();
 }

@@ -81,6 +81,17 @@ impl FfiDevice {
         self.apply(fx);
     }
 
+    /// The device leaves the bus: shut every path that could call into
+    /// QEMU for it later (its eventfd, the scheduler's progress, the raw
+    /// engine's interrupts and DMA), then close the host services.
+    pub fn exit(&self) {
+        if let Model::Vgpu(v) = &self.model {
+            self.host.unwatch_fd(v.event_fd());
+            v.detach();
+        }
+        self.host.close();
+    }
+
     /// A system or bus reset.
     pub fn reset(&self) {
         let fx = match &self.model {

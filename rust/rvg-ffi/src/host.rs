@@ -51,6 +51,9 @@ pub struct Host {
     host: *mut sys::RvgHost,
     services: Services,
     pub counts: Arc<IrqCounts>,
+    /// The device left the bus: nothing may reach the PCI device any more.
+    /// Shared by every clone (the engine's interrupt sink, its DMA).
+    closed: Arc<AtomicBool>,
 }
 
 // SAFETY: the shim's services may be called from any thread (they take the
@@ -93,16 +96,35 @@ impl Host {
                     .ok_or_else(|| missing("display_update"))?,
             },
             counts: Arc::default(),
+            closed: Arc::default(),
         })
     }
 
+    /// The device is leaving the bus: from now on interrupts are dropped,
+    /// DMA fails and the interrupt mode reads as INTx, whichever thread
+    /// asks. (The shim refuses them too, under the BQL, for calls already
+    /// on their way.)
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     pub fn irq_mode(&self) -> sys::RvgIrqMode {
+        if self.is_closed() {
+            return sys::RvgIrqMode::RVG_IRQ_INTX;
+        }
         // SAFETY: a present service called with the host pointer it was given with.
         unsafe { (self.services.irq_mode)(self.host) }
     }
 
     /// The command register's Bus Master Enable.
     pub fn bus_master(&self) -> bool {
+        if self.is_closed() {
+            return false;
+        }
         // SAFETY: a present service called with the host pointer it was given with.
         unsafe { (self.services.bus_master)(self.host) }
     }
@@ -120,6 +142,9 @@ impl Host {
     /// Deliver the interrupt output in the mode the guest configured. MSI and
     /// MSI-X are messages; INTx follows the level.
     pub fn drive_irq(&self, line: IrqLine) {
+        if self.is_closed() {
+            return;
+        }
         let mode = self.irq_mode();
         if mode == sys::RvgIrqMode::RVG_IRQ_MSIX {
             if line.message {
@@ -141,6 +166,9 @@ impl Host {
     /// The guest switched interrupt mode: INTx must not stay asserted under
     /// MSI or MSI-X, and must come back if a cause is pending on return to INTx.
     pub fn irq_mode_changed(&self, line: IrqLine) {
+        if self.is_closed() {
+            return;
+        }
         let intx = self.irq_mode() == sys::RvgIrqMode::RVG_IRQ_INTX;
         self.set_intx(intx && line.asserted);
     }
@@ -231,6 +259,9 @@ pub struct HostDma(pub Host);
 impl DmaSpace for HostDma {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), DmaError> {
         let len = buf.len() as u64;
+        if self.0.is_closed() {
+            return Err(DmaError { addr, len });
+        }
         // SAFETY: present service; `buf` is valid for `len` bytes of writes.
         let ok = unsafe {
             (self.0.services.dma_rw)(
@@ -246,6 +277,9 @@ impl DmaSpace for HostDma {
 
     fn write(&self, addr: u64, data: &[u8]) -> Result<(), DmaError> {
         let len = data.len() as u64;
+        if self.0.is_closed() {
+            return Err(DmaError { addr, len });
+        }
         // SAFETY: present service; with is_write the shim only reads `data`.
         let ok = unsafe {
             (self.0.services.dma_rw)(self.0.host, addr, data.as_ptr() as *mut c_void, len, true)

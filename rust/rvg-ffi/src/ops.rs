@@ -28,6 +28,7 @@ pub static rvg_ops: sys::RvgOps = sys::RvgOps {
     abi_version: sys::RVG_FFI_ABI_VERSION,
     realize: Some(rvg_realize),
     unrealize: Some(rvg_unrealize),
+    exit: Some(rvg_exit),
     reset: Some(rvg_reset),
     mmio_read: Some(rvg_mmio_read),
     mmio_write: Some(rvg_mmio_write),
@@ -313,6 +314,11 @@ unsafe extern "C" fn rvg_unrealize(dev: *mut sys::RvgDevice) {
     // runs any more (header contract).
     let dev = unsafe { Box::from_raw(dev as *mut FfiDevice) };
     guard::catch((), |_| {}, move || drop(dev));
+}
+
+unsafe extern "C" fn rvg_exit(dev: *mut sys::RvgDevice) {
+    // SAFETY: header contract.
+    unsafe { with_device(dev, (), |d| d.exit()) }
 }
 
 unsafe extern "C" fn rvg_reset(dev: *mut sys::RvgDevice) {

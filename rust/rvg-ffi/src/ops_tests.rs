@@ -316,3 +316,124 @@ fn gtt_dump_rejects_a_bad_range() {
     );
 }
 
+/// A GPU to share, as `-object rust-vgpu-gpu` makes it.
+fn shared_gpu() -> *mut sys::RvgGpu {
+    let config = sys::RvgGpuConfig {
+        vram_size: 32 << 20,
+        timeslice_us: 1000,
+        watchdog_ms: 5000,
+    };
+    let mut err = String::new();
+    // SAFETY: valid config and sink for the call.
+    let gpu = unsafe {
+        rvg_ops.gpu_new.unwrap()(
+            &config,
+            None,
+            Some(set_error),
+            &mut err as *mut String as *mut sys::RvgErrorSink,
+        )
+    };
+    assert!(!gpu.is_null(), "{err}");
+    gpu
+}
+
+/// Put a ring holding an interrupting FENCE with `seqno` on `dev` and
+/// submit it, with the fence interrupt enabled.
+///
+/// # Safety
+/// `dev` and its `info` are live.
+unsafe fn submit_fence(dev: *mut sys::RvgDevice, info: &sys::RvgDeviceInfo, seqno: u32) {
+    let ring: Vec<u8> = Command::Fence {
+        seqno,
+        interrupt: true,
+    }
+    .encode()
+    .iter()
+    .flat_map(|d| d.to_le_bytes())
+    .collect();
+    let engine = |r: EngineReg| bar2::ENGINE + r.offset();
+    // SAFETY: per the contract, BAR0 holds `info.vram_size` bytes and `dev` is live.
+    unsafe {
+        std::ptr::copy_nonoverlapping(ring.as_ptr(), info.vram_ptr, ring.len());
+        let write = rvg_ops.mmio_write.unwrap();
+        let fence = u64::from(IntSource::FENCE.bits());
+        write(dev, reg(GlobalReg::IntEnable), fence, 4);
+        write(dev, bar2::GTT, GttEntry::new(0, true).0, 8);
+        write(dev, engine(EngineReg::RingSize), 4096, 4);
+        write(dev, engine(EngineReg::RingCtl), 1, 4);
+        write(dev, engine(EngineReg::RingTail), ring.len() as u64, 4);
+    }
+}
+
+fn readable_within(fd: c_int, ms: i32) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, ms) == 1 }
+}
+
+/// The unplug rule: a vGPU with an interrupting fence in flight leaves the
+/// bus (`exit`) before its work completes. Nothing reaches its host after
+/// that: no eventfd watch, no progress, no interrupt. A neighbour that
+/// stays, with the same work queued beside it, gets its interrupt.
+#[test]
+fn nothing_reaches_the_host_of_a_vgpu_after_exit() {
+    let gpu = shared_gpu();
+    let gone = Recorder::default();
+    let stays = Recorder::default();
+    let (a, a_info, err) = realize_on(&gone, VGPU, 4 << 20, gpu);
+    assert!(!a.is_null(), "{err}");
+    let (b, b_info, err) = realize_on(&stays, VGPU, 4 << 20, gpu);
+    assert!(!b.is_null(), "{err}");
+    let a_fd = gone.watched.lock().unwrap()[0];
+    let b_fd = stays.watched.lock().unwrap()[0];
+    // SAFETY: `a`, `b` and `gpu` are live until freed at the end.
+    unsafe {
+        let hold = rvg_ops.gpu_set_engine_hold.unwrap();
+        hold(gpu, true);
+        submit_fence(a, &a_info, 1);
+        submit_fence(b, &b_info, 2);
+        // Enabling the interrupt drove each line low; count from here.
+        gone.calls.lock().unwrap().clear();
+        stays.calls.lock().unwrap().clear();
+        rvg_ops.exit.unwrap()(a);
+        assert!(gone.watched.lock().unwrap().is_empty(), "unwatched at exit");
+        hold(gpu, false);
+        assert!(
+            readable_within(b_fd, 10_000),
+            "the neighbour's fence arrives"
+        );
+        rvg_ops.fd_ready.unwrap()(b, b_fd);
+        assert!(!readable_within(a_fd, 200), "no progress after exit");
+        // Even a main loop that calls anyway reaches nothing.
+        rvg_ops.fd_ready.unwrap()(a, a_fd);
+        rvg_ops.config_changed.unwrap()(a);
+        let seqno = rvg_ops.mmio_read.unwrap()(a, bar2::ENGINE + EngineReg::Seqno.offset(), 4);
+        assert_eq!(seqno, 0, "the work never ran for it");
+        rvg_ops.unrealize.unwrap()(a);
+        rvg_ops.unrealize.unwrap()(b);
+        rvg_ops.gpu_free.unwrap()(gpu);
+    }
+    assert_eq!(*stays.calls.lock().unwrap(), ["intx 1"]);
+    assert_eq!(*gone.calls.lock().unwrap(), Vec::<String>::new());
+}
+
+/// The raw model's engine raises interrupts from its own thread: after
+/// `exit` they go nowhere.
+#[test]
+fn the_hw_model_raises_nothing_after_exit() {
+    let host = Recorder::default();
+    let (dev, _, _) = realize(&host, sys::RvgModelKind::RVG_MODEL_HW, 16 << 20);
+    let sw = u64::from(IntSource::SOFTWARE.bits());
+    // SAFETY: `dev` is live until unrealize at the end.
+    unsafe {
+        rvg_ops.mmio_write.unwrap()(dev, reg(GlobalReg::IntEnable), sw, 4);
+        rvg_ops.exit.unwrap()(dev);
+        rvg_ops.mmio_write.unwrap()(dev, reg(GlobalReg::IntTrigger), sw, 4);
+        rvg_ops.unrealize.unwrap()(dev);
+    }
+    assert_eq!(*host.calls.lock().unwrap(), ["intx 0"]);
+}
