@@ -5,6 +5,8 @@
 
 Builds the guest program and image (guest/program.sh, guest/image.sh),
 boots the guest on -device rust-vgpu under TCG (ACCEL=kvm to change),
+gives up after 240 s, or 60 s without a word on the serial console
+($RVG_GUEST_TIMEOUT, $RVG_GUEST_FIRST_OUTPUT_TIMEOUT: guest/boot.py),
 and checks: Linux's bochs-drm bound the vGPU and put a login prompt on
 it; rvg-demo ran its engine work and passed; and a QMP screendump of the
 vGPU's console shows exactly the picture rvg-demo says it drew (its
@@ -21,7 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from boot import READY, Guest, build_demo_image, default_qemu, read_ppm  # noqa: E402
+from boot import Guest, build_demo_image, default_qemu, read_ppm  # noqa: E402
 
 # The fbdev console flushes lazily: give the last text a moment to land.
 SETTLE_S = 1.0
@@ -73,7 +75,7 @@ class GuestBoot(unittest.TestCase):
                           accel=os.environ.get("ACCEL", "tcg"))
         cls.guest.start()
         try:
-            _, cls.ready_s = cls.guest.wait_for(READY, timeout=240)
+            _, cls.ready_s = cls.guest.wait_ready(timeout=240)
             time.sleep(SETTLE_S)
             shot = os.path.join(cls.tmp.name, "screen.ppm")
             cls.guest.screendump(shot)

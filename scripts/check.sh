@@ -28,6 +28,10 @@ qtest_rc=0
 "$QEMU_BUILD/pyvenv/bin/meson" test -C "$QEMU_BUILD" --no-rebuild --suite rust-vgpu \
     --print-errorlogs --verbose 2>&1 | tee "$logs/qtest.log" || qtest_rc=$?
 
+rvg_log "guest harness test (guest/test_harness.py: the boot harness's deadlines, on a fake QEMU)"
+harness_rc=0
+python3 "$repo/guest/test_harness.py" -v 2>&1 | tee "$logs/guest-harness.log" || harness_rc=$?
+
 rvg_log "guest boot test (guest/test_boot.py: Debian guest on the vGPU under TCG)"
 boot_rc=0
 python3 "$repo/guest/test_boot.py" -v 2>&1 | tee "$logs/guest-boot.log" || boot_rc=$?
@@ -65,6 +69,8 @@ unittest_counts() {
     [ "$2" != 0 ] && [ "$bad" = 0 ] && bad=1
     echo "$((ran > bad ? ran - bad : 0)) $bad"
 }
+read -r harness_pass harness_fail < <(unittest_counts "$logs/guest-harness.log" "$harness_rc")
+echo "guest harness: $harness_pass passed, $harness_fail failed"
 read -r boot_pass boot_fail < <(unittest_counts "$logs/guest-boot.log" "$boot_rc")
 echo "guest boot: $boot_pass passed, $boot_fail failed"
 read -r nested_pass nested_fail < <(unittest_counts "$logs/nested.log" "$nested_rc")
@@ -72,7 +78,7 @@ echo "nested VFIO: $nested_pass passed, $nested_fail failed"
 [ "$qtest_pass" -gt 0 ] || { echo "no qtest ran"; exit 1; }
 [ "$boot_pass" -gt 0 ] || { echo "no guest boot test ran"; exit 1; }
 [ "$nested_pass" -gt 0 ] || { echo "no nested VFIO test ran"; exit 1; }
-echo "$((cargo_pass + qtest_pass + boot_pass + nested_pass)) passed," \
-    "$((cargo_fail + qtest_fail + boot_fail + nested_fail)) failed"
-[ "$qtest_rc" = 0 ] && [ "$boot_rc" = 0 ] && [ "$nested_rc" = 0 ] && [ "$cargo_fail" = 0 ] &&
+echo "$((cargo_pass + qtest_pass + harness_pass + boot_pass + nested_pass)) passed," \
+    "$((cargo_fail + qtest_fail + harness_fail + boot_fail + nested_fail)) failed"
+[ "$qtest_rc" = 0 ] && [ "$harness_rc" = 0 ] && [ "$harness_fail" = 0 ] && [ "$boot_rc" = 0 ] && [ "$nested_rc" = 0 ] && [ "$cargo_fail" = 0 ] &&
     [ "$qtest_fail" = 0 ] && [ "$boot_fail" = 0 ] && [ "$nested_fail" = 0 ]

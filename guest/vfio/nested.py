@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run commands in a nested VFIO host: a guest whose kernel drives rust-vgpu-hw with vfio-pci.
 
-    guest/vfio/nested.py [--timeout S] SCRIPT
+    guest/vfio/nested.py [--timeout S] [--first-output-timeout S] SCRIPT
 
 L0 (this machine's patched QEMU, TCG) runs q35 with an emulated Intel
 IOMMU (interrupt remapping, caching mode) and a rust-vgpu-hw at 00:03.0,
@@ -11,7 +11,8 @@ the kernel's vfio-pci and runs SCRIPT (a shell script) chrooted into this
 machine's root (shared read-only over 9p), with the PCI address of the
 GPU as its first argument and a writable work directory as its current
 directory and $RVG_WORK: the same path on both sides, so the script's
-results are files the host reads back.
+results are files the host reads back. The waits on L1 are bounded as
+guest/boot.py's are ($RVG_GUEST_TIMEOUT, $RVG_GUEST_FIRST_OUTPUT_TIMEOUT).
 
 As a library (guest/vfio/test_nested.py):
 
@@ -29,7 +30,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from boot import Guest, GuestError, build_image, default_qemu  # noqa: E402
+from boot import Guest, GuestError, add_timeout_args, build_image, default_qemu  # noqa: E402
 
 # What the L1 initramfs needs: 9p for the host's root, VFIO for the GPU.
 L1_MODULES = "9p 9pnet_virtio vfio vfio_iommu_type1 vfio_pci"
@@ -39,6 +40,13 @@ GPU_VRAM = "128M"
 GPU_ADDR = "0000:00:03.0"
 DONE = r"^rvg-l1: done rc=(\d+).*$"
 FAIL = r"^rvg-l1: FAIL.*$"
+# What guest/vfio/init prints on its way to DONE (a timeout names the first missing).
+STEPS = (
+    (r"^rvg-l1: init on", "L1's init"),
+    (r"^rvg-l1: \S+ bound to vfio-pci", "L1 binding the GPU to vfio-pci"),
+    (r"^rvg-l1: running ", "L1 mounting the host's root and the work directory"),
+)
+RUN_TIMEOUT_S = 600.0
 
 
 def build_l1_image():
@@ -51,8 +59,10 @@ class Nested:
     """One L0 QEMU running SCRIPT in L1 once; a context manager."""
 
     def __init__(self, script, qemu=None, kernel=None, initrd=None, keep=False,
-                 extra_devices=()):
+                 extra_devices=(), timeout=None, first_output_timeout=None):
         self.script, self.keep = script, keep
+        # Over run()'s timeout when set (Guest's timeout and first_output_timeout).
+        self.timeout, self.first_output_timeout = timeout, first_output_timeout
         self.extra_devices = list(extra_devices)
         self.qemu = qemu or default_qemu()
         if kernel is None:
@@ -85,8 +95,11 @@ class Nested:
     def serial(self):
         return self.guest.serial_text() if self.guest else ""
 
-    def run(self, timeout=600.0):
-        """Boot L0, let L1 run the script; return its exit status."""
+    def run(self, timeout=RUN_TIMEOUT_S):
+        """Boot L0, let L1 run the script; return its exit status.
+
+        GuestError (QEMU stopped) if L1 fails, times out or says nothing.
+        """
         extra = [
             "-machine", "kernel-irqchip=split",
             # The IOMMU first: devices created after it are translated.
@@ -98,21 +111,28 @@ class Nested:
         for device in self.extra_devices:
             extra += ["-device", device]
         self.guest = Guest(self.qemu, self.kernel, self.initrd, extra_args=extra, vgpu=False,
-                           memory="2G", append="intel_iommu=on", demo_args=[self.work])
+                           memory="2G", append="intel_iommu=on", demo_args=[self.work],
+                           timeout=self.timeout, first_output_timeout=self.first_output_timeout)
         self.guest.start()
-        match, _ = self.guest.wait_for(DONE, timeout=timeout, fail=FAIL)
+        try:
+            match, _ = self.guest.wait_for(DONE, timeout=timeout, fail=FAIL, steps=STEPS,
+                                           what='the L1 script\'s end ("rvg-l1: done rc=N")')
+        except BaseException:
+            self.guest.close()  # a caller's setUpClass may never reach __exit__
+            raise
         return int(match.group(1))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("script", help="shell script to run in L1 (chrooted into this machine's root)")
-    ap.add_argument("--timeout", type=float, default=600.0)
+    add_timeout_args(ap, RUN_TIMEOUT_S)
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
-    with Nested(Path(args.script).read_text(), keep=args.keep) as n:
+    with Nested(Path(args.script).read_text(), keep=args.keep, timeout=args.timeout,
+                first_output_timeout=args.first_output_timeout) as n:
         try:
-            rc = n.run(timeout=args.timeout)
+            rc = n.run()
         except GuestError as e:
             print(f"nested.py: {e}", file=sys.stderr)
             return 1
