@@ -103,7 +103,7 @@ pub fn kernel_gpu(
 ) -> Result<SharedGpu, String> {
     let fail = |cause: String| format!("property '{property}' is '{value}': {cause}");
     let dev = KernelDevice::open(spec, iommu).map_err(|e| fail(e.to_string()))?;
-    SharedGpu::private(Arc::new(dev), SchedConfig::default(), log).map_err(fail)
+    SharedGpu::private(Arc::new(dev), SchedConfig::default(), log).map_err(|e| fail(e.to_string()))
 }
 
 #[cfg(test)]

@@ -132,7 +132,7 @@ fn build(config: &sys::RvgConfig, host: &Host) -> Result<Model, String> {
             iommu,
         } => Arc::new(kernel_gpu(property, &value, &spec, iommu, log)?),
     };
-    let vgpu = Vgpu::new(cfg, gpu)?;
+    let vgpu = Vgpu::new(cfg, gpu).map_err(|e| e.to_string())?;
     host.watch_fd(vgpu.event_fd());
     Ok(Model::Vgpu(Box::new(vgpu)))
 }
@@ -161,7 +161,8 @@ fn soft_gpu(
         SharedGpu::private(soft.clone(), sched, log)
     } else {
         SharedGpu::new(soft.clone(), sched, log)
-    }?;
+    }
+    .map_err(|e| e.to_string())?;
     Ok((shared, soft))
 }
 

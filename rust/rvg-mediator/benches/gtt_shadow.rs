@@ -139,7 +139,6 @@ fn main() {
     for i in 0..HOLDERS {
         shadow
             .write(u64::from(i), 0, page(u64::from(i)), 8, &mem, &mut phys)
-            .unwrap()
             .unwrap();
     }
     let (core_med, core_best) = measure(n, |round| {

@@ -2,6 +2,7 @@
 //! the VFIO device contract (`rvg-vfio`).
 
 pub mod display;
+pub mod error;
 pub mod guest_gfx;
 pub mod guest_mem;
 pub mod pin_cache;

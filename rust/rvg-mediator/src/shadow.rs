@@ -74,24 +74,28 @@ pub enum WriteOutcome {
 }
 
 /// A guest access the GTT window refuses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum GttAccessError {
     /// Past the vGPU's entries.
+    #[error("GTT entry {index} is beyond the GTT")]
     OutOfRange { index: u64 },
     /// Not an aligned 4- or 8-byte access.
+    #[error(
+        "{size}-byte GTT access at byte {within} of an entry: entries take aligned 4- or 8-byte accesses"
+    )]
     BadAccess { within: u64, size: u32 },
 }
 
-impl std::fmt::Display for GttAccessError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            GttAccessError::OutOfRange { index } => write!(f, "GTT entry {index} is beyond the GTT"),
-            GttAccessError::BadAccess { within, size } => write!(
-                f,
-                "{size}-byte GTT access at byte {within} of an entry: entries take aligned 4- or 8-byte accesses"
-            ),
-        }
-    }
+/// A guest GTT write that did not take effect as written.
+#[derive(Debug, thiserror::Error)]
+pub enum GttWriteError {
+    /// The guest's access itself is refused: nothing changed.
+    #[error(transparent)]
+    Access(#[from] GttAccessError),
+    /// The guest's value is kept, but its shadow could not be written to
+    /// the physical GTT (a host-side failure).
+    #[error("writing shadow GTT entry {index}: {source}")]
+    Shadow { index: u32, source: io::Error },
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -120,6 +124,8 @@ pub struct GttShadow {
     /// While it is off, system entries keep their pins and guest values
     /// but their shadows point at the scratch page.
     system_access: bool,
+    /// Counts every change to what the GTT maps, for the display.
+    generation: u64,
 }
 
 impl GttShadow {
@@ -132,8 +138,15 @@ impl GttShadow {
             rejected_total: 0,
             invalidated_total: 0,
             system_access: false,
+            generation: 0,
             layout,
         }
+    }
+
+    /// Moves on with every guest write and every change to what the
+    /// shadows map (reset, memory removal, Bus Master Enable).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Let the GPU reach guest RAM through system entries, or stop it:
@@ -144,6 +157,7 @@ impl GttShadow {
             return Ok(());
         }
         self.system_access = on;
+        self.generation += 1;
         for i in 0..self.layout.gtt_entries {
             if let EntryState::System { gpa } = self.state[i as usize] {
                 let iova = self.pins.iova(gpa).expect("a system entry holds a pin");
@@ -207,8 +221,9 @@ impl GttShadow {
         size: u32,
         mem: &GuestMemory,
         phys: &mut dyn PhysGtt,
-    ) -> Result<io::Result<WriteOutcome>, GttAccessError> {
+    ) -> Result<WriteOutcome, GttWriteError> {
         let i = self.check(index, within, size)?;
+        self.generation += 1;
         let slot = &mut self.guest[i as usize];
         if size == 8 {
             *slot = value;
@@ -221,11 +236,12 @@ impl GttShadow {
             let halves = self.partial.entry(i).or_insert(0);
             *halves |= if within == 0 { 1 } else { 2 };
             if *halves != 3 {
-                return Ok(Ok(WriteOutcome::Pending));
+                return Ok(WriteOutcome::Pending);
             }
             self.partial.remove(&i);
         }
-        Ok(self.rebuild(i, mem, phys))
+        self.rebuild(i, mem, phys)
+            .map_err(|source| GttWriteError::Shadow { index: i, source })
     }
 
     /// Validate the guest's entry `i` and write its shadow.
@@ -291,6 +307,7 @@ impl GttShadow {
         size: u64,
         phys: &mut dyn PhysGtt,
     ) -> io::Result<Vec<u32>> {
+        self.generation += 1;
         let end = gpa.saturating_add(size);
         let hit: Vec<u32> = (0..self.layout.gtt_entries)
             .filter(|&i| matches!(self.state[i as usize], EntryState::System { gpa: p } if (gpa..end).contains(&p)))
@@ -307,6 +324,7 @@ impl GttShadow {
 
     /// Power-on: guest GTT zero, every pin released, the slice on scratch.
     pub fn reset(&mut self, phys: &mut dyn PhysGtt) -> io::Result<()> {
+        self.generation += 1;
         self.guest.fill(0);
         self.state.fill(EntryState::Unmapped);
         self.partial.clear();
@@ -445,7 +463,7 @@ pub(crate) mod tests {
         index: u64,
         value: u64,
     ) -> WriteOutcome {
-        s.write(index, 0, value, 8, m, p).unwrap().unwrap()
+        s.write(index, 0, value, 8, m, p).unwrap()
     }
 
     #[test]
@@ -520,7 +538,7 @@ pub(crate) mod tests {
         })
         .unwrap();
         let w = |s: &mut GttShadow, p: &mut VecGtt, within, v| {
-            s.write(7, within, v, 4, &m2, p).unwrap().unwrap()
+            s.write(7, within, v, 4, &m2, p).unwrap()
         };
         assert_eq!(
             w(&mut s, &mut p, 0, value & 0xffff_ffff),
@@ -549,17 +567,19 @@ pub(crate) mod tests {
     #[test]
     fn bad_accesses_are_refused() {
         let (mut s, m, mut p) = setup();
-        assert_eq!(
-            s.write(256, 0, 1, 8, &m, &mut p).unwrap_err(),
-            GttAccessError::OutOfRange { index: 256 }
-        );
+        assert!(matches!(
+            s.write(256, 0, 1, 8, &m, &mut p),
+            Err(GttWriteError::Access(GttAccessError::OutOfRange {
+                index: 256
+            }))
+        ));
         assert!(matches!(
             s.write(0, 2, 1, 2, &m, &mut p),
-            Err(GttAccessError::BadAccess { .. })
+            Err(GttWriteError::Access(GttAccessError::BadAccess { .. }))
         ));
         assert!(matches!(
             s.write(0, 4, 1, 8, &m, &mut p),
-            Err(GttAccessError::BadAccess { .. })
+            Err(GttWriteError::Access(GttAccessError::BadAccess { .. }))
         ));
         assert!(matches!(
             s.read(0, 1, 1),

@@ -318,7 +318,7 @@ fn pair(timeslice: Duration) -> (Guest, Guest, Arc<SharedGpu>) {
     let b = Guest::new(Vgpu::new(config.clone(), gpu.clone()).unwrap());
     let third = Vgpu::new(config.clone(), gpu.clone()).unwrap();
     let err = Vgpu::new(config, gpu.clone()).err().unwrap();
-    assert!(err.contains("all are in use"), "{err}");
+    assert!(err.to_string().contains("all are in use"), "{err}");
     drop(third);
     (a, b, gpu)
 }

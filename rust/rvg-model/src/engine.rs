@@ -59,6 +59,16 @@ impl EngineError {
         EngineError { code, addr }
     }
 
+    /// The interrupt sources an engine stopping with this error raises:
+    /// `ENGINE_ERROR`, and `GTT_FAULT` for a bad address.
+    pub fn interrupts(&self) -> IntSource {
+        if self.code == error::BAD_ADDRESS {
+            IntSource::ENGINE_ERROR | IntSource::GTT_FAULT
+        } else {
+            IntSource::ENGINE_ERROR
+        }
+    }
+
     pub fn from_decode(e: DecodeError, addr: u64) -> EngineError {
         let code = match e {
             DecodeError::UnknownOpcode(_) => error::UNKNOWN_OPCODE,
@@ -242,10 +252,7 @@ impl EngineState {
     fn halt(&mut self, e: EngineError, mut out: RunOutcome) -> RunOutcome {
         self.error = e.code;
         self.error_addr = e.addr;
-        out.raise |= IntSource::ENGINE_ERROR;
-        if e.code == error::BAD_ADDRESS {
-            out.raise |= IntSource::GTT_FAULT;
-        }
+        out.raise |= e.interrupts();
         out.more = false;
         out
     }

@@ -24,6 +24,7 @@ use rvg_vfio::contract::{
 use rvg_vfio::VfioDevice;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
+use crate::error::{contract, GpuError, NoRoom};
 use crate::shadow::SliceLayout;
 use dma_refs::DmaRefs;
 pub use sched::{
@@ -80,10 +81,6 @@ pub struct SharedGpu {
     dma: Mutex<DmaRefs>,
 }
 
-fn ctx(what: &str) -> impl FnOnce(io::Error) -> String + '_ {
-    move |e| format!("{what}: {e}")
-}
-
 impl SharedGpu {
     /// Take over `dev` for any number of vGPUs: check it is an RVG-1 GPU,
     /// set up the mediator's ring and the physical interrupt, start the
@@ -92,7 +89,7 @@ impl SharedGpu {
         dev: Arc<dyn VfioDevice>,
         sched: SchedConfig,
         log: HostLog,
-    ) -> Result<SharedGpu, String> {
+    ) -> Result<SharedGpu, GpuError> {
         SharedGpu::open(dev, sched, log, false)
     }
 
@@ -102,7 +99,7 @@ impl SharedGpu {
         dev: Arc<dyn VfioDevice>,
         sched: SchedConfig,
         log: HostLog,
-    ) -> Result<SharedGpu, String> {
+    ) -> Result<SharedGpu, GpuError> {
         SharedGpu::open(dev, sched, log, true)
     }
 
@@ -111,45 +108,41 @@ impl SharedGpu {
         sched: SchedConfig,
         log: HostLog,
         private: bool,
-    ) -> Result<SharedGpu, String> {
-        let info = dev.device_info().map_err(ctx("device info"))?;
+    ) -> Result<SharedGpu, GpuError> {
+        let info = dev.device_info().map_err(contract("device info"))?;
         let config = Region::new(dev.clone(), VFIO_PCI_CONFIG_REGION_INDEX)
-            .map_err(ctx("config space region info"))?;
+            .map_err(contract("config space region info"))?;
         check_identity(&config)?;
         let bar2 = Region::new(dev.clone(), VFIO_PCI_BAR2_REGION_INDEX)
-            .map_err(ctx("BAR2 region info"))?;
+            .map_err(contract("BAR2 region info"))?;
         if !bar2.info.readable() || !bar2.info.writable() || bar2.info.size < bar2::SIZE {
-            return Err(format!(
-                "BAR2 region is not a read-write {} byte region",
-                bar2::SIZE
-            ));
+            return Err(GpuError::Bar2Unusable);
         }
         let bar0 = Region::new(dev.clone(), VFIO_PCI_BAR0_REGION_INDEX)
-            .map_err(ctx("BAR0 region info"))?;
+            .map_err(contract("BAR0 region info"))?;
         let reg = |r: GlobalReg| bar2::GLOBAL + r.offset();
         let id = bar2
             .read_u32(reg(GlobalReg::Id))
-            .map_err(ctx("reading the GPU's ID"))?;
+            .map_err(contract("reading the GPU's ID"))?;
         if id != RVG_ID {
-            return Err(format!(
-                "the GPU's ID register reads {id:#x}, not RVG1 ({RVG_ID:#x})"
-            ));
+            return Err(GpuError::BadId { id });
         }
         let gtt_entries = bar2
             .read_u32(reg(GlobalReg::GttEntries))
-            .map_err(ctx("reading GTT_ENTRIES"))?;
+            .map_err(contract("reading GTT_ENTRIES"))?;
         let vram_size = bar2
             .read_u64(reg(GlobalReg::VramSize))
-            .map_err(ctx("reading VRAM_SIZE"))?;
+            .map_err(contract("reading VRAM_SIZE"))?;
         if gtt_entries < RESERVED_GTT_ENTRIES || vram_size < RESERVED_VRAM {
-            return Err(format!(
-                "the GPU is too small for the mediator ({gtt_entries} GTT entries, {vram_size:#x} bytes of VRAM)"
-            ));
+            return Err(GpuError::TooSmall {
+                gtt_entries,
+                vram_size,
+            });
         }
         let (irq, irq_index, intx_automasked) = wire_interrupt(&dev)?;
         init_gpu(&config, &bar2)?;
         let sched_bar2 = Region::new(dev.clone(), VFIO_PCI_BAR2_REGION_INDEX)
-            .map_err(ctx("BAR2 region info"))?;
+            .map_err(contract("BAR2 region info"))?;
         let sched = Scheduler::start(
             bar0,
             sched_bar2,
@@ -159,7 +152,7 @@ impl SharedGpu {
             sched,
             log,
         )
-        .map_err(ctx("starting the scheduler"))
+        .map_err(contract("starting the scheduler"))
         .inspect_err(|_| {
             let _ = dev.set_irqs(&IrqSet::teardown(irq_index));
         })?;
@@ -185,9 +178,9 @@ impl SharedGpu {
     /// Reset the GPU (VFIO_DEVICE_RESET) with the scheduler parked, and set
     /// it up for the mediator again. Only for a private GPU whose vGPU has
     /// already reset its engine context: whatever the ring held is lost.
-    pub fn reset_device(&self) -> Result<(), String> {
+    pub fn reset_device(&self) -> Result<(), GpuError> {
         self.sched.with_engine_parked(|| {
-            self.dev.reset().map_err(ctx("VFIO_DEVICE_RESET"))?;
+            self.dev.reset().map_err(contract("VFIO_DEVICE_RESET"))?;
             self.resets.fetch_add(1, Ordering::Relaxed);
             init_gpu(&self.config, &self.bar2)
         })
@@ -212,7 +205,7 @@ impl SharedGpu {
     }
 
     /// Room for one more vGPU with `vram_size` bytes of VRAM.
-    pub fn alloc_slice(&self, vram_size: u64) -> Result<SliceLayout, String> {
+    pub fn alloc_slice(&self, vram_size: u64) -> Result<SliceLayout, NoRoom> {
         self.slices.lock().alloc(vram_size)
     }
 
@@ -249,11 +242,11 @@ impl Drop for SharedGpu {
 
 /// Set the GPU up for the mediator, after it was opened or reset: decode
 /// and bus mastering on, the ring's GTT entries, every interrupt source.
-fn init_gpu(config: &Region, bar2: &Region) -> Result<(), String> {
+fn init_gpu(config: &Region, bar2: &Region) -> Result<(), GpuError> {
     let mut command = [0u8; 2];
     config
         .read(PCI_COMMAND_OFFSET, &mut command)
-        .map_err(ctx("reading the GPU's command register"))?;
+        .map_err(contract("reading the GPU's command register"))?;
     let command = u16::from_le_bytes(command);
     // The GPU reaches guest RAM (through the IOMMU) and signals MSI-X only
     // with Bus Master Enable set; BAR access needs Memory Space.
@@ -262,7 +255,9 @@ fn init_gpu(config: &Region, bar2: &Region) -> Result<(), String> {
             PCI_COMMAND_OFFSET,
             &(command | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER).to_le_bytes(),
         )
-        .map_err(ctx("enabling the GPU's memory decode and bus mastering"))?;
+        .map_err(contract(
+            "enabling the GPU's memory decode and bus mastering",
+        ))?;
     // The ring's pages, then every other reserved entry on scratch.
     let ring_pages = u64::from(PHYS_RING.size) / PAGE_SIZE;
     for i in 0..u64::from(RESERVED_GTT_ENTRIES) {
@@ -272,33 +267,36 @@ fn init_gpu(config: &Region, bar2: &Region) -> Result<(), String> {
             GttEntry::invalid_to(slices::SCRATCH_PAGE, true)
         };
         bar2.write_u64(bar2::GTT + 8 * i, entry.0)
-            .map_err(ctx("mapping the mediator's ring"))?;
+            .map_err(contract("mapping the mediator's ring"))?;
     }
     // Take every physical source; masking is done on the virtual side.
     let reg = |r: GlobalReg| bar2::GLOBAL + r.offset();
     bar2.write_u32(reg(GlobalReg::IntMask), 0)
         .and_then(|_| bar2.write_u32(reg(GlobalReg::IntEnable), IntSource::all().bits()))
-        .map_err(ctx("enabling the GPU's interrupts"))
+        .map_err(contract("enabling the GPU's interrupts"))?;
+    Ok(())
 }
 
 /// Refuse a device that is not an RVG-1 GPU, from its config space.
-fn check_identity(cfg: &Region) -> Result<(), String> {
+fn check_identity(cfg: &Region) -> Result<(), GpuError> {
     let ids = cfg
         .read_u32(0)
-        .map_err(ctx("reading vendor and device IDs"))?;
-    let sub = cfg.read_u32(0x2c).map_err(ctx("reading subsystem IDs"))?;
+        .map_err(contract("reading vendor and device IDs"))?;
+    let sub = cfg
+        .read_u32(0x2c)
+        .map_err(contract("reading subsystem IDs"))?;
     let (vendor, device) = (ids as u16, (ids >> 16) as u16);
     let (svendor, sdevice) = (sub as u16, (sub >> 16) as u16);
     if vendor != pci::VENDOR_ID
         || svendor != pci::SUBSYSTEM_VENDOR_ID
         || sdevice != pci::SUBSYSTEM_ID
     {
-        return Err(format!(
-            "not an RVG-1 GPU: {vendor:04x}:{device:04x} subsystem {svendor:04x}:{sdevice:04x} \
-             (RVG-1 has subsystem {:04x}:{:04x})",
-            pci::SUBSYSTEM_VENDOR_ID,
-            pci::SUBSYSTEM_ID
-        ));
+        return Err(GpuError::NotRvg1 {
+            vendor,
+            device,
+            subsystem_vendor: svendor,
+            subsystem: sdevice,
+        });
     }
     Ok(())
 }
@@ -307,8 +305,8 @@ fn check_identity(cfg: &Region) -> Result<(), String> {
 /// offers MSI-X, else MSI, else INTx. Returns the eventfd, the VFIO IRQ
 /// index and whether it is INTx the device automasks (then the handler
 /// unmasks it).
-fn wire_interrupt(dev: &Arc<dyn VfioDevice>) -> Result<(EventFd, u32, bool), String> {
-    let eventfd = EventFd::new(EFD_NONBLOCK).map_err(ctx("creating the interrupt eventfd"))?;
+fn wire_interrupt(dev: &Arc<dyn VfioDevice>) -> Result<(EventFd, u32, bool), GpuError> {
+    let eventfd = EventFd::new(EFD_NONBLOCK).map_err(contract("creating the interrupt eventfd"))?;
     let mut chosen = None;
     for index in [
         VFIO_PCI_MSIX_IRQ_INDEX,
@@ -317,15 +315,15 @@ fn wire_interrupt(dev: &Arc<dyn VfioDevice>) -> Result<(EventFd, u32, bool), Str
     ] {
         let info = dev
             .irq_info(index)
-            .map_err(ctx("interrupt info (VFIO_DEVICE_GET_IRQ_INFO)"))?;
+            .map_err(contract("interrupt info (VFIO_DEVICE_GET_IRQ_INFO)"))?;
         if info.count > 0 && info.eventfd() {
             chosen = Some(info);
             break;
         }
     }
-    let info = chosen.ok_or("the GPU offers none of MSI-X, MSI and INTx through eventfds")?;
+    let info = chosen.ok_or(GpuError::NoInterrupt)?;
     dev.set_irqs(&IrqSet::eventfds(info.index, 0, &[eventfd.as_raw_fd()]))
-        .map_err(ctx("installing the interrupt eventfd"))?;
+        .map_err(contract("installing the interrupt eventfd"))?;
     let automasked = info.index == VFIO_PCI_INTX_IRQ_INDEX && info.automasked();
     Ok((eventfd, info.index, automasked))
 }

@@ -2,8 +2,7 @@
 //! fixed size, VRAM slices aligned to their own (power-of-two) size, both
 //! above the area the mediator keeps for itself.
 
-use rvg_model::config::human_size;
-
+use crate::error::NoRoom;
 use crate::shadow::SliceLayout;
 
 /// GTT entries of a vGPU: 128 MiB of graphics address space.
@@ -44,13 +43,14 @@ impl Slices {
     }
 
     /// A GTT slice and a `vram_size` VRAM slice, or why there is no room.
-    pub fn alloc(&mut self, vram_size: u64) -> Result<SliceLayout, String> {
-        let slot = self.gtt_used.iter().position(|&u| !u).ok_or_else(|| {
-            format!(
-                "the GPU's GTT holds {} vGPUs and all are in use",
-                self.capacity()
-            )
-        })?;
+    pub fn alloc(&mut self, vram_size: u64) -> Result<SliceLayout, NoRoom> {
+        let slot = self
+            .gtt_used
+            .iter()
+            .position(|&u| !u)
+            .ok_or(NoRoom::GttFull {
+                capacity: self.capacity(),
+            })?;
         let vram_base = (1..)
             .map(|k| k * vram_size)
             .take_while(|&base| base + vram_size <= self.vram_size)
@@ -61,15 +61,11 @@ impl Slices {
                         .iter()
                         .all(|&(b, s)| base + vram_size <= b || b + s <= base)
             })
-            .ok_or_else(|| {
-                let used: u64 = self.vram_used.iter().map(|&(_, s)| s).sum();
-                format!(
-                    "the GPU's VRAM has no free {} slice ({} of {} in use by {} vGPUs)",
-                    human_size(vram_size),
-                    human_size(used),
-                    human_size(self.vram_size),
-                    self.vram_used.len()
-                )
+            .ok_or_else(|| NoRoom::VramFull {
+                wanted: vram_size,
+                used: self.vram_used.iter().map(|&(_, s)| s).sum(),
+                total: self.vram_size,
+                users: self.vram_used.len(),
             })?;
         self.gtt_used[slot] = true;
         self.vram_used.push((vram_base, vram_size));
@@ -111,7 +107,11 @@ mod tests {
             [1024, 1024 + 32768, 1024 + 65536]
         );
         let err = s.alloc(MIB).unwrap_err();
-        assert!(err.contains("holds 3 vGPUs and all are in use"), "{err}");
+        assert_eq!(err, NoRoom::GttFull { capacity: 3 });
+        assert_eq!(
+            err.to_string(),
+            "the GPU's GTT holds 3 vGPUs and all are in use"
+        );
         s.free(&b);
         assert_eq!(s.in_use(), 2);
         let d = s.alloc(16 * MIB).unwrap();
@@ -122,7 +122,7 @@ mod tests {
     fn vram_exhaustion_is_explained() {
         let mut s = Slices::new(RESERVED_GTT_ENTRIES + 3 * VGPU_GTT_ENTRIES, 128 * MIB);
         s.alloc(64 * MIB).unwrap();
-        let err = s.alloc(64 * MIB).unwrap_err();
+        let err = s.alloc(64 * MIB).unwrap_err().to_string();
         assert!(err.contains("no free 67108864 (64 MiB) slice"), "{err}");
         // The reserved area is never handed out: the first slice of a
         // private GPU sits at its size.

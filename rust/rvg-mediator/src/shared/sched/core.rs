@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use rvg_model::engine::{error, EngineError};
-use rvg_model::irq::IntSource;
 
 use super::flight::{Chunk, Delivery, Flight};
 use super::{CtxId, CtxStats, Progress};
@@ -279,16 +278,12 @@ impl Core {
         ctx.drop_work();
         ctx.stats.faults += 1;
         let error = error(ctx);
-        let mut raise = IntSource::ENGINE_ERROR;
-        if error.code == error::BAD_ADDRESS {
-            raise |= IntSource::GTT_FAULT;
-        }
         Some(Delivery {
             ctx: o.id,
             progress: Progress {
                 generation: o.generation,
                 head,
-                raise,
+                raise: error.interrupts(),
                 error: Some(error),
                 ..Progress::default()
             },

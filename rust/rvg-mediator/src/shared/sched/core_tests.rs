@@ -4,6 +4,7 @@
 use super::*;
 use crate::scan::{CmdOrigin, FenceMark};
 use rvg_model::cmd::Command;
+use rvg_model::irq::IntSource;
 
 const RING: u32 = 64 << 10;
 const SLICE: Duration = Duration::from_millis(1);

@@ -29,6 +29,7 @@ use rvg_model::engine::{ring_ctl, EngineError};
 use rvg_model::irq::IntSource;
 use rvg_model::regs::{bar2, EngineReg, GlobalReg, Register};
 use rvg_vfio::contract::{IrqSet, Region};
+use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use self::core::{Core, Ctx, EngineSnapshot, Step};
@@ -114,6 +115,8 @@ pub(crate) struct Shared {
     /// Wakes the thread: new work, a reset, shutdown.
     kick: EventFd,
     irq: EventFd,
+    /// Waits for `kick` or `irq`.
+    epoll: Epoll,
     /// The interrupt is INTx that the device masks on assertion: unmask it
     /// once handled.
     intx_automasked: bool,
@@ -141,6 +144,12 @@ impl Scheduler {
         config: SchedConfig,
         log: HostLog,
     ) -> std::io::Result<Scheduler> {
+        let kick = EventFd::new(EFD_NONBLOCK)?;
+        let epoll = Epoll::new()?;
+        for fd in [kick.as_raw_fd(), irq.as_raw_fd()] {
+            let event = EpollEvent::new(EventSet::IN, fd as u64);
+            epoll.ctl(ControlOperation::Add, fd, event)?;
+        }
         let shared = Arc::new(Shared {
             bar0,
             bar2,
@@ -154,8 +163,9 @@ impl Scheduler {
                 parked: false,
             }),
             idle: Condvar::new(),
-            kick: EventFd::new(EFD_NONBLOCK)?,
+            kick,
             irq,
+            epoll,
             intx_automasked,
             log,
         });
@@ -359,25 +369,15 @@ impl Shared {
     /// Sleep until the GPU interrupts or someone kicks, at most until
     /// `deadline`.
     fn wait(&self, deadline: Option<Instant>) {
-        let mut fds = [
-            libc::pollfd {
-                fd: self.kick.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.irq.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
         let timeout = deadline.map_or(-1, |d| {
             let ms = d.saturating_duration_since(Instant::now()).as_millis();
             // Round up: waking before the deadline only costs another wait.
             i32::try_from(ms + 1).unwrap_or(i32::MAX)
         });
-        // SAFETY: `fds` is a valid array of two pollfds for the call.
-        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        // Which fd woke us matters not: both are read (non-blocking) below.
+        // An error (EINTR) only makes this another turn of the loop.
+        let mut events = [EpollEvent::default(); 2];
+        let _ = self.epoll.wait(timeout, &mut events);
         let _ = self.kick.read();
         if self.irq.read().is_ok() {
             self.ack_interrupt();

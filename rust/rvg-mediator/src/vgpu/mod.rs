@@ -1,0 +1,601 @@
+//! The vGPU: the device a guest drives, mediated onto a GPU it reaches only
+//! through the VFIO device contract.
+//!
+//! Guest-visible state (config aside, which QEMU's PCI core holds) lives
+//! here: the virtual register file (`regs`), the guest's GTT, the virtual
+//! engine. What reaches the GPU: shadowed GTT entries in the vGPU's slice
+//! of the physical GTT, scanned and relocated command streams through the
+//! shared GPU's scheduler, DMA mappings of guest RAM. Progress comes back
+//! from the scheduler thread and is turned into virtual interrupts on the
+//! main loop. `Vgpu` routes what the register file asks for; it decides
+//! nothing a register means.
+
+mod config;
+mod regs;
+mod report;
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rvg_model::block::RegError;
+use rvg_model::effects::Effects;
+use rvg_model::engine::{error, EngineState};
+use rvg_model::gtt::{gfx_addr, GttEntry, PAGE_SIZE};
+use rvg_model::irq::{IntSource, IrqLine};
+use rvg_model::regs::bar2;
+use rvg_vfio::contract::{Mapping, Region, VFIO_PCI_BAR0_REGION_INDEX};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::display::{scanout, Display, DisplayHost, DisplayStats, Frame};
+use crate::error::{contract, AttachError, ContractError};
+use crate::guest_gfx::GuestView;
+use crate::guest_mem::{GuestMemory, GuestRange, MemKind};
+use crate::scan::Scanner;
+use crate::shadow::{
+    EntryState, GttShadow, GttWriteError, PhysGtt, ShadowStats, SliceLayout, WriteOutcome,
+};
+use crate::shared::{CtxId, Progress, SharedGpu};
+
+pub use crate::shared::slices::{RESERVED_GTT_ENTRIES, RESERVED_VRAM, VGPU_GTT_ENTRIES};
+pub use config::{VgpuConfig, AUTO_MODES};
+pub use regs::{RegRead, RegWrite, VirtRegs};
+pub use report::VgpuReport;
+
+/// Bytes of graphics address space a guest sees.
+pub const VGPU_GFX_SPACE: u64 = VGPU_GTT_ENTRIES as u64 * PAGE_SIZE;
+
+/// The physical GTT through the contract: entries in BAR2's GTT window.
+struct ContractGtt<'a>(&'a Region);
+
+impl PhysGtt for ContractGtt<'_> {
+    fn write(&mut self, index: u32, entry: GttEntry) -> io::Result<()> {
+        self.0.write_u64(bar2::GTT + u64::from(index) * 8, entry.0)
+    }
+    fn read(&mut self, index: u32) -> io::Result<GttEntry> {
+        self.0
+            .read_u64(bar2::GTT + u64::from(index) * 8)
+            .map(GttEntry)
+    }
+}
+
+/// Command-stream counters for `info rust-vgpu`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    pub scanned_commands: u64,
+    pub rejected_streams: u64,
+}
+
+struct State {
+    regs: VirtRegs,
+    gtt: GttShadow,
+    /// Guest memory and its DMA mappings outlive a device reset.
+    mem: GuestMemory,
+    /// Guest ring offset up to which commands were scanned and submitted.
+    scan_head: u32,
+    /// Bumped by every engine reset: progress of older work is dropped.
+    generation: u64,
+    /// The scheduler raised a source that wants a message sent.
+    message_pending: bool,
+    streams: StreamStats,
+    /// Counts the engine's progress reports, for the display: the engine
+    /// writes memory QEMU's dirty log does not see.
+    engine_progress: u64,
+}
+
+impl State {
+    /// What the scheduler reports about this vGPU's work; true if the
+    /// interrupt output needs delivering.
+    fn apply(&mut self, p: Progress) -> bool {
+        if p.generation != self.generation {
+            return false;
+        }
+        self.engine_progress += 1;
+        match self.regs.apply_progress(&p) {
+            Some(line) => {
+                self.message_pending |= line.message;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+pub struct Vgpu {
+    config: VgpuConfig,
+    gpu: Arc<SharedGpu>,
+    layout: SliceLayout,
+    ctx: CtxId,
+    vram: Mapping,
+    /// Signalled by the scheduler thread when the interrupt output changed;
+    /// `event` delivers it on the main loop.
+    events: Arc<EventFd>,
+    state: Arc<Mutex<State>>,
+    /// Only the refresh on QEMU's main loop uses it. Lock order: the
+    /// display, then the state; never the other way.
+    display: Mutex<Display>,
+}
+
+impl Vgpu {
+    /// Attach a vGPU to `gpu`: take a slice, map its VRAM, point its GTT at
+    /// the scratch page, open an engine context.
+    pub fn new(config: VgpuConfig, gpu: Arc<SharedGpu>) -> Result<Vgpu, AttachError> {
+        config.validate()?;
+        let layout = gpu.alloc_slice(config.vram_size)?;
+        let attached = (|| {
+            let vram = Region::new(gpu.device().clone(), VFIO_PCI_BAR0_REGION_INDEX)
+                .and_then(|r| r.mmap(layout.vram_base, layout.vram_size))
+                .map_err(contract("mapping the VRAM slice from BAR0"))?;
+            let gtt = GttShadow::new(layout);
+            gtt.fill_scratch(&mut ContractGtt(gpu.bar2()))
+                .map_err(contract("initialising the GTT slice"))?;
+            let events =
+                EventFd::new(EFD_NONBLOCK).map_err(contract("creating the vGPU's eventfd"))?;
+            Ok::<_, ContractError>((vram, gtt, Arc::new(events)))
+        })();
+        let (vram, gtt, events) = attached.inspect_err(|_| gpu.free_slice(&layout))?;
+        let state = Arc::new(Mutex::new(State {
+            regs: VirtRegs::new(
+                config.vram_size,
+                layout.gtt_entries,
+                config.preferred_mode(),
+            ),
+            gtt,
+            mem: GuestMemory::default(),
+            scan_head: 0,
+            generation: 0,
+            message_pending: false,
+            streams: StreamStats::default(),
+            engine_progress: 0,
+        }));
+        let sink_state = Arc::downgrade(&state);
+        let sink_events = events.clone();
+        let ctx = gpu.scheduler().add_context(
+            Arc::new(move |p| {
+                let Some(state) = sink_state.upgrade() else {
+                    return;
+                };
+                if state.lock().apply(p) {
+                    let _ = sink_events.write(1);
+                }
+            }),
+            gfx_addr(layout.gtt_base),
+            VGPU_GFX_SPACE,
+        );
+        Ok(Vgpu {
+            config,
+            gpu,
+            layout,
+            ctx,
+            vram,
+            events,
+            state,
+            display: Mutex::new(Display::default()),
+        })
+    }
+
+    pub fn config(&self) -> &VgpuConfig {
+        &self.config
+    }
+
+    pub fn layout(&self) -> &SliceLayout {
+        &self.layout
+    }
+
+    /// Host address of the VRAM slice, for the guest's BAR0.
+    pub fn vram_ptr(&self) -> *mut u8 {
+        self.vram.as_ptr()
+    }
+
+    /// Leave the GPU's engine for good: none of this vGPU's work stays
+    /// queued or in the ring, and no progress reaches it (nor its eventfd)
+    /// once this returns. For a device leaving the bus; its registers stay
+    /// readable but its engine does nothing. Idempotent.
+    pub fn detach(&self) {
+        self.gpu.scheduler().remove_context(self.ctx);
+    }
+
+    /// The fd to watch; call `event` on the main loop when it is readable.
+    pub fn event_fd(&self) -> RawFd {
+        self.events.as_raw_fd()
+    }
+
+    /// The scheduler changed the virtual interrupt status: deliver it.
+    pub fn event(&self) -> Effects {
+        let mut fx = Effects::default();
+        // Reading resets the counter; nothing pending is not an error.
+        if self.events.read().is_err() {
+            return fx;
+        }
+        let mut st = self.state.lock();
+        let message = std::mem::take(&mut st.message_pending);
+        fx.irq = Some(IrqLine {
+            message,
+            ..st.regs.irq_line()
+        });
+        fx
+    }
+
+    pub fn irq_line(&self) -> IrqLine {
+        self.state.lock().regs.irq_line()
+    }
+
+    pub fn mmio_read(&self, offset: u64, size: u32) -> (u64, Effects) {
+        let mut fx = Effects::default();
+        let st = self.state.lock();
+        let result = st.regs.read(offset, size).and_then(|r| match r {
+            RegRead::Value(v) => Ok(v),
+            RegRead::Gtt { index, within } => st
+                .gtt
+                .read(index, within, size)
+                .map_err(|e| RegError::Refused(e.to_string())),
+        });
+        (fx.read_value(offset, result), fx)
+    }
+
+    pub fn mmio_write(&self, offset: u64, value: u64, size: u32) -> Effects {
+        let mut fx = Effects::default();
+        let mut st = self.state.lock();
+        let result = match st.regs.write(offset, value, size, &mut fx) {
+            Ok(RegWrite::Done) => Ok(()),
+            Ok(RegWrite::Gtt { index, within }) => {
+                self.gtt_write(&mut st, index, within, value, size, &mut fx)
+            }
+            Ok(RegWrite::Engine {
+                reset,
+                enabled,
+                kick,
+            }) => {
+                let sched = self.gpu.scheduler();
+                if reset {
+                    st.generation = sched.reset_context(self.ctx);
+                    st.scan_head = 0;
+                }
+                if let Some(on) = enabled {
+                    sched.set_enabled(self.ctx, on);
+                }
+                if kick {
+                    self.submit(&mut st, &mut fx);
+                }
+                Ok(())
+            }
+            Ok(RegWrite::DeviceReset) => {
+                drop(st);
+                return self.reset();
+            }
+            Err(e) => Err(e),
+        };
+        fx.check_write(offset, value, result);
+        fx
+    }
+
+    fn gtt_write(
+        &self,
+        st: &mut State,
+        index: u64,
+        within: u64,
+        value: u64,
+        size: u32,
+        fx: &mut Effects,
+    ) -> Result<(), RegError> {
+        let State { regs, gtt, mem, .. } = st;
+        let mut phys = ContractGtt(self.gpu.bar2());
+        match gtt.write(index, within, value, size, mem, &mut phys) {
+            Ok(WriteOutcome::Rejected(reason)) => {
+                fx.guest_error(format!(
+                    "GTT entry {index} = {:#x} rejected (FAULT_REASON {reason:#x}); scratch page mapped",
+                    gtt.entry(index as u32).map_or(0, |e| e.0)
+                ));
+                fx.irq = Some(regs.global.fault(
+                    gfx_addr(index as u32),
+                    reason,
+                    IntSource::GTT_FAULT,
+                ));
+                Ok(())
+            }
+            Ok(WriteOutcome::Pending | WriteOutcome::Shadowed(_)) => Ok(()),
+            Err(e @ GttWriteError::Shadow { .. }) => {
+                fx.host_error(e.to_string());
+                Ok(())
+            }
+            Err(GttWriteError::Access(e)) => Err(RegError::Refused(e.to_string())),
+        }
+    }
+
+    /// Scan what the guest added to its ring since the last submission and
+    /// hand the shadow copy to the scheduler; or stop the virtual engine
+    /// with the scanner's error. The physical GPU sees nothing of a
+    /// rejected stream.
+    fn submit(&self, st: &mut State, fx: &mut Effects) {
+        let e = st.regs.engine;
+        if !st.regs.engine_enabled() || e.error != error::NONE || st.scan_head == e.tail {
+            return;
+        }
+        let scanner = Scanner {
+            space: VGPU_GFX_SPACE,
+            reloc: gfx_addr(self.layout.gtt_base),
+        };
+        let view = GuestView {
+            gtt: &st.gtt,
+            mem: &st.mem,
+            vram: &self.vram,
+        };
+        let ring = EngineState {
+            head: st.scan_head,
+            ..e
+        };
+        match scanner.scan(&view, &ring) {
+            Ok(work) => {
+                st.streams.scanned_commands += work.guest_commands;
+                st.scan_head = e.tail;
+                self.gpu.scheduler().submit(self.ctx, st.generation, work);
+            }
+            Err(err) => {
+                st.streams.rejected_streams += 1;
+                fx.guest_error(format!(
+                    "command stream [{:#x}, {:#x}) of the ring rejected: ERROR {} at {:#x}",
+                    st.scan_head, e.tail, err.code, err.addr
+                ));
+                fx.irq = Some(st.regs.engine_error(err));
+            }
+        }
+    }
+
+    /// Power-on state for everything the guest sees; every pin released, the
+    /// GTT slice back on the scratch page, the engine context emptied (a new
+    /// generation: nothing of the old one reaches the new). A GPU shared
+    /// with other vGPUs is not reset; a private one is.
+    pub fn reset(&self) -> Effects {
+        let mut fx = Effects::default();
+        let sched = self.gpu.scheduler();
+        let mut st = self.state.lock();
+        st.generation = sched.reset_context(self.ctx);
+        sched.set_enabled(self.ctx, false);
+        if self.gpu.resets_with_vgpu() {
+            // The GPU is this vGPU's alone: reset it too, without the lock
+            // the scheduler's delivery of progress takes.
+            drop(st);
+            if let Err(e) = self.gpu.reset_device() {
+                fx.host_error(format!("resetting the GPU: {e}"));
+            }
+            st = self.state.lock();
+        }
+        st.regs.reset();
+        st.scan_head = 0;
+        st.message_pending = false;
+        if let Err(e) = st.gtt.reset(&mut ContractGtt(self.gpu.bar2())) {
+            fx.host_error(format!("resetting the GTT slice: {e}"));
+        }
+        fx.irq = Some(st.regs.irq_line());
+        fx
+    }
+
+    /// The memory listener saw a new range of guest-physical memory.
+    pub fn guest_ram_add(&self, gpa: u64, size: u64, hva: u64, kind: MemKind) -> Effects {
+        let mut fx = Effects::default();
+        let range = GuestRange {
+            gpa,
+            size,
+            hva,
+            kind,
+            // The GPU sees guest RAM at its guest-physical address.
+            iova: gpa,
+        };
+        let mut st = self.state.lock();
+        if let Err(e) = st.mem.add(range) {
+            fx.host_error(format!(
+                "guest memory [{gpa:#x}, +{size:#x}) ignored: {e:?}"
+            ));
+            return fx;
+        }
+        if kind == MemKind::Ram {
+            if let Err(e) = self.gpu.dma_map(range.iova, size, hva) {
+                st.mem.remove(gpa, size);
+                fx.host_error(format!("DMA map of guest RAM [{gpa:#x}, +{size:#x}): {e}"));
+            }
+        }
+        fx
+    }
+
+    /// Guest-physical memory went away: re-point every GTT entry that used
+    /// it at the scratch page, then drop its DMA mapping.
+    pub fn guest_ram_del(&self, gpa: u64, size: u64) -> Effects {
+        let mut fx = Effects::default();
+        let mut st = self.state.lock();
+        let State { gtt, mem, regs, .. } = &mut *st;
+        for range in mem.remove(gpa, size) {
+            if range.kind != MemKind::Ram {
+                continue;
+            }
+            match gtt.invalidate(range.gpa, range.size, &mut ContractGtt(self.gpu.bar2())) {
+                Ok(hit) if !hit.is_empty() => {
+                    fx.guest_error(format!(
+                        "guest RAM [{:#x}, +{:#x}) removed under {} GTT entries; scratch page mapped",
+                        range.gpa,
+                        range.size,
+                        hit.len()
+                    ));
+                    fx.irq = Some(regs.global.fault(
+                        gfx_addr(hit[0]),
+                        rvg_model::regs::fault::GTT_RAM_REMOVED,
+                        IntSource::GTT_FAULT,
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => fx.host_error(format!("invalidating GTT entries: {e}")),
+            }
+            if let Err(e) = self.gpu.dma_unmap(range.iova, range.size) {
+                fx.host_error(format!(
+                    "DMA unmap of [{:#x}, +{:#x}): {e}",
+                    range.gpa, range.size
+                ));
+            }
+        }
+        fx
+    }
+
+    pub fn shadow_stats(&self) -> ShadowStats {
+        self.state.lock().gtt.stats()
+    }
+
+    pub fn stream_stats(&self) -> StreamStats {
+        self.state.lock().streams
+    }
+
+    /// What the display shows now, from the guest's registers.
+    fn frame(&self) -> Frame {
+        let st = self.state.lock();
+        let (plane, dispi) = st.regs.scanout();
+        Frame {
+            choice: scanout::choose(&plane, &dispi, self.config.vram_size, VGPU_GFX_SPACE),
+            engine_progress: st.engine_progress,
+            gtt_generation: st.gtt.generation(),
+        }
+    }
+
+    /// One display refresh, on QEMU's main loop: size the console for the
+    /// guest's scanout and copy into it what changed. The console is
+    /// resized and told about changes with no lock held; while locked, only
+    /// the leaf services (`vram_dirty`, `surface`) are called.
+    pub fn display_refresh(&self, host: &mut dyn DisplayHost) -> Effects {
+        let mut fx = Effects::default();
+        let frame = self.frame();
+        let prepared = self.display.lock().prepare(&frame);
+        if let Some((width, height)) = prepared.resize {
+            host.resize(width, height);
+        }
+        if let Some(msg) = prepared.guest_error {
+            fx.guest_error(msg);
+        }
+        let mut display = self.display.lock();
+        let spans = {
+            let st = self.state.lock();
+            let view = GuestView {
+                gtt: &st.gtt,
+                mem: &st.mem,
+                vram: &self.vram,
+            };
+            display.draw(&frame, &view, host)
+        };
+        drop(display);
+        for (y, height) in spans {
+            host.update(y, height);
+        }
+        fx
+    }
+
+    /// The command register's Bus Master Enable: while it is clear the
+    /// vGPU reaches no guest RAM. System GTT entries shadow the scratch
+    /// page (the engine faults there), the scanner cannot read a ring or
+    /// batch in guest RAM, and the display shows such pages black. Power-on
+    /// and bus resets clear it; the device layer reports every change.
+    pub fn set_bus_master(&self, on: bool) -> Effects {
+        let mut fx = Effects::default();
+        let mut st = self.state.lock();
+        if let Err(e) = st
+            .gtt
+            .set_system_access(on, &mut ContractGtt(self.gpu.bar2()))
+        {
+            fx.host_error(format!("re-pointing system GTT entries: {e}"));
+        }
+        fx
+    }
+
+    /// A new console client: redraw everything at the next refresh.
+    pub fn display_invalidate(&self) {
+        self.display.lock().invalidate();
+    }
+
+    pub fn display_stats(&self) -> DisplayStats {
+        self.display.lock().stats()
+    }
+
+    /// What `info rust-vgpu` shows. The display's lock is taken and
+    /// released before the state's, as a refresh orders them.
+    pub fn report(&self) -> VgpuReport {
+        let (display, display_stats) = {
+            let d = self.display.lock();
+            (d.describe(), d.stats())
+        };
+        let sched = self.gpu.scheduler();
+        let (attached, capacity) = self.gpu.occupancy();
+        let st = self.state.lock();
+        VgpuReport {
+            backend: self.gpu.device().describe(),
+            attached,
+            capacity,
+            timeslice: sched.timeslice(),
+            gpu_resets: self.gpu.resets(),
+            watchdog: sched.watchdog(),
+            watchdog_resets: sched.hangs(),
+            layout: self.layout,
+            shadow: st.gtt.stats(),
+            global: report::GlobalReport::of(&st.regs.global),
+            engine: st.regs.engine,
+            streams: st.streams,
+            sched: sched.stats(self.ctx),
+            display,
+            display_stats,
+        }
+    }
+
+    /// The report for `info rust-vgpu`, as text.
+    pub fn describe(&self) -> String {
+        self.report().to_string()
+    }
+
+    /// Entries `[first, first + count)`: the guest's value, the shadow read
+    /// back from the physical GTT through the contract, and the state.
+    pub fn gtt_dump(&self, first: u32, count: u32) -> Result<String, String> {
+        let st = self.state.lock();
+        let l = self.layout;
+        let end = first
+            .checked_add(count)
+            .filter(|&e| e <= l.gtt_entries)
+            .ok_or_else(|| {
+                format!(
+                    "entries {first}+{count} are outside the vGPU's {} GTT entries",
+                    l.gtt_entries
+                )
+            })?;
+        let mut out = String::new();
+        for i in first..end {
+            let (guest, state) = st.gtt.entry(i).expect("in range");
+            let shadow = ContractGtt(self.gpu.bar2())
+                .read(l.gtt_base + i)
+                .map_err(|e| contract("reading the physical GTT")(e).to_string())?;
+            let state = match state {
+                EntryState::Unmapped => "unmapped".to_string(),
+                EntryState::Local { .. } => "local".to_string(),
+                EntryState::System { .. } => "system".to_string(),
+                EntryState::Rejected(r) => format!("rejected:{r:#x}"),
+            };
+            out += &format!(
+                "{i}: guest={guest:#018x} shadow={:#018x} phys-index={} {state}\n",
+                shadow.0,
+                l.gtt_base + i
+            );
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for Vgpu {
+    fn drop(&mut self) {
+        // Off the engine first (its sink takes the state lock), then leave
+        // the GPU as found: the slice on the scratch page, DMA released,
+        // the slice free for another vGPU.
+        self.detach();
+        let mut st = self.state.lock();
+        let _ = st.gtt.reset(&mut ContractGtt(self.gpu.bar2()));
+        for r in st.mem.iter().filter(|r| r.kind == MemKind::Ram) {
+            let _ = self.gpu.dma_unmap(r.iova, r.size);
+        }
+        drop(st);
+        self.gpu.free_slice(&self.layout);
+    }
+}
+
+#[cfg(test)]
+mod tests;
