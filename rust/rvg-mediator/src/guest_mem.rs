@@ -3,8 +3,10 @@
 //! for DMA.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rvg_model::gtt::PAGE_SIZE;
+use rvg_vfio::HostRange;
 
 /// What a range of guest-physical addresses is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,12 +19,13 @@ pub enum MemKind {
     Device,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct GuestRange {
     pub gpa: u64,
     pub size: u64,
-    /// Host address of `gpa`.
-    pub hva: u64,
+    /// The host memory behind `[gpa, gpa + size)`, `size` bytes of it,
+    /// valid until the range is removed (and dropped).
+    pub host: Arc<HostRange>,
     pub kind: MemKind,
     /// DMA address of `gpa` for the GPU (RAM only).
     pub iova: u64,
@@ -44,6 +47,8 @@ pub enum AddError {
     Unaligned,
     /// Overlaps a range already present.
     Overlap,
+    /// The host memory is not `size` bytes long.
+    HostSize { size: u64, host: u64 },
 }
 
 #[derive(Default, Debug)]
@@ -58,6 +63,12 @@ impl GuestMemory {
             || range.size == 0
         {
             return Err(AddError::Unaligned);
+        }
+        if range.host.len() != range.size {
+            return Err(AddError::HostSize {
+                size: range.size,
+                host: range.host.len(),
+            });
         }
         let end = range
             .gpa
@@ -100,6 +111,12 @@ impl GuestMemory {
     }
 }
 
+/// Zeroed memory standing in for `size` bytes of guest RAM in tests.
+#[cfg(test)]
+pub(crate) fn stand_in(size: u64) -> Arc<HostRange> {
+    Arc::new(HostRange::anonymous(size).expect("guest RAM stand-in"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,7 +125,7 @@ mod tests {
         GuestRange {
             gpa,
             size,
-            hva: 0x7f00_0000_0000 + gpa,
+            host: stand_in(size),
             kind: MemKind::Ram,
             iova: gpa,
         }
@@ -121,6 +138,17 @@ mod tests {
         m.add(ram(0x10_0000, 0x10_0000)).unwrap();
         assert_eq!(m.add(ram(0x1f_f000, 0x2000)), Err(AddError::Overlap));
         assert_eq!(m.add(ram(0x30_0800, 0x1000)), Err(AddError::Unaligned));
+        let short = GuestRange {
+            host: stand_in(0x1000),
+            ..ram(0x40_0000, 0x2000)
+        };
+        assert_eq!(
+            m.add(short),
+            Err(AddError::HostSize {
+                size: 0x2000,
+                host: 0x1000
+            })
+        );
         assert_eq!(m.lookup(0x10_0fff).unwrap().gpa, 0x10_0000);
         assert!(m.lookup(0xa0000).is_none());
         assert!(m.lookup(0x20_0000).is_none());

@@ -26,6 +26,7 @@ use rvg_model::regs::{
     QEXT_LITTLE_ENDIAN,
 };
 use rvg_vfio::contract::{Mapping, Region, VFIO_PCI_BAR0_REGION_INDEX};
+use rvg_vfio::HostRange;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::display::edid::{self, EDID_BLOCK};
@@ -581,15 +582,18 @@ impl Vgpu {
     }
 
     /// The memory listener saw a new range of guest-physical memory.
-    pub fn guest_ram_add(&self, gpa: u64, size: u64, hva: u64, kind: MemKind) -> Effects {
+    pub fn guest_ram_add(&self, gpa: u64, host: HostRange, kind: MemKind) -> Effects {
         let mut fx = Effects::default();
+        let size = host.len();
+        let host = Arc::new(host);
+        // The GPU sees guest RAM at its guest-physical address.
+        let iova = gpa;
         let range = GuestRange {
             gpa,
             size,
-            hva,
+            host: host.clone(),
             kind,
-            // The GPU sees guest RAM at its guest-physical address.
-            iova: gpa,
+            iova,
         };
         let mut st = self.state.lock();
         if let Err(e) = st.mem.add(range) {
@@ -599,7 +603,7 @@ impl Vgpu {
             return fx;
         }
         if kind == MemKind::Ram {
-            if let Err(e) = self.gpu.dma_map(range.iova, size, hva) {
+            if let Err(e) = self.gpu.dma_map(iova, &host) {
                 st.mem.remove(gpa, size);
                 fx.host_error(format!("DMA map of guest RAM [{gpa:#x}, +{size:#x}): {e}"));
             }
@@ -635,7 +639,7 @@ impl Vgpu {
                 Ok(_) => {}
                 Err(e) => fx.host_error(format!("invalidating GTT entries: {e}")),
             }
-            if let Err(e) = self.gpu.dma_unmap(range.iova, range.size) {
+            if let Err(e) = self.gpu.dma_unmap(range.iova, &range.host) {
                 fx.host_error(format!(
                     "DMA unmap of [{:#x}, +{:#x}): {e}",
                     range.gpa, range.size
@@ -864,7 +868,7 @@ impl Drop for Vgpu {
         let mut st = self.state.lock();
         let _ = st.gtt.reset(&mut ContractGtt(self.gpu.bar2()));
         for r in st.mem.iter().filter(|r| r.kind == MemKind::Ram) {
-            let _ = self.gpu.dma_unmap(r.iova, r.size);
+            let _ = self.gpu.dma_unmap(r.iova, &r.host);
         }
         drop(st);
         self.gpu.free_slice(&self.layout);
@@ -936,16 +940,11 @@ mod tests {
 
     /// A vGPU with `pages` of guest RAM at 1 MiB: page-aligned host memory
     /// standing in for it, reported as the memory listener would.
-    fn attach_with_ram(pages: u64) -> (Vgpu, Arc<SoftGpu>, rvg_model::vram::Vram) {
+    fn attach_with_ram(pages: u64) -> (Vgpu, Arc<SoftGpu>, Arc<HostRange>) {
         let (v, soft) = attach();
         v.set_bus_master(true);
-        let ram = rvg_model::vram::Vram::new(pages * 4096).unwrap();
-        let fx = v.guest_ram_add(
-            0x10_0000,
-            pages * 4096,
-            ram.host_ptr(0).unwrap() as u64,
-            MemKind::Ram,
-        );
+        let ram = Arc::new(HostRange::anonymous(pages * 4096).unwrap());
+        let fx = v.guest_ram_add(0x10_0000, ram.alias(), MemKind::Ram);
         assert!(fx.diags.is_empty(), "{:?}", fx.diags);
         (v, soft, ram)
     }
