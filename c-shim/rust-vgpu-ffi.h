@@ -190,7 +190,9 @@ typedef struct RvgOps {
     void (*config_changed)(RvgDevice *dev);
     /*
      * The memory listener: guest-physical [gpa, gpa + size) appeared, at host
-     * address `hva`, or went away. Page-aligned; called under the BQL.
+     * address `hva`, or went away. Page-aligned; called under the BQL. For
+     * guest RAM, `hva` is QEMU's read-write mapping of the section and stays
+     * mapped until memory_del of the section has returned.
      */
     void (*memory_add)(RvgDevice *dev, uint64_t gpa, uint64_t size,
                        void *hva, RvgMemKind kind);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rvg_mediator::{MemKind, Vgpu};
 use rvg_model::effects::{Diag, Effects};
 use rvg_model::{Gpu, IrqLine};
+use rvg_vfio::HostRange;
 
 use crate::host::{Host, HostDisplay, LogKind};
 
@@ -122,9 +123,9 @@ impl FfiDevice {
         }
     }
 
-    pub fn memory_add(&self, gpa: u64, size: u64, hva: u64, kind: MemKind) {
+    pub fn memory_add(&self, gpa: u64, size: u64, host: Option<HostRange>, kind: MemKind) {
         if let Model::Vgpu(v) = &self.model {
-            self.apply(v.guest_ram_add(gpa, size, hva, kind));
+            self.apply(v.guest_ram_add(gpa, size, host, kind));
         }
     }
 

@@ -59,6 +59,7 @@ pub struct Host {
 // SAFETY: the shim's services may be called from any thread (they take the
 // BQL themselves where QEMU needs it), and `host` is only passed back to them.
 unsafe impl Send for Host {}
+// SAFETY: as for Send: `&Host` only calls those thread-safe services.
 unsafe impl Sync for Host {}
 
 /// Make a C string out of a message; an interior NUL would cut it short,

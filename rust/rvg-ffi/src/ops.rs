@@ -6,7 +6,7 @@
 
 use std::ffi::{c_char, c_int, c_void};
 use std::ops::RangeInclusive;
-use std::ptr;
+use std::ptr::{self, NonNull};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use rvg_mediator::shared::{HostLog, SchedConfig};
 use rvg_mediator::{MemKind, SharedGpu, Vgpu, VgpuConfig};
 use rvg_model::regs::{bar2, pci};
 use rvg_model::{Gpu, GpuConfig};
-use rvg_vfio::SoftGpu;
+use rvg_vfio::{HostRange, SoftGpu};
 
 use crate::backend::{c_property, kernel_gpu, Backend, GpuChoice};
 use crate::device::{FfiDevice, Model};
@@ -368,8 +368,27 @@ unsafe extern "C" fn rvg_memory_add(
         sys::RvgMemKind::RVG_MEM_ROM => MemKind::Rom,
         _ => MemKind::Device,
     };
+    // Only guest RAM is ever read, written or mapped for the GPU; ROM and
+    // device memory (another device's BAR may be mapped read-only) are
+    // reported with no host memory.
+    let host = match NonNull::new(hva.cast::<u8>()) {
+        Some(ptr) if kind == MemKind::Ram => {
+            // SAFETY: the header's memory listener contract: `hva` is
+            // QEMU's mapping of the section's `size` bytes of guest RAM
+            // (readable and writable in QEMU's process; vCPUs and other
+            // devices access it raw), and it stays mapped until
+            // `memory_del` for the section has returned: QEMU frees a RAM
+            // block only after its listeners' region_del. `memory_del`
+            // drops the HostRange (the vGPU removes the range and its share
+            // of the DMA mapping there); a vGPU that goes first drops it
+            // with itself.
+            Some(unsafe { HostRange::new(ptr, size) })
+        }
+        Some(_) => None,
+        None => return,
+    };
     // SAFETY: header contract.
-    unsafe { with_device(dev, (), |d| d.memory_add(gpa, size, hva as u64, kind)) }
+    unsafe { with_device(dev, (), |d| d.memory_add(gpa, size, host, kind)) }
 }
 
 unsafe extern "C" fn rvg_memory_del(dev: *mut sys::RvgDevice, gpa: u64, size: u64) {

@@ -20,9 +20,8 @@ use rvg_mediator::shared::SchedConfig;
 use rvg_mediator::{MemKind, SharedGpu, Vgpu, VgpuConfig};
 use rvg_model::gtt::GttEntry;
 use rvg_model::regs::{bar2, plane_ctl, plane_format, DispiReg, DisplayReg, Register};
-use rvg_model::vram::Vram;
 use rvg_model::GpuConfig;
-use rvg_vfio::SoftGpu;
+use rvg_vfio::{HostRange, SoftGpu};
 
 const W: u32 = 1920;
 const H: u32 = 1080;
@@ -129,15 +128,11 @@ fn main() {
     );
 
     // The plane on guest RAM pages, mapped page by page.
-    let ram = Vram::new(FRAME.next_multiple_of(4096)).expect("guest RAM stand-in");
-    let fx = v.guest_ram_add(
-        RAM_BASE,
-        ram.len(),
-        ram.host_ptr(0).unwrap() as u64,
-        MemKind::Ram,
-    );
+    let ram = HostRange::anonymous(FRAME.next_multiple_of(4096)).expect("guest RAM stand-in");
+    let ram_len = ram.len();
+    let fx = v.guest_ram_add(RAM_BASE, ram_len, Some(ram), MemKind::Ram);
     assert!(fx.diags.is_empty(), "{:?}", fx.diags);
-    for page in 0..ram.len() / 4096 {
+    for page in 0..ram_len / 4096 {
         let entry = (RAM_BASE + page * 4096) | GttEntry::VALID;
         v.mmio_write(bar2::GTT + 8 * page, entry, 8);
     }

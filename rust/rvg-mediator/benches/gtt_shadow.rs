@@ -20,9 +20,8 @@ use rvg_mediator::vgpu::VGPU_GTT_ENTRIES;
 use rvg_mediator::{MemKind, SharedGpu, Vgpu, VgpuConfig};
 use rvg_model::gtt::GttEntry;
 use rvg_model::regs::bar2;
-use rvg_model::vram::Vram;
 use rvg_model::GpuConfig;
-use rvg_vfio::SoftGpu;
+use rvg_vfio::{HostRange, SoftGpu};
 
 const RAM_BASE: u64 = 0x1_0000_0000;
 const RAM_PAGES: u64 = 2 * VGPU_GTT_ENTRIES as u64;
@@ -78,13 +77,8 @@ fn main() {
         .expect("shared GPU");
     let vgpu = Vgpu::new(config, Arc::new(gpu)).expect("vGPU");
     vgpu.set_bus_master(true);
-    let ram = Vram::new(RAM_PAGES * 4096).expect("guest RAM stand-in");
-    let fx = vgpu.guest_ram_add(
-        RAM_BASE,
-        RAM_PAGES * 4096,
-        ram.host_ptr(0).unwrap() as u64,
-        MemKind::Ram,
-    );
+    let ram = Arc::new(HostRange::anonymous(RAM_PAGES * 4096).expect("guest RAM stand-in"));
+    let fx = vgpu.guest_ram_add(RAM_BASE, RAM_PAGES * 4096, Some(ram.alias()), MemKind::Ram);
     assert!(fx.diags.is_empty(), "{:?}", fx.diags);
 
     // Holders keep pages 0..HOLDERS pinned for the hit pass.
@@ -131,7 +125,7 @@ fn main() {
     mem.add(GuestRange {
         gpa: RAM_BASE,
         size: RAM_PAGES * 4096,
-        hva: ram.host_ptr(0).unwrap() as u64,
+        host: Some(ram.clone()),
         kind: MemKind::Ram,
         iova: RAM_BASE,
     })

@@ -17,10 +17,9 @@ use rvg_mediator::shared::{HostLog, SchedConfig};
 use rvg_mediator::{MemKind, SharedGpu, Vgpu, VgpuConfig};
 use rvg_model::gtt::GttEntry;
 use rvg_model::regs::{bar2, GlobalReg, Register};
-use rvg_model::vram::Vram;
 use rvg_model::GpuConfig;
 use rvg_vfio::kernel::{DeviceSpec, IommuBackend, KernelDevice};
-use rvg_vfio::{SoftGpu, VfioDevice};
+use rvg_vfio::{HostRange, SoftGpu, VfioDevice};
 
 const ROUNDS: usize = 9;
 const READS: u32 = 20_000;
@@ -62,13 +61,8 @@ fn measure(dev: Arc<dyn VfioDevice>) -> Figures {
     let vgpu = Vgpu::new(VgpuConfig::new(16 << 20), gpu).expect("vGPU");
     vgpu.set_bus_master(true);
     // Guest RAM stand-in, DMA-mapped for the GPU as the memory listener would.
-    let ram = Vram::new(PAGES * 4096).expect("memory");
-    let fx = vgpu.guest_ram_add(
-        RAM_BASE,
-        PAGES * 4096,
-        ram.host_ptr(0).expect("memory") as u64,
-        MemKind::Ram,
-    );
+    let ram = HostRange::anonymous(PAGES * 4096).expect("memory");
+    let fx = vgpu.guest_ram_add(RAM_BASE, PAGES * 4096, Some(ram), MemKind::Ram);
     assert!(fx.diags.is_empty(), "{:?}", fx.diags);
     let gtt_write_ns = median_ns(ENTRIES, |round| {
         for i in 0..ENTRIES {

@@ -6,7 +6,7 @@
 //! slice's mapping, a guest RAM page through QEMU's mapping of that RAM.
 
 use rvg_model::gtt::PAGE_SIZE;
-use rvg_vfio::contract::Mapping;
+use rvg_vfio::{HostRange, Mapping};
 
 use crate::display::{FrameMemory, GfxPage};
 use crate::guest_mem::{GuestMemory, MemKind};
@@ -19,31 +19,42 @@ pub struct GuestView<'a> {
     pub vram: &'a Mapping,
 }
 
+/// Where the GPU would find a byte of graphics memory.
+enum Source<'m> {
+    /// At this offset in the VRAM slice.
+    Vram(u64),
+    /// At this offset in the host memory of guest RAM.
+    Ram(&'m HostRange, u64),
+}
+
 impl GuestView<'_> {
-    /// Host address of guest graphics address `addr`, valid for the rest of
-    /// its page; None where the GPU would fault.
-    fn host_addr(&self, addr: u64) -> Option<*const u8> {
+    /// Where guest graphics address `addr` lies, valid for the rest of its
+    /// page; None where the GPU would fault.
+    fn source(&self, addr: u64) -> Option<Source<'_>> {
         let index = u32::try_from(addr / PAGE_SIZE).ok()?;
         let within = addr % PAGE_SIZE;
         match self.gtt.entry(index)?.1 {
             EntryState::Local { offset } => {
                 // Shadowing refused any page outside the slice.
                 debug_assert!(offset + PAGE_SIZE <= self.vram.len());
-                Some(self.vram.as_ptr().wrapping_add((offset + within) as usize) as *const u8)
+                Some(Source::Vram(offset + within))
             }
             // Guest RAM is out of reach with bus mastering off.
             EntryState::System { gpa } if self.gtt.system_access() => {
                 let range = self.mem.lookup(gpa).filter(|r| r.kind == MemKind::Ram)?;
-                Some((range.hva + (gpa - range.gpa) + within) as *const u8)
+                Some(Source::Ram(range.host.as_ref()?, gpa - range.gpa + within))
             }
             EntryState::System { .. } | EntryState::Unmapped | EntryState::Rejected(_) => None,
         }
     }
-}
 
-impl GuestView<'_> {
     /// Copy from `addr` page by page; `missing` decides about a page the
     /// GPU would fault on (fill the part and go on, or stop).
+    ///
+    /// The memory stays mapped while the vGPU's state is locked: the VRAM
+    /// slice lives as long as the vGPU, and guest RAM until the memory
+    /// listener removes it (which takes the same lock). vCPUs may write it
+    /// concurrently; the copy is a snapshot of plain bytes.
     fn copy(
         &self,
         mut addr: u64,
@@ -53,16 +64,13 @@ impl GuestView<'_> {
         while !buf.is_empty() {
             let n = buf.len().min((PAGE_SIZE - addr % PAGE_SIZE) as usize);
             let (now, rest) = buf.split_at_mut(n);
-            match self.host_addr(addr) {
-                // SAFETY: `src` is inside one page of memory that stays
-                // mapped while the vGPU's state is locked: the VRAM slice
-                // (the mapping lives as long as the vGPU) or guest RAM the
-                // memory listener reported and has not removed (removal
-                // takes the same lock). vCPUs may write it concurrently; the
-                // copy is a snapshot of plain bytes, and only the copy is
-                // used.
-                Some(src) => unsafe { std::ptr::copy_nonoverlapping(src, now.as_mut_ptr(), n) },
-                None => missing(addr, now)?,
+            let copied = match self.source(addr) {
+                Some(Source::Vram(at)) => self.vram.read(at, now).is_ok(),
+                Some(Source::Ram(host, at)) => host.read(at, now).is_ok(),
+                None => false,
+            };
+            if !copied {
+                missing(addr, now)?;
             }
             buf = rest;
             addr += n as u64;
@@ -96,21 +104,10 @@ impl FrameMemory for GuestView<'_> {
     }
 
     fn read_vram(&self, offset: u64, buf: &mut [u8]) {
-        let end = offset.checked_add(buf.len() as u64);
-        assert!(
-            end.is_some_and(|end| end <= self.vram.len()),
-            "display read past the VRAM slice"
-        );
-        // SAFETY: the range lies inside the VRAM slice mapping (checked
-        // above), which lives as long as the vGPU; a concurrent guest write
-        // only changes the snapshot's bytes.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.vram.as_ptr().add(offset as usize),
-                buf.as_mut_ptr(),
-                buf.len(),
-            )
-        };
+        // A concurrent guest write only changes the snapshot's bytes.
+        if let Err(e) = self.vram.read(offset, buf) {
+            panic!("display read past the VRAM slice: {e}");
+        }
     }
 
     fn read_gfx(&self, addr: u64, buf: &mut [u8]) {

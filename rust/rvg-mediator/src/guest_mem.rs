@@ -3,8 +3,10 @@
 //! for DMA.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rvg_model::gtt::PAGE_SIZE;
+use rvg_vfio::HostRange;
 
 /// What a range of guest-physical addresses is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,12 +19,15 @@ pub enum MemKind {
     Device,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct GuestRange {
     pub gpa: u64,
     pub size: u64,
-    /// Host address of `gpa`.
-    pub hva: u64,
+    /// For guest RAM, the host memory behind `[gpa, gpa + size)`, `size`
+    /// bytes of it, valid until the range is removed (and dropped). None
+    /// for ROM and device memory: the mediator only tells those apart from
+    /// RAM, and never reads, writes or maps them.
+    pub host: Option<Arc<HostRange>>,
     pub kind: MemKind,
     /// DMA address of `gpa` for the GPU (RAM only).
     pub iova: u64,
@@ -44,6 +49,9 @@ pub enum AddError {
     Unaligned,
     /// Overlaps a range already present.
     Overlap,
+    /// Guest RAM without `size` bytes of host memory (`host` is its
+    /// length, 0 for none), or other memory with some.
+    HostSize { size: u64, host: u64 },
 }
 
 #[derive(Default, Debug)]
@@ -58,6 +66,15 @@ impl GuestMemory {
             || range.size == 0
         {
             return Err(AddError::Unaligned);
+        }
+        let host = range.host.as_ref().map_or(0, |h| h.len());
+        if (range.kind == MemKind::Ram) != range.host.is_some()
+            || range.host.is_some() && host != range.size
+        {
+            return Err(AddError::HostSize {
+                size: range.size,
+                host,
+            });
         }
         let end = range
             .gpa
@@ -100,6 +117,12 @@ impl GuestMemory {
     }
 }
 
+/// Zeroed memory standing in for `size` bytes of guest RAM in tests.
+#[cfg(test)]
+pub(crate) fn stand_in(size: u64) -> Arc<HostRange> {
+    Arc::new(HostRange::anonymous(size).expect("guest RAM stand-in"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,7 +131,7 @@ mod tests {
         GuestRange {
             gpa,
             size,
-            hva: 0x7f00_0000_0000 + gpa,
+            host: Some(stand_in(size)),
             kind: MemKind::Ram,
             iova: gpa,
         }
@@ -121,6 +144,17 @@ mod tests {
         m.add(ram(0x10_0000, 0x10_0000)).unwrap();
         assert_eq!(m.add(ram(0x1f_f000, 0x2000)), Err(AddError::Overlap));
         assert_eq!(m.add(ram(0x30_0800, 0x1000)), Err(AddError::Unaligned));
+        let short = GuestRange {
+            host: Some(stand_in(0x1000)),
+            ..ram(0x40_0000, 0x2000)
+        };
+        assert_eq!(
+            m.add(short),
+            Err(AddError::HostSize {
+                size: 0x2000,
+                host: 0x1000
+            })
+        );
         assert_eq!(m.lookup(0x10_0fff).unwrap().gpa, 0x10_0000);
         assert!(m.lookup(0xa0000).is_none());
         assert!(m.lookup(0x20_0000).is_none());

@@ -1,5 +1,9 @@
 //! The mediator: the vGPU a guest drives, over a GPU reached only through
-//! the VFIO device contract (`rvg-vfio`).
+//! the VFIO device contract (`rvg-vfio`). Safe Rust only: memory that
+//! others write concurrently (guest RAM, VRAM) is reached through the
+//! contract's safe accessors, whose owners made the promises.
+
+#![forbid(unsafe_code)]
 
 pub mod display;
 pub mod error;

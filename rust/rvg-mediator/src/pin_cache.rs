@@ -105,7 +105,7 @@ mod tests {
         m.add(GuestRange {
             gpa: 0x10_0000,
             size: 0x10_0000,
-            hva: 0x7f00_0000_0000,
+            host: Some(crate::guest_mem::stand_in(0x10_0000)),
             kind: MemKind::Ram,
             iova: 0x8000_0000,
         })
@@ -113,7 +113,7 @@ mod tests {
         m.add(GuestRange {
             gpa: 0xfff0_0000,
             size: 0x10_0000,
-            hva: 0x7f00_1000_0000,
+            host: None,
             kind: MemKind::Rom,
             iova: 0,
         })

@@ -404,7 +404,7 @@ pub(crate) mod tests {
             m.add(GuestRange {
                 gpa,
                 size,
-                hva: 0x7f00_0000_0000 + gpa,
+                host: (kind == MemKind::Ram).then(|| crate::guest_mem::stand_in(size)),
                 kind,
                 iova,
             })
@@ -532,7 +532,7 @@ pub(crate) mod tests {
         m2.add(GuestRange {
             gpa: 0x1_0000_0000,
             size: 0x10_0000,
-            hva: 0x7f10_0000_0000,
+            host: Some(crate::guest_mem::stand_in(0x10_0000)),
             kind: MemKind::Ram,
             iova: 0x1_0000_0000,
         })

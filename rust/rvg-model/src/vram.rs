@@ -19,6 +19,7 @@ pub struct Vram {
 // SAFETY: the mapping is plain memory owned by this object for its whole
 // life; all accesses are bounds-checked raw copies.
 unsafe impl Send for Vram {}
+// SAFETY: as for Send: `&Vram` gives raw copies only.
 unsafe impl Sync for Vram {}
 
 impl Vram {

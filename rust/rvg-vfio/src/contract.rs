@@ -11,9 +11,9 @@
 
 use std::io;
 use std::os::fd::RawFd;
-use std::ptr::NonNull;
 use std::sync::Arc;
 
+pub use crate::host_mem::Mapping;
 pub use vfio_bindings::bindings::vfio::{
     VFIO_DEVICE_FLAGS_CAPS, VFIO_DEVICE_FLAGS_PCI, VFIO_DEVICE_FLAGS_RESET,
     VFIO_IRQ_INFO_AUTOMASKED, VFIO_IRQ_INFO_EVENTFD, VFIO_IRQ_INFO_MASKABLE,
@@ -227,43 +227,6 @@ impl DmaFlags {
     };
 }
 
-/// Host memory mapped from a region, valid while the mapping lives.
-pub struct Mapping {
-    ptr: NonNull<u8>,
-    len: u64,
-    /// Keeps whatever owns the memory alive as long as the mapping.
-    _owner: Arc<dyn Send + Sync>,
-}
-
-// SAFETY: a Mapping is an address range plus its owner; the memory is
-// shared with the guest and accessed only through raw copies.
-unsafe impl Send for Mapping {}
-unsafe impl Sync for Mapping {}
-
-impl Mapping {
-    /// Memory owned by `owner`, valid while it lives. (A kernel backend's
-    /// owner is its mmap, whose drop unmaps.)
-    pub fn new(ptr: NonNull<u8>, len: u64, owner: Arc<dyn Send + Sync>) -> Mapping {
-        Mapping {
-            ptr,
-            len,
-            _owner: owner,
-        }
-    }
-
-    pub fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
-    }
-
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
 /// A VFIO device: the GPU as the mediator sees it.
 pub trait VfioDevice: Send + Sync {
     fn device_info(&self) -> io::Result<DeviceInfo>;
@@ -278,7 +241,19 @@ pub trait VfioDevice: Send + Sync {
     fn set_irqs(&self, set: &IrqSet<'_>) -> io::Result<()>;
     fn reset(&self) -> io::Result<()>;
     /// Map `size` bytes of host memory at `vaddr` for the device at `iova`.
-    fn dma_map(&self, iova: u64, size: u64, vaddr: u64, flags: DmaFlags) -> io::Result<()>;
+    /// Safe code maps memory through [`HostRange::dma_map`], which makes
+    /// the promise below for it.
+    ///
+    /// # Safety
+    ///
+    /// The `size` bytes at `vaddr` stay mapped, readable and (if
+    /// `flags.write`) writable, until `dma_unmap` of this IOVA range has
+    /// returned or the device is dropped: until then the device may read
+    /// and write them at any time, concurrently with anyone else, so no
+    /// Rust reference may cover them either.
+    ///
+    /// [`HostRange::dma_map`]: crate::host_mem::HostRange::dma_map
+    unsafe fn dma_map(&self, iova: u64, size: u64, vaddr: u64, flags: DmaFlags) -> io::Result<()>;
     fn dma_unmap(&self, iova: u64, size: u64) -> io::Result<()>;
     /// A short human description ("soft", "vfio 0000:00:03.0") for logs and
     /// introspection.
@@ -453,7 +428,7 @@ mod tests {
         fn reset(&self) -> io::Result<()> {
             Ok(())
         }
-        fn dma_map(&self, _: u64, _: u64, _: u64, _: DmaFlags) -> io::Result<()> {
+        unsafe fn dma_map(&self, _: u64, _: u64, _: u64, _: DmaFlags) -> io::Result<()> {
             Ok(())
         }
         fn dma_unmap(&self, _: u64, _: u64) -> io::Result<()> {

@@ -32,7 +32,15 @@ fn errno(e: i32) -> io::Error {
 }
 
 impl DmaTable {
-    pub fn map(&self, iova: u64, size: u64, vaddr: u64, flags: DmaFlags) -> io::Result<()> {
+    /// Let the GPU reach `size` bytes at host address `vaddr` at `iova`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`VfioDevice::dma_map`](crate::VfioDevice::dma_map): the bytes
+    /// stay mapped, readable and (if `flags.write`) writable until `unmap`
+    /// or `clear` removed them or the table is dropped; the GPU copies to
+    /// and from them at any time until then.
+    pub unsafe fn map(&self, iova: u64, size: u64, vaddr: u64, flags: DmaFlags) -> io::Result<()> {
         if size == 0
             || !iova.is_multiple_of(PAGE)
             || !size.is_multiple_of(PAGE)
@@ -111,9 +119,10 @@ impl DmaTable {
 impl DmaSpace for DmaTable {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), DmaError> {
         self.with_host(addr, buf.len() as u64, false, |src| {
-            // SAFETY: `src..src+len` lies inside a live DMA mapping of host
-            // memory (checked under the read lock, which unmap must wait
-            // for); `buf` is Rust-owned and cannot overlap guest memory.
+            // SAFETY: `src..src+len` lies inside one DMA mapping (checked
+            // under the read lock, which unmap must wait for), whose bytes
+            // `map`'s caller promised stay mapped until the unmap; `buf` is
+            // Rust-owned, and that promise keeps Rust references off them.
             unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) }
         })
     }
@@ -138,8 +147,8 @@ mod tests {
         let mut mem = Box::new(Pages([0; 3 * 4096]));
         let base = mem.0.as_mut_ptr() as u64;
         let t = DmaTable::default();
-        t.map(0x10_0000, 2 * PAGE, base, DmaFlags::READ_WRITE)
-            .unwrap();
+        // SAFETY: `mem` (two pages of it) outlives `t`, declared after it.
+        unsafe { t.map(0x10_0000, 2 * PAGE, base, DmaFlags::READ_WRITE) }.unwrap();
         t.write(0x10_0ffc, &[1, 2, 3, 4, 5, 6, 7, 8]).unwrap();
         let mut b = [0u8; 8];
         t.read(0x10_0ffc, &mut b).unwrap();
@@ -155,32 +164,37 @@ mod tests {
     fn type1_rules() {
         let t = DmaTable::default();
         let va = 0x7000_0000_0000;
+        let map = |iova, size, va, flags| {
+            // SAFETY: nothing reads or writes through this table: only its
+            // bookkeeping is tested, and `va` is never dereferenced.
+            unsafe { t.map(iova, size, va, flags) }
+        };
         assert_eq!(
-            t.map(0x1000, 0, va, DmaFlags::READ_WRITE)
+            map(0x1000, 0, va, DmaFlags::READ_WRITE)
                 .unwrap_err()
                 .raw_os_error(),
             Some(libc::EINVAL)
         );
         assert_eq!(
-            t.map(0x1001, PAGE, va, DmaFlags::READ_WRITE)
+            map(0x1001, PAGE, va, DmaFlags::READ_WRITE)
                 .unwrap_err()
                 .raw_os_error(),
             Some(libc::EINVAL)
         );
-        t.map(0x4000, 4 * PAGE, va, DmaFlags::READ_WRITE).unwrap();
+        map(0x4000, 4 * PAGE, va, DmaFlags::READ_WRITE).unwrap();
         assert_eq!(
-            t.map(0x7000, PAGE, va, DmaFlags::READ_WRITE)
+            map(0x7000, PAGE, va, DmaFlags::READ_WRITE)
                 .unwrap_err()
                 .raw_os_error(),
             Some(libc::EEXIST)
         );
         assert_eq!(
-            t.map(0x3000, 2 * PAGE, va, DmaFlags::READ_WRITE)
+            map(0x3000, 2 * PAGE, va, DmaFlags::READ_WRITE)
                 .unwrap_err()
                 .raw_os_error(),
             Some(libc::EEXIST)
         );
-        t.map(0x8000, PAGE, va, DmaFlags::READ_WRITE).unwrap();
+        map(0x8000, PAGE, va, DmaFlags::READ_WRITE).unwrap();
         // Unmapping half of a mapping would split it.
         assert_eq!(
             t.unmap(0x4000, 2 * PAGE).unwrap_err().raw_os_error(),
@@ -194,15 +208,18 @@ mod tests {
     fn read_only_mappings_refuse_writes() {
         let mut mem = Box::new(Pages([0; 3 * 4096]));
         let t = DmaTable::default();
-        t.map(
-            0,
-            PAGE,
-            mem.0.as_mut_ptr() as u64,
-            DmaFlags {
-                read: true,
-                write: false,
-            },
-        )
+        // SAFETY: `mem` outlives `t`, declared after it.
+        unsafe {
+            t.map(
+                0,
+                PAGE,
+                mem.0.as_mut_ptr() as u64,
+                DmaFlags {
+                    read: true,
+                    write: false,
+                },
+            )
+        }
         .unwrap();
         assert!(t.write(0, &[1]).is_err());
         assert!(t.read(0, &mut [0]).is_ok());

@@ -4,9 +4,11 @@
 
 pub mod contract;
 pub mod dma_table;
+pub mod host_mem;
 pub mod kernel;
 pub mod soft;
 
 pub use contract::{Region, VfioDevice};
+pub use host_mem::{DmaMapping, HostRange, Mapping, OutOfRange};
 pub use kernel::KernelDevice;
 pub use soft::SoftGpu;

@@ -337,7 +337,11 @@ impl VfioDevice for SoftGpu {
             .host_ptr(off)
             .map_err(|_| errno(libc::EINVAL))?;
         let ptr = NonNull::new(ptr).ok_or_else(|| errno(libc::EINVAL))?;
-        Ok(Mapping::new(ptr, size, self.gpu.clone()))
+        // SAFETY: `[off, off + size)` lies in the model's VRAM (`can_mmap`
+        // checked it against the region, which is all of VRAM); the VRAM
+        // stays allocated while the Gpu lives, and the Mapping holds it. The
+        // model touches VRAM through raw copies only.
+        Ok(unsafe { Mapping::new(ptr, size, self.gpu.clone()) })
     }
 
     fn irq_info(&self, index: u32) -> io::Result<IrqInfo> {
@@ -427,8 +431,9 @@ impl VfioDevice for SoftGpu {
         Ok(())
     }
 
-    fn dma_map(&self, iova: u64, size: u64, vaddr: u64, flags: DmaFlags) -> io::Result<()> {
-        self.dma.map(iova, size, vaddr, flags)
+    unsafe fn dma_map(&self, iova: u64, size: u64, vaddr: u64, flags: DmaFlags) -> io::Result<()> {
+        // SAFETY: the caller's promise for these bytes is the table's.
+        unsafe { self.dma.map(iova, size, vaddr, flags) }
     }
 
     fn dma_unmap(&self, iova: u64, size: u64) -> io::Result<()> {
@@ -531,8 +536,7 @@ mod tests {
         let s = soft();
         let bar0 = Region::new(s.clone(), VFIO_PCI_BAR0_REGION_INDEX).unwrap();
         let m = bar0.mmap(0x1000, 0x2000).unwrap();
-        // SAFETY: the mapping covers 0x2000 bytes of live VRAM.
-        unsafe { *m.as_ptr() = 0x5a };
+        m.write(0, &[0x5a]).unwrap();
         let mut b = [0u8];
         bar0.read(0x1000, &mut b).unwrap();
         assert_eq!(b, [0x5a]);

@@ -2,19 +2,22 @@
 //!
 //! Every vGPU of a VM reports the same guest RAM; like a VFIO container
 //! shared by a VM's devices, the GPU maps each range once and unmaps it when
-//! the last vGPU lets go.
+//! the last vGPU lets go. Each vGPU's report is its own [`HostRange`],
+//! valid until that vGPU removes it, so the mapping always rests on the
+//! report of a vGPU that still holds the range.
 
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::Arc;
 
 use rvg_vfio::contract::DmaFlags;
-use rvg_vfio::VfioDevice;
+use rvg_vfio::{DmaMapping, HostRange, VfioDevice};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 struct Mapped {
-    size: u64,
-    vaddr: u64,
-    refs: u32,
+    mapping: DmaMapping,
+    /// One per vGPU that mapped it; the mapping rests on one of them.
+    holders: Vec<Arc<HostRange>>,
 }
 
 #[derive(Debug, Default)]
@@ -25,73 +28,94 @@ pub struct DmaRefs {
 impl DmaRefs {
     pub fn map(
         &mut self,
-        dev: &dyn VfioDevice,
+        dev: &Arc<dyn VfioDevice>,
         iova: u64,
-        size: u64,
-        vaddr: u64,
+        host: &Arc<HostRange>,
     ) -> io::Result<()> {
         if let Some(m) = self.by_iova.get_mut(&iova) {
-            if (m.size, m.vaddr) == (size, vaddr) {
-                m.refs += 1;
+            let mapped = m.mapping.host();
+            if (mapped.len(), mapped.addr()) == (host.len(), host.addr()) {
+                m.holders.push(host.clone());
                 return Ok(());
             }
         }
         // A different range over the same addresses: the contract refuses it.
-        dev.dma_map(iova, size, vaddr, DmaFlags::READ_WRITE)?;
+        let mapping = host.dma_map(dev, iova, DmaFlags::READ_WRITE)?;
         self.by_iova.insert(
             iova,
             Mapped {
-                size,
-                vaddr,
-                refs: 1,
+                mapping,
+                holders: vec![host.clone()],
             },
         );
         Ok(())
     }
 
-    pub fn unmap(&mut self, dev: &dyn VfioDevice, iova: u64, size: u64) -> io::Result<()> {
-        let Some(m) = self.by_iova.get_mut(&iova).filter(|m| m.size == size) else {
+    /// Drop `host`'s share of the mapping at `iova`; the last share unmaps.
+    pub fn unmap(&mut self, iova: u64, host: &Arc<HostRange>) -> io::Result<()> {
+        let size = host.len();
+        let found = self.by_iova.get_mut(&iova).and_then(|m| {
+            let at = m.holders.iter().position(|h| Arc::ptr_eq(h, host))?;
+            Some((m, at))
+        });
+        let Some((m, at)) = found else {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("no DMA mapping [{iova:#x}, +{size:#x})"),
             ));
         };
-        m.refs -= 1;
-        if m.refs == 0 {
-            self.by_iova.remove(&iova);
-            dev.dma_unmap(iova, size)?;
+        m.holders.swap_remove(at);
+        if let Some(other) = m.holders.first() {
+            if Arc::ptr_eq(m.mapping.host(), host) {
+                // `host` may go now: rest the mapping on another holder.
+                m.mapping
+                    .rebind(other.clone())
+                    .expect("every holder names the mapped bytes");
+            }
+            return Ok(());
         }
-        Ok(())
+        let m = self.by_iova.remove(&iova).expect("found above");
+        m.mapping.unmap()
     }
 
     #[cfg(test)]
     pub fn refs(&self, iova: u64) -> u32 {
-        self.by_iova.get(&iova).map_or(0, |m| m.refs)
+        self.by_iova
+            .get(&iova)
+            .map_or(0, |m| m.holders.len() as u32)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rvg_model::vram::Vram;
     use rvg_model::GpuConfig;
     use rvg_vfio::SoftGpu;
 
     #[test]
     fn shared_ranges_are_mapped_once_and_released_last() {
-        let soft = SoftGpu::new(GpuConfig { vram_size: 2 << 20 }, Box::new(|_| {})).unwrap();
-        let ram = Vram::new(1 << 16).unwrap();
-        let hva = ram.host_ptr(0).unwrap() as u64;
+        let soft =
+            Arc::new(SoftGpu::new(GpuConfig { vram_size: 2 << 20 }, Box::new(|_| {})).unwrap());
+        let dev: Arc<dyn VfioDevice> = soft.clone();
+        let a = crate::guest_mem::stand_in(1 << 16);
+        let b = Arc::new(HostRange::anonymous(1 << 16).unwrap());
         let mut d = DmaRefs::default();
-        d.map(&soft, 0x10_0000, 1 << 16, hva).unwrap();
-        d.map(&soft, 0x10_0000, 1 << 16, hva).unwrap();
+        d.map(&dev, 0x10_0000, &a).unwrap();
+        // Another vGPU's report of the same bytes shares the mapping.
+        let a_again = Arc::new(a.alias());
+        d.map(&dev, 0x10_0000, &a_again).unwrap();
         assert_eq!(d.refs(0x10_0000), 2);
         // Overlapping but different: refused by the contract.
-        assert!(d.map(&soft, 0x10_8000, 1 << 16, hva).is_err());
-        d.unmap(&soft, 0x10_0000, 1 << 16).unwrap();
+        assert!(d.map(&dev, 0x10_8000, &b).is_err());
+        // Only a holder lets go.
+        assert!(d.unmap(0x10_0000, &b).is_err());
+        // The first holder goes; the mapping rests on the second.
+        d.unmap(0x10_0000, &a).unwrap();
+        // Left: `a` and the alias's hold on it; the mapping's went.
+        assert_eq!(Arc::strong_count(&a), 2);
         assert!(soft.gpu().dma().read(0x10_0000, &mut [0]).is_ok());
-        d.unmap(&soft, 0x10_0000, 1 << 16).unwrap();
+        d.unmap(0x10_0000, &a_again).unwrap();
         assert!(soft.gpu().dma().read(0x10_0000, &mut [0]).is_err());
-        assert!(d.unmap(&soft, 0x10_0000, 1 << 16).is_err());
+        assert!(d.unmap(0x10_0000, &a).is_err());
     }
 }

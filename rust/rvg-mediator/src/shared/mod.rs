@@ -21,7 +21,7 @@ use rvg_vfio::contract::{
     VFIO_PCI_BAR2_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_INTX_IRQ_INDEX,
     VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX,
 };
-use rvg_vfio::VfioDevice;
+use rvg_vfio::{HostRange, VfioDevice};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::error::{contract, GpuError, NoRoom};
@@ -220,12 +220,13 @@ impl SharedGpu {
     }
 
     /// Guest RAM for the GPU's DMA, shared by every vGPU that reports it.
-    pub fn dma_map(&self, iova: u64, size: u64, vaddr: u64) -> io::Result<()> {
-        self.dma.lock().map(&*self.dev, iova, size, vaddr)
+    pub fn dma_map(&self, iova: u64, host: &Arc<HostRange>) -> io::Result<()> {
+        self.dma.lock().map(&self.dev, iova, host)
     }
 
-    pub fn dma_unmap(&self, iova: u64, size: u64) -> io::Result<()> {
-        self.dma.lock().unmap(&*self.dev, iova, size)
+    /// Let go of `host`'s share of the mapping at `iova`.
+    pub fn dma_unmap(&self, iova: u64, host: &Arc<HostRange>) -> io::Result<()> {
+        self.dma.lock().unmap(iova, host)
     }
 }
 

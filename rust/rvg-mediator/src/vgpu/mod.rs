@@ -26,6 +26,7 @@ use rvg_model::gtt::{gfx_addr, GttEntry, PAGE_SIZE};
 use rvg_model::irq::{IntSource, IrqLine};
 use rvg_model::regs::bar2;
 use rvg_vfio::contract::{Mapping, Region, VFIO_PCI_BAR0_REGION_INDEX};
+use rvg_vfio::HostRange;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::display::{scanout, Display, DisplayHost, DisplayStats, Frame};
@@ -371,16 +372,25 @@ impl Vgpu {
         fx
     }
 
-    /// The memory listener saw a new range of guest-physical memory.
-    pub fn guest_ram_add(&self, gpa: u64, size: u64, hva: u64, kind: MemKind) -> Effects {
+    /// The memory listener saw a new range of guest-physical memory:
+    /// `size` bytes at `gpa` of `kind`, and for guest RAM its host memory.
+    pub fn guest_ram_add(
+        &self,
+        gpa: u64,
+        size: u64,
+        host: Option<HostRange>,
+        kind: MemKind,
+    ) -> Effects {
         let mut fx = Effects::default();
+        let host = host.map(Arc::new);
+        // The GPU sees guest RAM at its guest-physical address.
+        let iova = gpa;
         let range = GuestRange {
             gpa,
             size,
-            hva,
+            host: host.clone(),
             kind,
-            // The GPU sees guest RAM at its guest-physical address.
-            iova: gpa,
+            iova,
         };
         let mut st = self.state.lock();
         if let Err(e) = st.mem.add(range) {
@@ -389,8 +399,8 @@ impl Vgpu {
             ));
             return fx;
         }
-        if kind == MemKind::Ram {
-            if let Err(e) = self.gpu.dma_map(range.iova, size, hva) {
+        if let Some(host) = &host {
+            if let Err(e) = self.gpu.dma_map(iova, host) {
                 st.mem.remove(gpa, size);
                 fx.host_error(format!("DMA map of guest RAM [{gpa:#x}, +{size:#x}): {e}"));
             }
@@ -425,7 +435,8 @@ impl Vgpu {
                 Ok(_) => {}
                 Err(e) => fx.host_error(format!("invalidating GTT entries: {e}")),
             }
-            if let Err(e) = self.gpu.dma_unmap(range.iova, range.size) {
+            let Some(host) = &range.host else { continue };
+            if let Err(e) = self.gpu.dma_unmap(range.iova, host) {
                 fx.host_error(format!(
                     "DMA unmap of [{:#x}, +{:#x}): {e}",
                     range.gpa, range.size
@@ -589,8 +600,10 @@ impl Drop for Vgpu {
         self.detach();
         let mut st = self.state.lock();
         let _ = st.gtt.reset(&mut ContractGtt(self.gpu.bar2()));
-        for r in st.mem.iter().filter(|r| r.kind == MemKind::Ram) {
-            let _ = self.gpu.dma_unmap(r.iova, r.size);
+        for r in st.mem.iter() {
+            if let Some(host) = &r.host {
+                let _ = self.gpu.dma_unmap(r.iova, host);
+            }
         }
         drop(st);
         self.gpu.free_slice(&self.layout);

@@ -42,16 +42,11 @@ fn gtt(i: u64) -> u64 {
 
 /// A vGPU with `pages` of guest RAM at 1 MiB: page-aligned host memory
 /// standing in for it, reported as the memory listener would.
-fn attach_with_ram(pages: u64) -> (Vgpu, Arc<SoftGpu>, rvg_model::vram::Vram) {
+fn attach_with_ram(pages: u64) -> (Vgpu, Arc<SoftGpu>, Arc<HostRange>) {
     let (v, soft) = attach();
     v.set_bus_master(true);
-    let ram = rvg_model::vram::Vram::new(pages * 4096).unwrap();
-    let fx = v.guest_ram_add(
-        0x10_0000,
-        pages * 4096,
-        ram.host_ptr(0).unwrap() as u64,
-        MemKind::Ram,
-    );
+    let ram = Arc::new(HostRange::anonymous(pages * 4096).unwrap());
+    let fx = v.guest_ram_add(0x10_0000, pages * 4096, Some(ram.alias()), MemKind::Ram);
     assert!(fx.diags.is_empty(), "{:?}", fx.diags);
     (v, soft, ram)
 }

@@ -119,7 +119,12 @@ impl Group {
         })
     }
 
-    pub(crate) fn dma_map(
+    /// Map `[vaddr, vaddr + size)` for the device at `iova`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`VfioDevice::dma_map`](crate::VfioDevice::dma_map).
+    pub(crate) unsafe fn dma_map(
         &self,
         iova: u64,
         size: u64,
@@ -133,7 +138,8 @@ impl Group {
         if flags.write {
             f |= VFIO_DMA_MAP_FLAG_WRITE;
         }
-        ioctl::iommu_map_dma(&self.container, iova, size, vaddr, f)
+        // SAFETY: the caller's promise for the bytes, passed on.
+        unsafe { ioctl::iommu_map_dma(&self.container, iova, size, vaddr, f) }
     }
 
     /// Unmap exactly `[iova, iova + size)`: type1 unmaps whole mappings

@@ -196,10 +196,14 @@ pub(crate) fn device_reset(device: &File) -> io::Result<()> {
     check(unsafe { ioctl(device, VFIO_DEVICE_RESET()) }).map(drop)
 }
 
-/// VFIO_IOMMU_MAP_DMA. Memory-safe for this process: the kernel pins the
-/// pages at `vaddr` (EFAULT if unmapped) and writes nothing of ours; what the
-/// device may then do to that memory is the caller's business.
-pub(crate) fn iommu_map_dma(
+/// VFIO_IOMMU_MAP_DMA. The kernel pins the pages at `vaddr` (EFAULT if
+/// unmapped) and writes nothing of ours; the device may then write them.
+///
+/// # Safety
+///
+/// As for [`VfioDevice::dma_map`](crate::VfioDevice::dma_map): the bytes are
+/// the device's to read and write until they are unmapped.
+pub(crate) unsafe fn iommu_map_dma(
     container: &File,
     iova: u64,
     size: u64,
@@ -272,8 +276,12 @@ pub(crate) fn ioas_alloc(iommufd: &File) -> io::Result<u32> {
     Ok(alloc.out_ioas_id)
 }
 
-/// IOMMU_IOAS_MAP. Memory-safe for this process as VFIO_IOMMU_MAP_DMA is.
-pub(crate) fn ioas_map(
+/// IOMMU_IOAS_MAP, as [`iommu_map_dma`] for an IOAS.
+///
+/// # Safety
+///
+/// As for [`iommu_map_dma`].
+pub(crate) unsafe fn ioas_map(
     iommufd: &File,
     ioas_id: u32,
     iova: u64,

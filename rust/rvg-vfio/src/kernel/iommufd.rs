@@ -64,14 +64,20 @@ impl Iommufd {
         Ok(device)
     }
 
-    pub(crate) fn dma_map(
+    /// Map `[vaddr, vaddr + size)` for the device at `iova`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`VfioDevice::dma_map`](crate::VfioDevice::dma_map).
+    pub(crate) unsafe fn dma_map(
         &self,
         iova: u64,
         size: u64,
         vaddr: u64,
         flags: DmaFlags,
     ) -> io::Result<()> {
-        ioctl::ioas_map(&self.fd, self.ioas_id, iova, size, vaddr, map_flags(flags))
+        // SAFETY: the caller's promise for the bytes, passed on.
+        unsafe { ioctl::ioas_map(&self.fd, self.ioas_id, iova, size, vaddr, map_flags(flags)) }
     }
 
     /// Unmap exactly `[iova, iova + size)`, as the legacy backend does.

@@ -268,7 +268,10 @@ impl VfioDevice for KernelDevice {
         let ptr = area
             .ptr()
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EFAULT))?;
-        Ok(Mapping::new(ptr, size, area))
+        // SAFETY: `area` is a fresh shared mapping of `size` readable and
+        // writable bytes, unmapped only when its last Arc (the Mapping's)
+        // goes; nothing in Rust references it.
+        Ok(unsafe { Mapping::new(ptr, size, area) })
     }
 
     fn irq_info(&self, index: u32) -> io::Result<IrqInfo> {
@@ -293,10 +296,15 @@ impl VfioDevice for KernelDevice {
         ioctl::device_reset(&self.device)
     }
 
-    fn dma_map(&self, iova: u64, size: u64, vaddr: u64, flags: DmaFlags) -> io::Result<()> {
-        match &self.backend {
-            Backend::Legacy(group) => group.dma_map(iova, size, vaddr, flags),
-            Backend::Iommufd { iommufd, .. } => iommufd.dma_map(iova, size, vaddr, flags),
+    unsafe fn dma_map(&self, iova: u64, size: u64, vaddr: u64, flags: DmaFlags) -> io::Result<()> {
+        // SAFETY: the caller's promise, passed on: the device's mapping goes
+        // with `dma_unmap` or with the device fd, which closes before the
+        // group or iommufd (field order).
+        unsafe {
+            match &self.backend {
+                Backend::Legacy(group) => group.dma_map(iova, size, vaddr, flags),
+                Backend::Iommufd { iommufd, .. } => iommufd.dma_map(iova, size, vaddr, flags),
+            }
         }
     }
 
