@@ -15,12 +15,12 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Instant;
 
+use rvg_gpu::vram::Vram;
 use rvg_mediator::display::{DisplayHost, Surface};
 use rvg_mediator::shared::SchedConfig;
 use rvg_mediator::{MemKind, SharedGpu, Vgpu, VgpuConfig};
 use rvg_model::gtt::GttEntry;
 use rvg_model::regs::{bar2, plane_ctl, plane_format, DispiReg, DisplayReg, Register};
-use rvg_model::vram::Vram;
 use rvg_model::GpuConfig;
 use rvg_vfio::SoftGpu;
 

@@ -13,6 +13,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Instant;
 
+use rvg_gpu::vram::Vram;
 use rvg_mediator::guest_mem::{GuestMemory, GuestRange};
 use rvg_mediator::shadow::{GttShadow, PhysGtt};
 use rvg_mediator::shared::SchedConfig;
@@ -20,7 +21,6 @@ use rvg_mediator::vgpu::VGPU_GTT_ENTRIES;
 use rvg_mediator::{MemKind, SharedGpu, Vgpu, VgpuConfig};
 use rvg_model::gtt::GttEntry;
 use rvg_model::regs::bar2;
-use rvg_model::vram::Vram;
 use rvg_model::GpuConfig;
 use rvg_vfio::SoftGpu;
 

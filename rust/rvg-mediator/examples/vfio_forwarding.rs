@@ -13,11 +13,11 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Instant;
 
+use rvg_gpu::vram::Vram;
 use rvg_mediator::shared::{HostLog, SchedConfig};
 use rvg_mediator::{MemKind, SharedGpu, Vgpu, VgpuConfig};
 use rvg_model::gtt::GttEntry;
 use rvg_model::regs::{bar2, GlobalReg, Register};
-use rvg_model::vram::Vram;
 use rvg_model::GpuConfig;
 use rvg_vfio::kernel::{DeviceSpec, IommuBackend, KernelDevice};
 use rvg_vfio::{SoftGpu, VfioDevice};

@@ -936,10 +936,10 @@ mod tests {
 
     /// A vGPU with `pages` of guest RAM at 1 MiB: page-aligned host memory
     /// standing in for it, reported as the memory listener would.
-    fn attach_with_ram(pages: u64) -> (Vgpu, Arc<SoftGpu>, rvg_model::vram::Vram) {
+    fn attach_with_ram(pages: u64) -> (Vgpu, Arc<SoftGpu>, rvg_gpu::vram::Vram) {
         let (v, soft) = attach();
         v.set_bus_master(true);
-        let ram = rvg_model::vram::Vram::new(pages * 4096).unwrap();
+        let ram = rvg_gpu::vram::Vram::new(pages * 4096).unwrap();
         let fx = v.guest_ram_add(
             0x10_0000,
             pages * 4096,

@@ -73,7 +73,7 @@ impl DmaRefs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rvg_model::vram::Vram;
+    use rvg_gpu::vram::Vram;
     use rvg_model::GpuConfig;
     use rvg_vfio::SoftGpu;
 
