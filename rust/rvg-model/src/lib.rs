@@ -21,6 +21,7 @@ pub mod gtt;
 pub mod irq;
 pub mod memory;
 pub mod regs;
+mod table;
 
 #[cfg(test)]
 mod test_mem;
