@@ -8,8 +8,12 @@
 //! into the stream (one level, so their contents are plain commands), and a
 //! guest FENCE becomes a placeholder the scheduler stamps with a physical
 //! tag, so completion can be traced back to the guest's seqno and head.
+//!
+//! What a command may do comes from its row of the command table
+//! (`rvg_model::cmd::COMMANDS`): privileged rows are refused, every
+//! graphics address it holds is checked for what it covers and relocated.
 
-use rvg_model::cmd::{self, Command};
+use rvg_model::cmd::{self, Command, GfxRef};
 use rvg_model::engine::{check_batch, check_rect, error, walk_batch, EngineError, EngineState};
 
 /// The guest's graphics memory as the guest's own GTT maps it.
@@ -105,7 +109,7 @@ impl Scanner {
             match command {
                 Command::BatchStart { addr, len } => self.batch(mem, addr, len, &mut work)?,
                 Command::BatchEnd => return Err(EngineError::at(error::BATCH_NESTING, at)),
-                c => self.emit(c, at, &mut work)?,
+                c => self.emit(c, &ring_dw[i..i + len], at, &mut work)?,
             }
             i += len;
         }
@@ -127,63 +131,66 @@ impl Scanner {
         mem.read(addr, &mut bytes)
             .map_err(|a| EngineError::at(error::BAD_ADDRESS, a))?;
         let mut decoded = 0;
-        let walked = walk_batch(addr, &cmd::dwords(&bytes), &mut decoded, |c, at| {
-            self.emit(c, at, work)
+        let walked = walk_batch(addr, &cmd::dwords(&bytes), &mut decoded, |c, dw, at| {
+            self.emit(c, dw, at, work)
         });
         work.guest_commands += decoded;
         walked
     }
 
-    /// Check one non-control command and append its relocated copy.
-    fn emit(&self, c: Command, at: u64, work: &mut Work) -> Result<(), EngineError> {
-        match c {
-            Command::Noop => {}
-            Command::StoreDw { addr, .. } => {
+    /// Check one non-control command, `dw` its dwords, by its row of the
+    /// command table, and append its relocated copy.
+    fn emit(&self, c: Command, dw: &[u32], at: u64, work: &mut Work) -> Result<(), EngineError> {
+        if let Command::Fence { seqno, interrupt } = c {
+            work.fences.push(FenceMark {
+                at: work.dwords.len(),
+                seqno,
+                interrupt,
+            });
+            // Every shadow fence interrupts: it is how the scheduler learns
+            // a guest fence passed.
+            let shadow = Command::Fence {
+                seqno: 0,
+                interrupt: true,
+            };
+            work.dwords.extend(shadow.encode());
+            return Ok(());
+        }
+        let info = c.info();
+        if info.privileged {
+            return Err(EngineError::at(error::PRIVILEGED, at));
+        }
+        for r in info.addrs {
+            self.check_ref(dw, *r)?;
+        }
+        let start = work.dwords.len();
+        work.dwords.extend_from_slice(dw);
+        cmd::relocate(&mut work.dwords[start..], self.reloc);
+        Ok(())
+    }
+
+    /// A graphics address of the command `dw` by the engine's rules for
+    /// what it covers, then inside the guest's graphics space.
+    fn check_ref(&self, dw: &[u32], r: GfxRef) -> Result<(), EngineError> {
+        let addr = r.addr(dw);
+        match r {
+            GfxRef::Dword { .. } => {
                 if !addr.is_multiple_of(4) {
                     return Err(EngineError::at(error::MISALIGNED, addr));
                 }
-                self.check_range(addr, 4)?;
+                self.check_range(addr, 4)
             }
-            Command::Fence { seqno, interrupt } => {
-                work.fences.push(FenceMark {
-                    at: work.dwords.len(),
-                    seqno,
-                    interrupt,
-                });
-                // Every shadow fence interrupts: it is how the scheduler
-                // learns a guest fence passed.
-                let shadow = Command::Fence {
-                    seqno: 0,
-                    interrupt: true,
-                };
-                work.dwords.extend(shadow.encode());
-                return Ok(());
+            GfxRef::Batch { len, .. } => {
+                check_batch(addr, dw[len])?;
+                self.check_range(addr, u64::from(dw[len]))
             }
-            Command::FillRect {
-                dst,
+            GfxRef::Rect {
                 pitch,
                 width,
                 height,
                 ..
-            } => self.check_rect(dst, pitch, width, height)?,
-            Command::CopyRect {
-                src,
-                src_pitch,
-                dst,
-                dst_pitch,
-                width,
-                height,
-            } => {
-                self.check_rect(src, src_pitch, width, height)?;
-                self.check_rect(dst, dst_pitch, width, height)?;
-            }
-            Command::LoadReg { .. } => return Err(EngineError::at(error::PRIVILEGED, at)),
-            Command::BatchStart { .. } | Command::BatchEnd => {
-                unreachable!("control commands are handled by the caller")
-            }
+            } => self.check_rect(addr, dw[pitch], dw[width], dw[height]),
         }
-        work.dwords.extend(c.relocated(self.reloc).encode());
-        Ok(())
     }
 
     /// The engine's rectangle rules, then the whole span inside the guest's

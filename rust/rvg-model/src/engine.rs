@@ -270,7 +270,7 @@ impl EngineState {
         let RunOutcome {
             raise, commands, ..
         } = out;
-        walk_batch(addr, &cmd::dwords(&bytes), commands, |c, at| {
+        walk_batch(addr, &cmd::dwords(&bytes), commands, |c, _, at| {
             self.execute(mem, c, at, raise)
         })
     }
@@ -352,13 +352,13 @@ pub fn check_batch(addr: u64, len: u32) -> Result<(), EngineError> {
 
 /// The commands of a batch whose dwords `dw` were read from `addr`, up to
 /// BATCH_END or its end: `each` gets every command that is not a batch
-/// command, with its address; a BATCH_START is a nesting error. `count` goes
-/// up by one for every command decoded, BATCH_END included.
+/// command, with its dwords and address; a BATCH_START is a nesting error.
+/// `count` goes up by one for every command decoded, BATCH_END included.
 pub fn walk_batch(
     addr: u64,
     dw: &[u32],
     count: &mut u64,
-    mut each: impl FnMut(Command, u64) -> Result<(), EngineError>,
+    mut each: impl FnMut(Command, &[u32], u64) -> Result<(), EngineError>,
 ) -> Result<(), EngineError> {
     let mut i = 0;
     while i < dw.len() {
@@ -368,7 +368,7 @@ pub fn walk_batch(
         match command {
             Command::BatchEnd => return Ok(()),
             Command::BatchStart { .. } => return Err(EngineError::at(error::BATCH_NESTING, at)),
-            c => each(c, at)?,
+            c => each(c, &dw[i..i + n], at)?,
         }
         i += n;
     }
