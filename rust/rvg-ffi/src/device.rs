@@ -4,9 +4,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use rvg_gpu::Gpu;
 use rvg_mediator::{MemKind, Vgpu};
 use rvg_model::effects::{Diag, Effects};
-use rvg_model::{Gpu, IrqLine};
+use rvg_model::IrqLine;
 use rvg_vfio::HostRange;
 
 use crate::host::{Host, HostDisplay, LogKind};

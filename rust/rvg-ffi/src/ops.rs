@@ -10,10 +10,10 @@ use std::ptr::{self, NonNull};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rvg_gpu::{Gpu, GpuConfig};
 use rvg_mediator::shared::{HostLog, SchedConfig};
 use rvg_mediator::{MemKind, SharedGpu, Vgpu, VgpuConfig};
 use rvg_model::regs::{bar2, pci};
-use rvg_model::{Gpu, GpuConfig};
 use rvg_vfio::{HostRange, SoftGpu};
 
 use crate::backend::{c_property, kernel_gpu, Backend, GpuChoice};

@@ -213,8 +213,8 @@ impl<'d> Engine<'d> {
         };
         let mut at = 0;
         while at < dwords.len() {
-            let op = (dwords[at] >> 24) as u8;
-            let len = rvg_model::cmd::length(op).expect("we encode only known commands");
+            let info = rvg_model::cmd::header_info(dwords[at]);
+            let len = info.expect("we encode only known commands").len;
             self.ring.push(&mut mem, &dwords[at..at + len]);
             at += len;
         }

@@ -8,8 +8,12 @@
 //! into the stream (one level, so their contents are plain commands), and a
 //! guest FENCE becomes a placeholder the scheduler stamps with a physical
 //! tag, so completion can be traced back to the guest's seqno and head.
+//!
+//! What a command may do comes from its row of the command table
+//! (`rvg_model::cmd::COMMANDS`): privileged rows are refused, every
+//! graphics address it holds is checked for what it covers and relocated.
 
-use rvg_model::cmd::{self, Command};
+use rvg_model::cmd::{self, Command, GfxRef};
 use rvg_model::engine::{check_batch, check_rect, error, walk_batch, EngineError, EngineState};
 
 /// The guest's graphics memory as the guest's own GTT maps it.
@@ -105,7 +109,7 @@ impl Scanner {
             match command {
                 Command::BatchStart { addr, len } => self.batch(mem, addr, len, &mut work)?,
                 Command::BatchEnd => return Err(EngineError::at(error::BATCH_NESTING, at)),
-                c => self.emit(c, at, &mut work)?,
+                c => self.emit(c, &ring_dw[i..i + len], at, &mut work)?,
             }
             i += len;
         }
@@ -127,63 +131,66 @@ impl Scanner {
         mem.read(addr, &mut bytes)
             .map_err(|a| EngineError::at(error::BAD_ADDRESS, a))?;
         let mut decoded = 0;
-        let walked = walk_batch(addr, &cmd::dwords(&bytes), &mut decoded, |c, at| {
-            self.emit(c, at, work)
+        let walked = walk_batch(addr, &cmd::dwords(&bytes), &mut decoded, |c, dw, at| {
+            self.emit(c, dw, at, work)
         });
         work.guest_commands += decoded;
         walked
     }
 
-    /// Check one non-control command and append its relocated copy.
-    fn emit(&self, c: Command, at: u64, work: &mut Work) -> Result<(), EngineError> {
-        match c {
-            Command::Noop => {}
-            Command::StoreDw { addr, .. } => {
+    /// Check one non-control command, `dw` its dwords, by its row of the
+    /// command table, and append its relocated copy.
+    fn emit(&self, c: Command, dw: &[u32], at: u64, work: &mut Work) -> Result<(), EngineError> {
+        if let Command::Fence { seqno, interrupt } = c {
+            work.fences.push(FenceMark {
+                at: work.dwords.len(),
+                seqno,
+                interrupt,
+            });
+            // Every shadow fence interrupts: it is how the scheduler learns
+            // a guest fence passed.
+            let shadow = Command::Fence {
+                seqno: 0,
+                interrupt: true,
+            };
+            work.dwords.extend(shadow.encode());
+            return Ok(());
+        }
+        let info = c.info();
+        if info.privileged {
+            return Err(EngineError::at(error::PRIVILEGED, at));
+        }
+        for r in info.addrs {
+            self.check_ref(dw, *r)?;
+        }
+        let start = work.dwords.len();
+        work.dwords.extend_from_slice(dw);
+        cmd::relocate(&mut work.dwords[start..], self.reloc);
+        Ok(())
+    }
+
+    /// A graphics address of the command `dw` by the engine's rules for
+    /// what it covers, then inside the guest's graphics space.
+    fn check_ref(&self, dw: &[u32], r: GfxRef) -> Result<(), EngineError> {
+        let addr = r.addr(dw);
+        match r {
+            GfxRef::Dword { .. } => {
                 if !addr.is_multiple_of(4) {
                     return Err(EngineError::at(error::MISALIGNED, addr));
                 }
-                self.check_range(addr, 4)?;
+                self.check_range(addr, 4)
             }
-            Command::Fence { seqno, interrupt } => {
-                work.fences.push(FenceMark {
-                    at: work.dwords.len(),
-                    seqno,
-                    interrupt,
-                });
-                // Every shadow fence interrupts: it is how the scheduler
-                // learns a guest fence passed.
-                let shadow = Command::Fence {
-                    seqno: 0,
-                    interrupt: true,
-                };
-                work.dwords.extend(shadow.encode());
-                return Ok(());
+            GfxRef::Batch { len, .. } => {
+                check_batch(addr, dw[len])?;
+                self.check_range(addr, u64::from(dw[len]))
             }
-            Command::FillRect {
-                dst,
+            GfxRef::Rect {
                 pitch,
                 width,
                 height,
                 ..
-            } => self.check_rect(dst, pitch, width, height)?,
-            Command::CopyRect {
-                src,
-                src_pitch,
-                dst,
-                dst_pitch,
-                width,
-                height,
-            } => {
-                self.check_rect(src, src_pitch, width, height)?;
-                self.check_rect(dst, dst_pitch, width, height)?;
-            }
-            Command::LoadReg { .. } => return Err(EngineError::at(error::PRIVILEGED, at)),
-            Command::BatchStart { .. } | Command::BatchEnd => {
-                unreachable!("control commands are handled by the caller")
-            }
+            } => self.check_rect(addr, dw[pitch], dw[width], dw[height]),
         }
-        work.dwords.extend(c.relocated(self.reloc).encode());
-        Ok(())
     }
 
     /// The engine's rectangle rules, then the whole span inside the guest's
@@ -224,443 +231,5 @@ fn read_ring(mem: &dyn GuestGfx, ring: &EngineState) -> Result<Vec<u32>, EngineE
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use proptest::prelude::*;
-    use rvg_model::cmd::opcode;
-    use rvg_model::engine::{ring_ctl, BATCH_LEN_MAX};
-    use std::cell::RefCell;
-
-    pub const SPACE: u64 = 16 << 20;
-    const RELOC: u64 = 0x40_0000_0000;
-
-    /// Guest graphics memory: a flat buffer with a hole of unmapped pages.
-    pub struct FlatGfx {
-        pub bytes: RefCell<Vec<u8>>,
-        pub hole: std::ops::Range<u64>,
-    }
-
-    impl FlatGfx {
-        pub fn new(len: usize) -> FlatGfx {
-            FlatGfx {
-                bytes: RefCell::new(vec![0; len]),
-                hole: 0..0,
-            }
-        }
-
-        pub fn put(&self, addr: u64, cmds: &[Command]) -> u32 {
-            let mut b = self.bytes.borrow_mut();
-            let mut at = addr as usize;
-            for dw in cmds.iter().flat_map(|c| c.encode()) {
-                b[at..at + 4].copy_from_slice(&dw.to_le_bytes());
-                at += 4;
-            }
-            (at - addr as usize) as u32
-        }
-    }
-
-    impl GuestGfx for FlatGfx {
-        fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), u64> {
-            let end = addr + buf.len() as u64;
-            if addr < self.hole.end && self.hole.start < end {
-                return Err(addr.max(self.hole.start));
-            }
-            let b = self.bytes.borrow();
-            buf.copy_from_slice(b.get(addr as usize..end as usize).ok_or(addr)?);
-            Ok(())
-        }
-    }
-
-    fn scanner() -> Scanner {
-        Scanner {
-            space: SPACE,
-            reloc: RELOC,
-        }
-    }
-
-    /// A 4 KiB ring at 0x1000 holding `cmds` from offset `head`.
-    fn ring_with(mem: &FlatGfx, head: u32, cmds: &[Command]) -> EngineState {
-        let mut dw: Vec<u32> = cmds.iter().flat_map(|c| c.encode()).collect();
-        let mut off = head;
-        for d in dw.drain(..) {
-            mem.bytes.borrow_mut()[0x1000 + off as usize..][..4].copy_from_slice(&d.to_le_bytes());
-            off = (off + 4) % 4096;
-        }
-        EngineState {
-            ring_base: 0x1000,
-            ring_size: 4096,
-            head,
-            tail: off,
-            ctl: ring_ctl::ENABLE,
-            ..Default::default()
-        }
-    }
-
-    fn scan(cmds: &[Command]) -> Result<Work, EngineError> {
-        let mem = FlatGfx::new(SPACE as usize);
-        let ring = ring_with(&mem, 0, cmds);
-        scanner().scan(&mem, &ring)
-    }
-
-    fn fill(dst: u64, w: u32, h: u32) -> Command {
-        Command::FillRect {
-            dst,
-            pitch: 4 * w,
-            width: w,
-            height: h,
-            color: 0xff,
-        }
-    }
-
-    #[test]
-    fn addresses_are_relocated_and_fences_marked() {
-        let work = scan(&[
-            Command::StoreDw {
-                addr: 0x2000,
-                value: 7,
-            },
-            Command::Fence {
-                seqno: 9,
-                interrupt: false,
-            },
-            Command::CopyRect {
-                src: 0x3000,
-                src_pitch: 64,
-                dst: 0x5000,
-                dst_pitch: 64,
-                width: 16,
-                height: 2,
-            },
-        ])
-        .unwrap();
-        let (c0, n0) = cmd::decode(&work.dwords).unwrap();
-        assert_eq!(
-            c0,
-            Command::StoreDw {
-                addr: RELOC + 0x2000,
-                value: 7
-            }
-        );
-        assert_eq!(
-            work.fences,
-            vec![FenceMark {
-                at: n0,
-                seqno: 9,
-                interrupt: false
-            }]
-        );
-        let (c2, _) = cmd::decode(&work.dwords[n0 + 2..]).unwrap();
-        assert!(
-            matches!(c2, Command::CopyRect { src, dst, .. } if src == RELOC + 0x3000 && dst == RELOC + 0x5000)
-        );
-        assert_eq!(
-            work.cmds.iter().map(|c| c.head).collect::<Vec<_>>(),
-            [0, 16, 24]
-        );
-        assert_eq!((work.tail, work.guest_commands), (60, 3));
-    }
-
-    #[test]
-    fn batches_are_flattened_and_keep_the_ring_head() {
-        let mem = FlatGfx::new(SPACE as usize);
-        let len = mem.put(
-            0x8000,
-            &[
-                fill(0x10000, 4, 4),
-                Command::Fence {
-                    seqno: 1,
-                    interrupt: true,
-                },
-                Command::BatchEnd,
-                // Past BATCH_END: never scanned.
-                Command::LoadReg { reg: 0, value: 0 },
-            ],
-        );
-        let ring = ring_with(
-            &mem,
-            4092,
-            &[Command::BatchStart { addr: 0x8000, len }, Command::Noop],
-        );
-        let work = scanner().scan(&mem, &ring).unwrap();
-        assert_eq!(work.guest_commands, 5);
-        // The fill, the fence, the NOOP: no BATCH_START or BATCH_END left.
-        assert_eq!(work.dwords.len(), 7 + 2 + 1);
-        assert_eq!(
-            work.head_at(7),
-            4092,
-            "inside the batch: head on BATCH_START"
-        );
-        assert_eq!(work.head_at(9), (4092 + 16) % 4096);
-        assert_eq!(work.head_at(10), work.tail);
-    }
-
-    #[test]
-    fn every_rule_has_its_error() {
-        let e = |code, addr| Err(EngineError::at(code, addr));
-        let header = |op: u8| u32::from(op) << 24;
-        assert_eq!(
-            scan(&[Command::LoadReg {
-                reg: 0x14,
-                value: 1
-            }]),
-            e(error::PRIVILEGED, 0x1000)
-        );
-        assert_eq!(
-            scan(&[Command::Noop, Command::BatchEnd]),
-            e(error::BATCH_NESTING, 0x1004)
-        );
-        assert_eq!(
-            scan(&[Command::StoreDw { addr: 6, value: 0 }]),
-            e(error::MISALIGNED, 6)
-        );
-        assert_eq!(
-            scan(&[Command::StoreDw {
-                addr: SPACE,
-                value: 0
-            }]),
-            e(error::BAD_ADDRESS, SPACE)
-        );
-        assert_eq!(
-            scan(&[Command::StoreDw {
-                addr: u64::MAX - 3,
-                value: 0
-            }]),
-            e(error::BAD_ADDRESS, u64::MAX - 3)
-        );
-        // A rectangle whose last row leaves the space.
-        assert_eq!(
-            scan(&[fill(SPACE - 1024, 256, 2)]),
-            e(error::BAD_ADDRESS, SPACE)
-        );
-        assert_eq!(
-            scan(&[Command::FillRect {
-                dst: 0,
-                pitch: 4,
-                width: 2,
-                height: 2,
-                color: 0
-            }]),
-            e(error::BAD_RECT, 0)
-        );
-        assert_eq!(
-            scan(&[Command::BatchStart {
-                addr: 0x8002,
-                len: 4
-            }]),
-            e(error::MISALIGNED, 0x8002)
-        );
-        assert_eq!(
-            scan(&[Command::BatchStart {
-                addr: 0x8000,
-                len: BATCH_LEN_MAX + 4
-            }]),
-            e(error::TRUNCATED, 0x8000)
-        );
-        assert_eq!(
-            scan(&[Command::BatchStart {
-                addr: SPACE - 4,
-                len: 8
-            }]),
-            e(error::BAD_ADDRESS, SPACE)
-        );
-        // A batch that starts another.
-        let mem = FlatGfx::new(SPACE as usize);
-        let len = mem.put(
-            0x8000,
-            &[
-                Command::Noop,
-                Command::BatchStart {
-                    addr: 0x8000,
-                    len: 4,
-                },
-            ],
-        );
-        let ring = ring_with(&mem, 0, &[Command::BatchStart { addr: 0x8000, len }]);
-        assert_eq!(scanner().scan(&mem, &ring), e(error::BATCH_NESTING, 0x8004));
-        // Raw dwords: unknown opcode, reserved bits, a tail inside a command.
-        let raw = |dw: &[u32], tail: u32| {
-            let mem = FlatGfx::new(SPACE as usize);
-            for (i, d) in dw.iter().enumerate() {
-                mem.bytes.borrow_mut()[0x1000 + 4 * i..][..4].copy_from_slice(&d.to_le_bytes());
-            }
-            let ring = EngineState {
-                ring_base: 0x1000,
-                ring_size: 4096,
-                tail,
-                ..Default::default()
-            };
-            scanner().scan(&mem, &ring)
-        };
-        assert_eq!(raw(&[0xee00_0000], 4), e(error::UNKNOWN_OPCODE, 0x1000));
-        assert_eq!(
-            raw(&[header(opcode::NOOP) | 1], 4),
-            e(error::RESERVED_BITS, 0x1000)
-        );
-        assert_eq!(
-            raw(&[header(opcode::STORE_DW), 0], 8),
-            e(error::TRUNCATED, 0x1000)
-        );
-    }
-
-    #[test]
-    fn ring_registers_and_unmapped_pages() {
-        let mem = FlatGfx::new(SPACE as usize);
-        let mut ring = ring_with(&mem, 0, &[Command::Noop]);
-        ring.ring_size = 3000;
-        assert_eq!(
-            scanner().scan(&mem, &ring),
-            Err(EngineError::at(error::BAD_RING, 0x1000))
-        );
-        let mut ring = ring_with(&mem, 0, &[Command::Noop]);
-        ring.ring_base = SPACE - 2048;
-        assert_eq!(
-            scanner().scan(&mem, &ring),
-            Err(EngineError::at(error::BAD_RING, SPACE - 2048))
-        );
-        // The ring's page, then a batch's, unmapped in the guest GTT.
-        let mut mem = FlatGfx::new(SPACE as usize);
-        mem.hole = 0x1000..0x2000;
-        let ring = ring_with(&mem, 0, &[Command::Noop]);
-        assert_eq!(
-            scanner().scan(&mem, &ring),
-            Err(EngineError::at(error::BAD_ADDRESS, 0x1000))
-        );
-        mem.hole = 0x9000..0xa000;
-        let ring = ring_with(
-            &mem,
-            0,
-            &[Command::BatchStart {
-                addr: 0x8ff0,
-                len: 64,
-            }],
-        );
-        assert_eq!(
-            scanner().scan(&mem, &ring),
-            Err(EngineError::at(error::BAD_ADDRESS, 0x9000))
-        );
-    }
-
-    #[test]
-    fn the_copy_is_what_runs() {
-        // Scanning copies: rewriting guest memory afterwards changes nothing
-        // in the work already produced.
-        let mem = FlatGfx::new(SPACE as usize);
-        let len = mem.put(0x8000, &[fill(0x10000, 4, 1)]);
-        let ring = ring_with(&mem, 0, &[Command::BatchStart { addr: 0x8000, len }]);
-        let work = scanner().scan(&mem, &ring).unwrap();
-        mem.put(0x8000, &[Command::LoadReg { reg: 0, value: 0 }]);
-        ring_with(&mem, 0, &[Command::LoadReg { reg: 0, value: 0 }]);
-        assert_eq!(
-            cmd::decode(&work.dwords).unwrap().0,
-            fill(0x10000 + RELOC, 4, 1)
-        );
-    }
-
-    /// Any command a guest can encode: addresses anywhere in 64 bits, with a
-    /// bias towards the space's edges.
-    fn any_command() -> impl Strategy<Value = Command> {
-        let addr = prop_oneof![0..SPACE, (SPACE - 8192)..(SPACE + 8192), any::<u64>(),];
-        let dim = prop_oneof![0u32..64, any::<u32>()];
-        prop_oneof![
-            Just(Command::Noop),
-            (addr.clone(), any::<u32>()).prop_map(|(addr, value)| Command::StoreDw { addr, value }),
-            (any::<u32>(), any::<bool>())
-                .prop_map(|(seqno, interrupt)| Command::Fence { seqno, interrupt }),
-            (addr.clone(), 0u32..512).prop_map(|(addr, len)| Command::BatchStart { addr, len }),
-            Just(Command::BatchEnd),
-            (
-                addr.clone(),
-                dim.clone(),
-                dim.clone(),
-                dim.clone(),
-                any::<u32>()
-            )
-                .prop_map(|(dst, pitch, width, height, color)| Command::FillRect {
-                    dst,
-                    pitch,
-                    width,
-                    height,
-                    color
-                }),
-            (
-                addr.clone(),
-                dim.clone(),
-                addr,
-                dim.clone(),
-                dim.clone(),
-                dim
-            )
-                .prop_map(|(src, src_pitch, dst, dst_pitch, width, height)| {
-                    Command::CopyRect {
-                        src,
-                        src_pitch,
-                        dst,
-                        dst_pitch,
-                        width,
-                        height,
-                    }
-                }),
-            (any::<u32>(), any::<u32>()).prop_map(|(reg, value)| Command::LoadReg { reg, value }),
-        ]
-    }
-
-    /// Every graphics address a shadow command can touch, relocated back.
-    fn touched(c: &Command) -> Vec<(u64, u64)> {
-        let span = |b: u64, p, w, h| cmd::rect_span(b, p, w, h).unwrap();
-        match *c {
-            Command::StoreDw { addr, .. } => vec![(addr, 4)],
-            Command::FillRect {
-                dst,
-                pitch,
-                width,
-                height,
-                ..
-            } => vec![span(dst, pitch, width, height)],
-            Command::CopyRect {
-                src,
-                src_pitch,
-                dst,
-                dst_pitch,
-                width,
-                height,
-            } => vec![
-                span(src, src_pitch, width, height),
-                span(dst, dst_pitch, width, height),
-            ],
-            _ => vec![],
-        }
-    }
-
-    proptest! {
-        /// Whatever a guest writes, an accepted stream holds only commands
-        /// that stay inside the vGPU's relocated space, no privileged or
-        /// control command, and as many fences as it marked.
-        #[test]
-        fn accepted_streams_stay_in_the_slice(
-            cmds in prop::collection::vec(any_command(), 0..40),
-            batch in prop::collection::vec(any_command(), 0..16),
-        ) {
-            let mem = FlatGfx::new(SPACE as usize);
-            mem.put(0x8000, &batch);
-            let ring = ring_with(&mem, 4000, &cmds);
-            if let Ok(work) = scanner().scan(&mem, &ring) {
-                let mut i = 0;
-                let mut fences = 0;
-                while i < work.dwords.len() {
-                    let (c, n) = cmd::decode(&work.dwords[i..]).expect("shadow decodes");
-                    let control = matches!(c, Command::LoadReg { .. } | Command::BatchStart { .. } | Command::BatchEnd);
-                    prop_assert!(!control, "{:?} in the shadow stream", c);
-                    if matches!(c, Command::Fence { .. }) {
-                        prop_assert_eq!(work.fences[fences].at, i);
-                        fences += 1;
-                    }
-                    for (addr, len) in touched(&c) {
-                        prop_assert!(addr >= RELOC && addr + len <= RELOC + SPACE, "{:?}", c);
-                    }
-                    i += n;
-                }
-                prop_assert_eq!(fences, work.fences.len());
-            }
-        }
-    }
-}
+#[path = "scan_tests.rs"]
+pub(crate) mod tests;

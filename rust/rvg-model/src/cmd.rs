@@ -1,19 +1,16 @@
 //! The RVG-1 command stream (`docs/hardware.md`, "Commands"): 32-bit
 //! little-endian dwords, fixed-length commands with the opcode in bits 31:24
 //! of the header, flags in bits 23:16, bits 15:0 zero.
+//!
+//! `COMMANDS` describes every opcode once (length, flags, graphics
+//! addresses, privilege), after Linux i915/gvt's `cmd_info[]`; the decoder,
+//! the encoder, relocation, the mediator's scanner and its scheduler all
+//! read it. Adding an opcode is a row of the table and its execution in
+//! `engine`.
 
 use std::fmt;
 
-pub mod opcode {
-    pub const NOOP: u8 = 0x00;
-    pub const STORE_DW: u8 = 0x01;
-    pub const FENCE: u8 = 0x02;
-    pub const BATCH_START: u8 = 0x03;
-    pub const BATCH_END: u8 = 0x04;
-    pub const FILL_RECT: u8 = 0x05;
-    pub const COPY_RECT: u8 = 0x06;
-    pub const LOAD_REG: u8 = 0x07;
-}
+use crate::table::command_table;
 
 /// FENCE flag: raise the FENCE interrupt when the fence completes.
 pub const FENCE_FLAG_INTERRUPT: u8 = 1 << 0;
@@ -21,49 +18,124 @@ pub const FENCE_FLAG_INTERRUPT: u8 = 1 << 0;
 /// Bytes per pixel of the rectangle commands (32-bit pixels).
 pub const PIXEL_BYTES: u64 = 4;
 
-/// A decoded command.
+/// A graphics address a command holds (64 bits, low dword first, at dword
+/// `at` of the command) and what it covers there: how the scanner checks
+/// it. Every index is a dword of the command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Command {
-    Noop,
+pub enum GfxRef {
+    /// One dword, written there: 4-byte aligned.
+    Dword { at: usize },
+    /// A batch buffer of `len` bytes.
+    Batch { at: usize, len: usize },
+    /// A rectangle of 32-bit pixels.
+    Rect {
+        at: usize,
+        pitch: usize,
+        width: usize,
+        height: usize,
+    },
+}
+
+impl GfxRef {
+    /// The dword holding the address's low half.
+    pub fn at(self) -> usize {
+        match self {
+            GfxRef::Dword { at } | GfxRef::Batch { at, .. } | GfxRef::Rect { at, .. } => at,
+        }
+    }
+
+    /// The address, in the dwords `dw` of a command.
+    pub fn addr(self, dw: &[u32]) -> u64 {
+        field::gfx::get(dw, self.at())
+    }
+}
+
+/// One opcode: everything about it but what executing it does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CmdInfo {
+    pub opcode: u8,
+    pub name: &'static str,
+    /// Dwords, header included.
+    pub len: usize,
+    /// Header flags the opcode defines; any other is a reserved bit.
+    pub flags: u8,
+    /// Only the mediator may emit it: a guest stream holding it is refused.
+    pub privileged: bool,
+    /// The graphics addresses it holds: what relocation moves.
+    pub addrs: &'static [GfxRef],
+}
+
+command_table! {
+    NOOP = 0x00, len 1, flags 0, privileged false, addrs []
+        => Noop;
     /// Write `value` at graphics address `addr` (4-byte aligned).
-    StoreDw {
-        addr: u64,
-        value: u32,
-    },
+    STORE_DW = 0x01, len 4, flags 0, privileged false, addrs [GfxRef::Dword { at: 1 }]
+        => StoreDw { addr: gfx(1), value: dword(3) };
     /// Record `seqno` as completed; interrupt if asked.
-    Fence {
-        seqno: u32,
-        interrupt: bool,
-    },
+    FENCE = 0x02, len 2, flags FENCE_FLAG_INTERRUPT, privileged false, addrs []
+        => Fence { seqno: dword(1), interrupt: flag(FENCE_FLAG_INTERRUPT) };
     /// Run `len` bytes of commands at `addr`, then come back.
-    BatchStart {
-        addr: u64,
-        len: u32,
-    },
-    BatchEnd,
+    BATCH_START = 0x03, len 4, flags 0, privileged false,
+        addrs [GfxRef::Batch { at: 1, len: 3 }]
+        => BatchStart { addr: gfx(1), len: dword(3) };
+    BATCH_END = 0x04, len 1, flags 0, privileged false, addrs []
+        => BatchEnd;
     /// Fill `width` x `height` pixels at `dst` (rows `pitch` bytes apart).
-    FillRect {
-        dst: u64,
-        pitch: u32,
-        width: u32,
-        height: u32,
-        color: u32,
-    },
+    FILL_RECT = 0x05, len 7, flags 0, privileged false,
+        addrs [GfxRef::Rect { at: 1, pitch: 3, width: 4, height: 5 }]
+        => FillRect {
+            dst: gfx(1), pitch: dword(3), width: dword(4), height: dword(5), color: dword(6)
+        };
     /// Copy a `width` x `height` pixel rectangle; overlapping is allowed.
-    CopyRect {
-        src: u64,
-        src_pitch: u32,
-        dst: u64,
-        dst_pitch: u32,
-        width: u32,
-        height: u32,
-    },
+    COPY_RECT = 0x06, len 9, flags 0, privileged false,
+        addrs [
+            GfxRef::Rect { at: 1, pitch: 3, width: 7, height: 8 },
+            GfxRef::Rect { at: 4, pitch: 6, width: 7, height: 8 },
+        ]
+        => CopyRect {
+            src: gfx(1), src_pitch: dword(3), dst: gfx(4), dst_pitch: dword(6),
+            width: dword(7), height: dword(8)
+        };
     /// Write a register of the engine's own block. Privileged: the mediator
     /// may emit it, a guest stream may not.
-    LoadReg {
-        reg: u32,
-        value: u32,
-    },
+    LOAD_REG = 0x07, len 3, flags 0, privileged true, addrs []
+        => LoadReg { reg: dword(1), value: dword(2) };
+}
+
+/// How a field of a command sits in its dwords.
+mod field {
+    /// A 64-bit graphics address: the low dword at `at`, the high after it.
+    pub mod gfx {
+        pub fn get(d: &[u32], at: usize) -> u64 {
+            u64::from(d[at]) | (u64::from(d[at + 1]) << 32)
+        }
+        pub fn put(d: &mut [u32], at: usize, v: u64) {
+            d[at] = v as u32;
+            d[at + 1] = (v >> 32) as u32;
+        }
+    }
+
+    /// A 32-bit value at dword `at`.
+    pub mod dword {
+        pub fn get(d: &[u32], at: usize) -> u32 {
+            d[at]
+        }
+        pub fn put(d: &mut [u32], at: usize, v: u32) {
+            d[at] = v;
+        }
+    }
+
+    /// A header flag.
+    pub mod flag {
+        pub fn get(d: &[u32], mask: u8) -> bool {
+            (d[0] >> 16) as u8 & mask != 0
+        }
+        pub fn put(d: &mut [u32], mask: u8, v: bool) {
+            if v {
+                d[0] |= u32::from(mask) << 16;
+            }
+        }
+    }
 }
 
 /// Why a stream does not decode.
@@ -91,29 +163,28 @@ impl fmt::Display for DecodeError {
     }
 }
 
+/// The table's row for `op`.
+pub fn info(op: u8) -> Option<&'static CmdInfo> {
+    COMMANDS.iter().find(|c| c.opcode == op)
+}
+
+/// The opcode of a command's header dword.
+pub fn opcode_of(header: u32) -> u8 {
+    (header >> 24) as u8
+}
+
+/// The table's row for the command whose header dword is `header`.
+pub fn header_info(header: u32) -> Option<&'static CmdInfo> {
+    info(opcode_of(header))
+}
+
 /// Dwords of a command with this opcode, header included.
 pub fn length(op: u8) -> Option<usize> {
-    Some(match op {
-        opcode::NOOP | opcode::BATCH_END => 1,
-        opcode::FENCE => 2,
-        opcode::LOAD_REG => 3,
-        opcode::STORE_DW | opcode::BATCH_START => 4,
-        opcode::FILL_RECT => 7,
-        opcode::COPY_RECT => 9,
-        _ => return None,
-    })
+    info(op).map(|c| c.len)
 }
 
-fn flags_allowed(op: u8) -> u8 {
-    if op == opcode::FENCE {
-        FENCE_FLAG_INTERRUPT
-    } else {
-        0
-    }
-}
-
-fn addr(lo: u32, hi: u32) -> u64 {
-    u64::from(lo) | (u64::from(hi) << 32)
+fn header(op: u8, flags: u8) -> u32 {
+    (u32::from(op) << 24) | (u32::from(flags) << 16)
 }
 
 /// Decode the command at the start of `dw`; returns it and its length.
@@ -121,56 +192,30 @@ pub fn decode(dw: &[u32]) -> Result<(Command, usize), DecodeError> {
     let header = *dw
         .first()
         .ok_or(DecodeError::Truncated { need: 1, have: 0 })?;
-    let op = (header >> 24) as u8;
+    let op = opcode_of(header);
     let flags = (header >> 16) as u8;
-    let len = length(op).ok_or(DecodeError::UnknownOpcode(op))?;
-    if header & 0xffff != 0 || flags & !flags_allowed(op) != 0 {
+    let info = info(op).ok_or(DecodeError::UnknownOpcode(op))?;
+    if header & 0xffff != 0 || flags & !info.flags != 0 {
         return Err(DecodeError::ReservedBits(header));
     }
-    if dw.len() < len {
+    if dw.len() < info.len {
         return Err(DecodeError::Truncated {
-            need: len,
+            need: info.len,
             have: dw.len(),
         });
     }
-    let d = &dw[..len];
-    let cmd = match op {
-        opcode::NOOP => Command::Noop,
-        opcode::STORE_DW => Command::StoreDw {
-            addr: addr(d[1], d[2]),
-            value: d[3],
-        },
-        opcode::FENCE => Command::Fence {
-            seqno: d[1],
-            interrupt: flags & FENCE_FLAG_INTERRUPT != 0,
-        },
-        opcode::BATCH_START => Command::BatchStart {
-            addr: addr(d[1], d[2]),
-            len: d[3],
-        },
-        opcode::BATCH_END => Command::BatchEnd,
-        opcode::FILL_RECT => Command::FillRect {
-            dst: addr(d[1], d[2]),
-            pitch: d[3],
-            width: d[4],
-            height: d[5],
-            color: d[6],
-        },
-        opcode::COPY_RECT => Command::CopyRect {
-            src: addr(d[1], d[2]),
-            src_pitch: d[3],
-            dst: addr(d[4], d[5]),
-            dst_pitch: d[6],
-            width: d[7],
-            height: d[8],
-        },
-        opcode::LOAD_REG => Command::LoadReg {
-            reg: d[1],
-            value: d[2],
-        },
-        _ => unreachable!("length() knows every opcode"),
-    };
-    Ok((cmd, len))
+    Ok((Command::from_dwords(op, &dw[..info.len]), info.len))
+}
+
+/// Move every graphics address in the command `dw` (one whole command, as
+/// `decode` accepted it) by `by`, wrapping: callers relocate addresses they
+/// have checked.
+pub fn relocate(dw: &mut [u32], by: u64) {
+    let info = header_info(dw[0]).expect("a decoded command");
+    for r in info.addrs {
+        let moved = r.addr(dw).wrapping_add(by);
+        field::gfx::put(dw, r.at(), moved);
+    }
 }
 
 /// Little-endian bytes (a multiple of 4) as the dwords of a stream.
@@ -181,116 +226,18 @@ pub fn dwords(bytes: &[u8]) -> Vec<u32> {
         .collect()
 }
 
-fn header(op: u8, flags: u8) -> u32 {
-    (u32::from(op) << 24) | (u32::from(flags) << 16)
-}
-
 impl Command {
+    /// The table's row for this command.
+    pub fn info(&self) -> &'static CmdInfo {
+        info(self.opcode()).expect("every command has a row")
+    }
+
     /// The same command with every graphics address it holds moved by `by`
     /// (wrapping: callers relocate addresses they have checked).
     pub fn relocated(self, by: u64) -> Command {
-        match self {
-            Command::StoreDw { addr, value } => Command::StoreDw {
-                addr: addr.wrapping_add(by),
-                value,
-            },
-            Command::BatchStart { addr, len } => Command::BatchStart {
-                addr: addr.wrapping_add(by),
-                len,
-            },
-            Command::FillRect {
-                dst,
-                pitch,
-                width,
-                height,
-                color,
-            } => Command::FillRect {
-                dst: dst.wrapping_add(by),
-                pitch,
-                width,
-                height,
-                color,
-            },
-            Command::CopyRect {
-                src,
-                src_pitch,
-                dst,
-                dst_pitch,
-                width,
-                height,
-            } => Command::CopyRect {
-                src: src.wrapping_add(by),
-                src_pitch,
-                dst: dst.wrapping_add(by),
-                dst_pitch,
-                width,
-                height,
-            },
-            Command::Noop | Command::Fence { .. } | Command::BatchEnd | Command::LoadReg { .. } => {
-                self
-            }
-        }
-    }
-
-    /// The dwords of this command: what `decode` reads back.
-    pub fn encode(&self) -> Vec<u32> {
-        let lo = |a: u64| a as u32;
-        let hi = |a: u64| (a >> 32) as u32;
-        match *self {
-            Command::Noop => vec![header(opcode::NOOP, 0)],
-            Command::StoreDw { addr, value } => {
-                vec![header(opcode::STORE_DW, 0), lo(addr), hi(addr), value]
-            }
-            Command::Fence { seqno, interrupt } => {
-                vec![
-                    header(
-                        opcode::FENCE,
-                        if interrupt { FENCE_FLAG_INTERRUPT } else { 0 },
-                    ),
-                    seqno,
-                ]
-            }
-            Command::BatchStart { addr, len } => {
-                vec![header(opcode::BATCH_START, 0), lo(addr), hi(addr), len]
-            }
-            Command::BatchEnd => vec![header(opcode::BATCH_END, 0)],
-            Command::FillRect {
-                dst,
-                pitch,
-                width,
-                height,
-                color,
-            } => {
-                vec![
-                    header(opcode::FILL_RECT, 0),
-                    lo(dst),
-                    hi(dst),
-                    pitch,
-                    width,
-                    height,
-                    color,
-                ]
-            }
-            Command::CopyRect {
-                src,
-                src_pitch,
-                dst,
-                dst_pitch,
-                width,
-                height,
-            } => vec![
-                header(opcode::COPY_RECT, 0),
-                lo(src),
-                hi(src),
-                src_pitch,
-                lo(dst),
-                hi(dst),
-                dst_pitch,
-                width,
-                height,
-            ],
-            Command::LoadReg { reg, value } => vec![header(opcode::LOAD_REG, 0), reg, value],
-        }
+        let mut dw = self.encode();
+        relocate(&mut dw, by);
+        decode(&dw).expect("an encoded command decodes").0
     }
 }
 
@@ -313,128 +260,5 @@ pub fn rect_span(base: u64, pitch: u32, width: u32, height: u32) -> Option<(u64,
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn all_kinds() -> Vec<Command> {
-        vec![
-            Command::Noop,
-            Command::StoreDw {
-                addr: 0x1_2345_6788,
-                value: 0xdead_beef,
-            },
-            Command::Fence {
-                seqno: 7,
-                interrupt: true,
-            },
-            Command::Fence {
-                seqno: 8,
-                interrupt: false,
-            },
-            Command::BatchStart {
-                addr: 0x4000,
-                len: 64,
-            },
-            Command::BatchEnd,
-            Command::FillRect {
-                dst: 0x10_0000,
-                pitch: 4096,
-                width: 1024,
-                height: 768,
-                color: 0xff00ff,
-            },
-            Command::CopyRect {
-                src: 0x1000,
-                src_pitch: 64,
-                dst: 0x1010,
-                dst_pitch: 64,
-                width: 8,
-                height: 8,
-            },
-            Command::LoadReg {
-                reg: 0x18,
-                value: 3,
-            },
-        ]
-    }
-
-    #[test]
-    fn every_command_round_trips() {
-        let stream: Vec<u32> = all_kinds().iter().flat_map(|c| c.encode()).collect();
-        let mut at = 0;
-        for expect in all_kinds() {
-            let (cmd, len) = decode(&stream[at..]).unwrap();
-            assert_eq!(cmd, expect);
-            assert_eq!(len, expect.encode().len());
-            at += len;
-        }
-        assert_eq!(at, stream.len());
-    }
-
-    #[test]
-    fn bad_streams_are_refused() {
-        assert_eq!(
-            decode(&[]),
-            Err(DecodeError::Truncated { need: 1, have: 0 })
-        );
-        assert_eq!(
-            decode(&[0x7f00_0000]),
-            Err(DecodeError::UnknownOpcode(0x7f))
-        );
-        assert_eq!(decode(&[0x0000_0001]), Err(DecodeError::ReservedBits(1)));
-        // A flag NOOP does not define.
-        assert_eq!(
-            decode(&[0x0001_0000]),
-            Err(DecodeError::ReservedBits(0x0001_0000))
-        );
-        // FENCE defines only bit 0.
-        assert_eq!(
-            decode(&[0x0202_0000, 1]),
-            Err(DecodeError::ReservedBits(0x0202_0000))
-        );
-        let fill = Command::FillRect {
-            dst: 0,
-            pitch: 4,
-            width: 1,
-            height: 1,
-            color: 0,
-        }
-        .encode();
-        assert_eq!(
-            decode(&fill[..6]),
-            Err(DecodeError::Truncated { need: 7, have: 6 })
-        );
-    }
-
-    #[test]
-    fn every_opcode_byte_either_decodes_or_is_refused() {
-        for op in 0..=255u8 {
-            let mut dw = vec![u32::from(op) << 24];
-            dw.resize(16, 0);
-            match decode(&dw) {
-                Ok((_, len)) => assert_eq!(Some(len), length(op)),
-                Err(e) => assert_eq!(e, DecodeError::UnknownOpcode(op)),
-            }
-        }
-    }
-
-    #[test]
-    fn rect_spans() {
-        assert_eq!(
-            rect_span(0x1000, 4096, 1024, 2),
-            Some((0x1000, 4096 + 4096))
-        );
-        assert_eq!(rect_span(0, 16, 8, 2), None, "pitch smaller than a row");
-        assert_eq!(
-            rect_span(0, 16, 8, 1),
-            Some((0, 32)),
-            "one row needs no pitch"
-        );
-        assert_eq!(rect_span(u64::MAX - 8, 4, 4, 1), None);
-        assert_eq!(
-            rect_span(0, u32::MAX, 1, u32::MAX).map(|s| s.1),
-            Some(u64::from(u32::MAX) * u64::from(u32::MAX - 1) + 4)
-        );
-        assert_eq!(rect_span(5, 4, 0, 9), Some((5, 0)));
-    }
-}
+#[path = "cmd_tests.rs"]
+mod tests;

@@ -9,6 +9,12 @@ pub const VRAM_SIZE_MAX: u64 = 1 << 30;
 pub const VGPU_VRAM_SIZE_MAX: u64 = 512 << 20;
 pub const VRAM_SIZE_DEFAULT: u64 = 64 << 20;
 
+/// The physical GPU's properties.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GpuConfig {
+    pub vram_size: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConfigError {
     /// A property value outside what the device supports.

@@ -5,13 +5,13 @@
 use std::ops::Range;
 
 use crate::engine::{check_rect, EngineError};
-use crate::gfx_mem::GfxMem;
+use crate::memory::GfxMemory;
 
 /// Copy `width` x `height` pixels from `src` (rows `src_pitch` bytes apart)
 /// to `dst` (rows `dst_pitch` apart). Every row of both rectangles is
 /// checked mapped before the first byte is written.
 pub fn copy_rect(
-    mem: &GfxMem,
+    mem: &dyn GfxMemory,
     src: u64,
     src_pitch: u32,
     dst: u64,
@@ -101,7 +101,7 @@ fn rows_meeting(base: u64, pitch: u64, row: u64, height: u64, span: Range<u64>) 
 mod tests {
     use super::*;
     use crate::cmd::Command;
-    use crate::engine::tests::{engine, mem, setup, submit};
+    use crate::engine::tests::{engine, setup, submit};
     use crate::engine::{error, EngineState};
 
     /// What `COPY_RECT` promises, plainly: read every source row of `mem`
@@ -139,12 +139,18 @@ mod tests {
 
     /// Fill `region` with its pattern, run `c` through the engine and
     /// compare the whole region with the reference.
-    fn check_copy(e: &mut EngineState, m: &GfxMem, region: Range<u64>, c: Command) {
+    fn check_copy(e: &mut EngineState, m: &dyn GfxMemory, region: Range<u64>, c: Command) {
         check_copy_from(e, m, region.start, &pattern(region), c);
     }
 
     /// `check_copy` with the pattern of the region at `base` already made.
-    fn check_copy_from(e: &mut EngineState, m: &GfxMem, base: u64, before: &[u8], c: Command) {
+    fn check_copy_from(
+        e: &mut EngineState,
+        m: &dyn GfxMemory,
+        base: u64,
+        before: &[u8],
+        c: Command,
+    ) {
         m.write(base, before).unwrap();
         submit(e, m, &[c]);
         e.run(m, 10, &|| false);
@@ -177,8 +183,7 @@ mod tests {
 
     #[test]
     fn reported_case_src_pitch_0x400_dst_pitch_0x1000() {
-        let (vram, gtt) = setup();
-        let m = mem(&vram, &gtt);
+        let m = setup();
         let mut e = engine();
         // Destination 0x2000 either side of the source, rows packed or not.
         for width in [0x100, 0x40, 0xc0] {
@@ -191,8 +196,7 @@ mod tests {
 
     #[test]
     fn mirrored_case_src_pitch_0x1000_dst_pitch_0x400() {
-        let (vram, gtt) = setup();
-        let m = mem(&vram, &gtt);
+        let m = setup();
         let mut e = engine();
         for width in [0x100, 0x40, 0xc0] {
             for dst in [0x1e000, 0x22000] {
@@ -204,8 +208,7 @@ mod tests {
 
     #[test]
     fn unequal_pitch_overlaps_above_below_equal_and_partial_rows() {
-        let (vram, gtt) = setup();
-        let m = mem(&vram, &gtt);
+        let m = setup();
         let mut e = engine();
         let src = 0x21000u64;
         // Destination pitch smaller and larger than the source's; the
@@ -223,8 +226,7 @@ mod tests {
 
     #[test]
     fn sweep_of_small_copies_matches_the_reference() {
-        let (vram, gtt) = setup();
-        let m = mem(&vram, &gtt);
+        let m = setup();
         let mut e = engine();
         let src = 0x10100u64;
         let before = pattern(0x10000..0x10300);
@@ -249,8 +251,7 @@ mod tests {
 
     #[test]
     fn unmapped_rows_fault_before_any_write() {
-        let (vram, gtt) = setup();
-        let m = mem(&vram, &gtt);
+        let m = setup();
         let mut e = engine();
         let pattern: Vec<u8> = (0..0x5000u32).map(|i| i as u8).collect();
         m.write(0x3b000, &pattern).unwrap();

@@ -20,10 +20,11 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use rvg_gpu::{Gpu, GpuConfig};
 use rvg_model::effects::{Diag, Effects};
 use rvg_model::gtt::GttEntry;
 use rvg_model::regs::{bar2, pci};
-use rvg_model::{Gpu, GpuConfig, IrqLine};
+use rvg_model::IrqLine;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::contract::*;

@@ -95,8 +95,8 @@ impl Flight {
             if end >= work.dwords.len() {
                 break;
             }
-            let op = (work.dwords[end] >> 24) as u8;
-            end += cmd::length(op).expect("the scanner emits known commands");
+            let info = cmd::header_info(work.dwords[end]);
+            end += info.expect("the scanner emits known commands").len;
         }
         let at = self.written;
         let mut dwords = work.dwords[start..end].to_vec();

@@ -5,6 +5,8 @@
 use std::io;
 use std::ptr::NonNull;
 
+use crate::fill;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OutOfRange {
     pub offset: u64,
@@ -96,32 +98,6 @@ impl Vram {
     }
 }
 
-/// From this many bytes a fill takes the string-store path memset takes
-/// for large blocks.
-const LARGE_FILL_BYTES: usize = 1 << 20;
-
-/// Fill `words` with `value`.
-fn fill_words(words: &mut [u32], value: u32) {
-    #[cfg(target_arch = "x86_64")]
-    if words.len() * 4 >= LARGE_FILL_BYTES {
-        // SAFETY: `rep stosd` stores EAX to RCX dwords from RDI upwards
-        // (the direction flag is clear per the ABI): exactly `words`, which
-        // this function borrows mutably. Fast-string stores write whole
-        // lines without reading them first.
-        unsafe {
-            std::arch::asm!(
-                "rep stosd",
-                inout("rcx") words.len() => _,
-                inout("rdi") words.as_mut_ptr() => _,
-                in("eax") value,
-                options(nostack, preserves_flags)
-            );
-        }
-        return;
-    }
-    words.fill(value);
-}
-
 impl Vram {
     /// Fill `len` bytes at `offset` with the little-endian `value` repeated.
     /// Both must be multiples of 4.
@@ -130,18 +106,16 @@ impl Vram {
         if !offset.is_multiple_of(4) || !len.is_multiple_of(4) {
             return Err(OutOfRange { offset, len });
         }
-        // SAFETY: the range is inside the mapping (checked) and 4-aligned
-        // (the mapping is page-aligned). The slice lives only for the fill;
-        // no Rust reference to this memory exists meanwhile. A concurrent
-        // guest access through BAR0 races like a CPU against a blitter: it
-        // may see any mix of old and new pixels, never memory outside VRAM.
-        let words = unsafe {
-            std::slice::from_raw_parts_mut(
-                self.ptr.as_ptr().add(offset as usize) as *mut u32,
-                (len / 4) as usize,
-            )
-        };
-        fill_words(words, value.to_le());
+        // SAFETY: `offset <= len` (checked), so the pointer stays inside
+        // the mapping.
+        let dst = unsafe { self.ptr.as_ptr().add(offset as usize) }.cast::<u32>();
+        // SAFETY: the `len` bytes from `dst` are inside the mapping (checked)
+        // and 4-aligned (the mapping is page-aligned, `offset` a multiple of
+        // 4). They are written through the raw pointer only: no Rust
+        // reference to VRAM exists. A concurrent guest access through BAR0
+        // races like a CPU against a blitter: it may see any mix of old and
+        // new pixels, never memory outside VRAM.
+        unsafe { fill::fill32(dst, (len / 4) as usize, value.to_le()) };
         Ok(())
     }
 

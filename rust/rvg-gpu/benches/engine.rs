@@ -1,7 +1,7 @@
 //! Engine fill and copy bandwidth for a 1920x1080 rectangle of 32-bit
 //! pixels, against memset and memcpy of the same bytes on the same machine.
 //!
-//!     cargo bench -p rvg-model --bench engine
+//!     cargo bench -p rvg-gpu --bench engine
 //!
 //! The engine runs the command as the GPU's worker does: decoded from a
 //! ring, every row translated through the GTT (VRAM pages mapped 1:1), the
@@ -11,12 +11,13 @@ use std::hint::black_box;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
+use rvg_gpu::gfx_mem::GfxMem;
+use rvg_gpu::vram::Vram;
 use rvg_model::cmd::Command;
 use rvg_model::dma::NoDma;
 use rvg_model::engine::{ring_ctl, EngineState};
-use rvg_model::gfx_mem::GfxMem;
 use rvg_model::gtt::GttEntry;
-use rvg_model::vram::Vram;
+use rvg_model::memory::GfxMemory;
 
 const WIDTH: u32 = 1920;
 const HEIGHT: u32 = 1080;

@@ -9,26 +9,23 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use crate::block::{RegError, RegFile};
-use crate::config::{check_vram_size, ConfigError};
-use crate::dma::{DmaSpace, NoDma};
-use crate::effects::Effects;
-use crate::engine::EngineState;
+use rvg_model::access::{AccessError, Lane};
+use rvg_model::block::{RegError, RegFile};
+use rvg_model::config::{check_vram_size, ConfigError, GpuConfig};
+use rvg_model::dma::{DmaSpace, NoDma};
+use rvg_model::effects::Effects;
+use rvg_model::engine::EngineState;
+use rvg_model::global::{GlobalBlock, GlobalWrite};
+use rvg_model::gtt::GttEntry;
+use rvg_model::irq::IrqLine;
+use rvg_model::regs::{bar2, Bar2Target, DisplayReg};
+
 use crate::gfx_mem::GfxMem;
-use crate::global::{GlobalBlock, GlobalWrite};
-use crate::gtt::GttEntry;
-use crate::irq::IrqLine;
-use crate::regs::{bar2, Bar2Target, DisplayReg};
 use crate::vram::Vram;
 
 /// Entries of the physical GTT: the whole BAR2 window, 512 MiB of graphics
 /// address space.
 pub const GTT_ENTRIES: u32 = bar2::GTT_WINDOW_ENTRIES;
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GpuConfig {
-    pub vram_size: u64,
-}
 
 /// Commands the worker runs before it lets register accesses see progress.
 const RUN_BUDGET: u64 = 64;
@@ -277,13 +274,13 @@ impl Gpu {
                 offset: bar2::GTT + index * 8 + within,
                 size,
             })?;
-        crate::access::Lane::new(within, size, 0, 8)
+        Lane::new(within, size, 0, 8)
             .ok()
             .filter(|l| l.size >= 4)
             .map(|_| slot)
             .ok_or(RegError::Access {
                 reg: "GTT",
-                err: crate::access::AccessError::Value {
+                err: AccessError::Value {
                     value: u64::from(size),
                     expected: "GTT entries take aligned 4- or 8-byte accesses",
                 },
@@ -292,7 +289,7 @@ impl Gpu {
 
     fn gtt_read(&self, index: u64, within: u64, size: u32) -> Result<u64, RegError> {
         let slot = self.gtt_slot(index, within, size)?;
-        let lane = crate::access::Lane::new(within, size, 0, 8).expect("checked");
+        let lane = Lane::new(within, size, 0, 8).expect("checked");
         Ok(lane.extract(slot.load(Ordering::Acquire)))
     }
 
@@ -300,7 +297,7 @@ impl Gpu {
     /// software (the mediator, a host driver) writes it.
     fn gtt_write(&self, index: u64, within: u64, value: u64, size: u32) -> Result<(), RegError> {
         let slot = self.gtt_slot(index, within, size)?;
-        let lane = crate::access::Lane::new(within, size, 0, 8).expect("checked");
+        let lane = Lane::new(within, size, 0, 8).expect("checked");
         if size == 8 {
             slot.store(value, Ordering::Release);
         } else {
@@ -385,222 +382,5 @@ impl Core {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cmd::Command;
-    use crate::engine::{error, ring_ctl};
-    use crate::irq::IntSource;
-    use crate::regs::{EngineReg, GlobalReg, Register, RVG_ID};
-
-    fn gpu() -> Gpu {
-        Gpu::new(GpuConfig {
-            vram_size: 16 << 20,
-        })
-        .unwrap()
-    }
-
-    fn g(r: GlobalReg) -> u64 {
-        bar2::GLOBAL + r.offset()
-    }
-
-    #[test]
-    fn identity_and_sizes() {
-        let gpu = gpu();
-        assert_eq!(gpu.mmio_read(g(GlobalReg::Id), 4).0, u64::from(RVG_ID));
-        assert_eq!(gpu.mmio_read(g(GlobalReg::VramSize), 8).0, 16 << 20);
-        assert_eq!(
-            gpu.mmio_read(g(GlobalReg::GttEntries), 4).0,
-            u64::from(GTT_ENTRIES)
-        );
-    }
-
-    #[test]
-    fn gtt_window_full_and_half_writes() {
-        let gpu = gpu();
-        let at = bar2::GTT + 5 * 8;
-        gpu.mmio_write(at, 0x1234_5003, 8);
-        assert_eq!(gpu.gtt_entry(5), Some(GttEntry(0x1234_5003)));
-        gpu.mmio_write(at + 4, 0x9, 4);
-        assert_eq!(gpu.mmio_read(at, 8).0, 0x9_1234_5003);
-        let fx = gpu.mmio_write(at + 2, 0, 2);
-        assert_eq!(fx.diags.len(), 1);
-        let last = bar2::GTT + u64::from(GTT_ENTRIES - 1) * 8;
-        gpu.mmio_write(last, 0x3, 8);
-        assert_eq!(gpu.gtt_entry(GTT_ENTRIES - 1), Some(GttEntry(3)));
-    }
-
-    #[test]
-    fn software_interrupt_and_reset() {
-        let gpu = gpu();
-        let sw = u64::from(IntSource::SOFTWARE.bits());
-        gpu.mmio_write(g(GlobalReg::IntEnable), sw, 4);
-        let fx = gpu.mmio_write(g(GlobalReg::IntTrigger), sw, 4);
-        assert_eq!(
-            fx.irq,
-            Some(IrqLine {
-                asserted: true,
-                message: true
-            })
-        );
-        gpu.mmio_write(bar2::GTT, 0x3, 8);
-        gpu.vram().write(0, &[7]).unwrap();
-        let fx = gpu.mmio_write(g(GlobalReg::Reset), u64::from(crate::regs::RESET_MAGIC), 4);
-        assert_eq!(fx.irq, Some(IrqLine::default()));
-        assert_eq!(gpu.gtt_entry(0), Some(GttEntry(0)));
-        let mut b = [0];
-        gpu.vram().read(0, &mut b).unwrap();
-        assert_eq!(b, [7], "VRAM survives reset");
-    }
-
-    fn e(r: EngineReg) -> u64 {
-        bar2::ENGINE + r.offset()
-    }
-
-    /// 256 graphics pages mapped 1:1 onto VRAM, a 4 KiB ring at graphics 0
-    /// holding `cmds`, the engine enabled and kicked.
-    fn submit(gpu: &Gpu, cmds: &[Command]) {
-        for i in 0..256u32 {
-            gpu.set_gtt_entry(i, GttEntry::new(u64::from(i) * 4096, true));
-        }
-        let dw: Vec<u8> = cmds
-            .iter()
-            .flat_map(|c| c.encode())
-            .flat_map(|d| d.to_le_bytes())
-            .collect();
-        gpu.vram().write(0, &dw).unwrap();
-        gpu.mmio_write(e(EngineReg::RingBase), 0, 8);
-        gpu.mmio_write(e(EngineReg::RingSize), 4096, 4);
-        gpu.mmio_write(e(EngineReg::RingCtl), u64::from(ring_ctl::ENABLE), 4);
-        gpu.mmio_write(e(EngineReg::RingTail), dw.len() as u64, 4);
-    }
-
-    #[test]
-    fn the_engine_runs_on_its_thread_and_interrupts() {
-        let gpu = gpu();
-        let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
-        let log = seen.clone();
-        gpu.set_irq_sink(Arc::new(move |line| log.lock().push(line)));
-        gpu.mmio_write(
-            g(GlobalReg::IntEnable),
-            u64::from(IntSource::FENCE.bits()),
-            4,
-        );
-        submit(
-            &gpu,
-            &[
-                Command::FillRect {
-                    dst: 0x10000,
-                    pitch: 4096,
-                    width: 1024,
-                    height: 16,
-                    color: 0x336699,
-                },
-                Command::Fence {
-                    seqno: 42,
-                    interrupt: true,
-                },
-            ],
-        );
-        gpu.wait_engine_idle();
-        assert_eq!(gpu.mmio_read(e(EngineReg::Seqno), 4).0, 42);
-        assert_eq!(gpu.mmio_read(e(EngineReg::RingHead), 4).0, 4 * (7 + 2));
-        let mut px = [0u8; 4];
-        gpu.vram()
-            .read(0x10000 + 15 * 4096 + 4092, &mut px)
-            .unwrap();
-        assert_eq!(u32::from_le_bytes(px), 0x336699);
-        assert_eq!(
-            *seen.lock(),
-            [IrqLine {
-                asserted: true,
-                message: true
-            }]
-        );
-        assert_eq!(
-            gpu.mmio_read(g(GlobalReg::IntStatus), 4).0,
-            u64::from(IntSource::FENCE.bits())
-        );
-    }
-
-    #[test]
-    fn an_engine_error_halts_until_reset() {
-        let gpu = gpu();
-        submit(
-            &gpu,
-            &[
-                Command::StoreDw {
-                    addr: 300 * 4096,
-                    value: 1,
-                },
-                Command::Fence {
-                    seqno: 1,
-                    interrupt: false,
-                },
-            ],
-        );
-        gpu.wait_engine_idle();
-        let st = gpu.engine_state();
-        assert_eq!(
-            (st.error, st.error_addr, st.head, st.seqno),
-            (error::BAD_ADDRESS, 300 * 4096, 0, 0)
-        );
-        let status =
-            IntSource::from_bits_truncate(gpu.mmio_read(g(GlobalReg::IntStatus), 4).0 as u32);
-        assert_eq!(status, IntSource::ENGINE_ERROR | IntSource::GTT_FAULT);
-        // Reset the engine (disabled, so it stays put), then a new ring.
-        gpu.mmio_write(e(EngineReg::RingCtl), u64::from(ring_ctl::RESET), 4);
-        let st = gpu.engine_state();
-        assert_eq!((st.error, st.head, st.ctl), (error::NONE, 0, 0));
-        gpu.mmio_write(e(EngineReg::RingTail), 0, 4);
-        submit(
-            &gpu,
-            &[Command::Fence {
-                seqno: 3,
-                interrupt: false,
-            }],
-        );
-        gpu.wait_engine_idle();
-        assert_eq!(gpu.engine_state().seqno, 3);
-    }
-
-    #[test]
-    fn reset_waits_for_a_run_and_stops_the_engine() {
-        let gpu = gpu();
-        let big = Command::FillRect {
-            dst: 0x10000,
-            pitch: 4096,
-            width: 1024,
-            height: 200,
-            color: 1,
-        };
-        submit(
-            &gpu,
-            &[
-                big,
-                big,
-                big,
-                big,
-                Command::Fence {
-                    seqno: 9,
-                    interrupt: false,
-                },
-            ],
-        );
-        let fx = gpu.reset();
-        assert_eq!(fx.irq, Some(IrqLine::default()));
-        gpu.wait_engine_idle();
-        let st = gpu.engine_state();
-        assert_eq!((st.ctl, st.head, st.tail, st.seqno), (0, 0, 0, 0));
-    }
-
-    #[test]
-    fn engine_and_display_blocks_store_values() {
-        let gpu = gpu();
-        gpu.mmio_write(bar2::ENGINE, 0x10_0000, 8);
-        assert_eq!(gpu.mmio_read(bar2::ENGINE, 8).0, 0x10_0000);
-        gpu.mmio_write(bar2::DISPLAY + 0x10, 1024, 4);
-        assert_eq!(gpu.mmio_read(bar2::DISPLAY + 0x10, 4).0, 1024);
-        let (v, fx) = gpu.mmio_read(0x8000, 4);
-        assert_eq!((v, fx.diags.len()), (0, 1));
-    }
-}
+#[path = "gpu_tests.rs"]
+mod tests;

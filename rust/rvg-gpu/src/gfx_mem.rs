@@ -4,8 +4,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::dma::DmaSpace;
-use crate::gtt::{GttEntry, PAGE_SHIFT, PAGE_SIZE};
+use rvg_model::dma::DmaSpace;
+use rvg_model::gtt::{GttEntry, PAGE_SHIFT, PAGE_SIZE};
+use rvg_model::memory::{Fault, GfxMemory};
+
 use crate::vram::Vram;
 
 /// Where a graphics address leads.
@@ -15,13 +17,6 @@ pub enum Backing {
     Vram(u64),
     /// DMA address in system memory.
     System(u64),
-}
-
-/// A graphics address the GTT does not map (index past the GTT, entry
-/// invalid, VRAM offset past VRAM) or whose DMA failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Fault {
-    pub addr: u64,
 }
 
 pub struct GfxMem<'a> {
@@ -77,11 +72,6 @@ impl GfxMem<'_> {
         Ok((first, got))
     }
 
-    /// Check that `[addr, addr + len)` is mapped throughout.
-    pub fn check(&self, addr: u64, len: u64) -> Result<(), Fault> {
-        self.walk(addr, len, |_, _, _| Ok(()))
-    }
-
     /// Visit `[addr, addr + len)` run by run: `f(offset into the range,
     /// backing, run length)`.
     fn walk(
@@ -99,8 +89,15 @@ impl GfxMem<'_> {
         }
         Ok(())
     }
+}
 
-    pub fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
+impl GfxMemory for GfxMem<'_> {
+    /// Check that `[addr, addr + len)` is mapped throughout.
+    fn check(&self, addr: u64, len: u64) -> Result<(), Fault> {
+        self.walk(addr, len, |_, _, _| Ok(()))
+    }
+
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
         self.walk(addr, buf.len() as u64, |off, backing, n| {
             let part = &mut buf[off as usize..(off + n) as usize];
             match backing {
@@ -116,7 +113,7 @@ impl GfxMem<'_> {
         })
     }
 
-    pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), Fault> {
+    fn write(&self, addr: u64, data: &[u8]) -> Result<(), Fault> {
         self.walk(addr, data.len() as u64, |off, backing, n| {
             let part = &data[off as usize..(off + n) as usize];
             match backing {
@@ -132,14 +129,8 @@ impl GfxMem<'_> {
         })
     }
 
-    pub fn read_u32(&self, addr: u64) -> Result<u32, Fault> {
-        let mut b = [0u8; 4];
-        self.read(addr, &mut b)?;
-        Ok(u32::from_le_bytes(b))
-    }
-
     /// Fill `len` bytes (a multiple of 4) at `addr` with the 32-bit `color`.
-    pub fn fill32(&self, addr: u64, len: u64, color: u32) -> Result<(), Fault> {
+    fn fill32(&self, addr: u64, len: u64, color: u32) -> Result<(), Fault> {
         let pattern = color.to_le_bytes().repeat(1024);
         self.walk(addr, len, |off, backing, n| match backing {
             Backing::Vram(v) => self
@@ -164,7 +155,7 @@ impl GfxMem<'_> {
 
     /// Copy `len` bytes from `src` to `dst`; the ranges may overlap (in
     /// graphics addresses, or through aliasing GTT entries).
-    pub fn copy(&self, src: u64, dst: u64, len: u64) -> Result<(), Fault> {
+    fn copy(&self, src: u64, dst: u64, len: u64) -> Result<(), Fault> {
         // One VRAM run each: a memmove inside VRAM.
         if let (Ok((Backing::Vram(s), ns)), Ok((Backing::Vram(d), nd))) =
             (self.run(src, len), self.run(dst, len))
@@ -184,11 +175,11 @@ impl GfxMem<'_> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::dma::NoDma;
+    use rvg_model::dma::NoDma;
 
-    pub fn gtt_with(entries: &[(usize, GttEntry)], size: usize) -> Vec<AtomicU64> {
+    fn gtt_with(entries: &[(usize, GttEntry)], size: usize) -> Vec<AtomicU64> {
         let gtt: Vec<AtomicU64> = (0..size).map(|_| AtomicU64::new(0)).collect();
         for &(i, e) in entries {
             gtt[i].store(e.0, Ordering::Relaxed);

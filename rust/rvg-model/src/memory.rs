@@ -1,0 +1,37 @@
+//! Graphics memory as the engine's semantics need it: byte ranges at
+//! graphics addresses, which fault where the GTT maps nothing. Whoever runs
+//! the engine provides it (the physical GPU: GTT, VRAM and DMA).
+
+/// A graphics address that maps no memory (index past the GTT, entry
+/// invalid, VRAM offset past VRAM) or whose DMA failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    pub addr: u64,
+}
+
+/// The engine's view of graphics memory. Every operation either completes
+/// or faults; a fault names the first graphics address that did not map.
+pub trait GfxMemory {
+    /// Fill `buf` from graphics address `addr`.
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Fault>;
+
+    /// Write `data` at graphics address `addr`.
+    fn write(&self, addr: u64, data: &[u8]) -> Result<(), Fault>;
+
+    /// Fill `len` bytes (a multiple of 4) at `addr` with the little-endian
+    /// 32-bit `color` repeated.
+    fn fill32(&self, addr: u64, len: u64, color: u32) -> Result<(), Fault>;
+
+    /// Copy `len` bytes from `src` to `dst` with the result of reading all
+    /// of the source first: the ranges may overlap.
+    fn copy(&self, src: u64, dst: u64, len: u64) -> Result<(), Fault>;
+
+    /// Check that `[addr, addr + len)` is mapped throughout.
+    fn check(&self, addr: u64, len: u64) -> Result<(), Fault>;
+
+    fn read_u32(&self, addr: u64) -> Result<u32, Fault> {
+        let mut b = [0u8; 4];
+        self.read(addr, &mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+}
