@@ -260,7 +260,9 @@ pub trait VfioDevice: Send + Sync {
     fn describe(&self) -> String;
 }
 
-fn errno(e: i32) -> io::Error {
+/// The error a syscall would give with `e` in errno: the contract's
+/// backends fail the way the kernel's VFIO driver does.
+pub(crate) fn errno(e: i32) -> io::Error {
     io::Error::from_raw_os_error(e)
 }
 

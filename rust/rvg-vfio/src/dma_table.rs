@@ -3,6 +3,7 @@
 //! whole mappings only). Every GPU access to system memory resolves here, so
 //! the GPU can reach nothing but what was mapped for it.
 
+use crate::contract::errno;
 use std::collections::BTreeMap;
 use std::io;
 
@@ -25,10 +26,6 @@ pub struct DmaTable {
     // Readers (GPU accesses) hold the lock for the whole copy, so an unmap
     // waits for accesses in flight before the memory may go away.
     maps: RwLock<BTreeMap<u64, DmaMapping>>,
-}
-
-fn errno(e: i32) -> io::Error {
-    io::Error::from_raw_os_error(e)
 }
 
 impl DmaTable {

@@ -34,10 +34,6 @@ const REGION_SHIFT: u32 = 36;
 const CONFIG_SIZE: u64 = 256;
 const MSIX_BAR_SIZE: u64 = 4096;
 
-fn errno(e: i32) -> io::Error {
-    io::Error::from_raw_os_error(e)
-}
-
 fn region_offset(index: u32) -> u64 {
     (u64::from(index) + 1) << REGION_SHIFT
 }
