@@ -29,6 +29,14 @@ pub struct IrqLine {
     pub message: bool,
 }
 
+impl IrqLine {
+    /// This line, if the host must hear of it after the line was
+    /// `before`: a message to send, or a new INTx level.
+    pub fn changed_from(self, before: IrqLine) -> Option<IrqLine> {
+        (self.message || self.asserted != before.asserted).then_some(self)
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Interrupts {
     status: IntSource,

@@ -235,9 +235,13 @@ impl Vgpu {
         (fx.read_value(offset, result), fx)
     }
 
+    /// A guest write to BAR2. The interrupt line in the result is only
+    /// there when the host must act on it (a message, a new level): most
+    /// writes leave QEMU's interrupt code alone.
     pub fn mmio_write(&self, offset: u64, value: u64, size: u32) -> Effects {
         let mut fx = Effects::default();
         let mut st = self.state.lock();
+        let before = st.regs.irq_line();
         let result = match st.regs.write(offset, value, size, &mut fx) {
             Ok(RegWrite::Done) => Ok(()),
             Ok(RegWrite::Gtt { index, within }) => {
@@ -267,6 +271,7 @@ impl Vgpu {
             }
             Err(e) => Err(e),
         };
+        fx.irq = fx.irq.and_then(|line| line.changed_from(before));
         fx.check_write(offset, value, result);
         fx
     }

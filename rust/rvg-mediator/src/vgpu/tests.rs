@@ -186,6 +186,43 @@ fn software_interrupt_is_virtual() {
     );
 }
 
+/// Only writes that change what QEMU must do reach its interrupt code: a
+/// message to send or a new INTx level.
+#[test]
+fn the_interrupt_line_is_driven_only_when_it_changes() {
+    let (v, _soft) = attach();
+    let sw = u64::from(IntSource::SOFTWARE.bits());
+    assert_eq!(v.mmio_write(greg(GlobalReg::Scratch), 5, 4).irq, None);
+    assert_eq!(v.mmio_write(greg(GlobalReg::IntEnable), sw, 4).irq, None);
+    let raised = v.mmio_write(greg(GlobalReg::IntTrigger), sw, 4).irq;
+    assert_eq!(
+        raised,
+        Some(IrqLine {
+            asserted: true,
+            message: true
+        })
+    );
+    // Pending already: the level stays, no new message, nothing to do.
+    assert_eq!(v.mmio_write(greg(GlobalReg::IntTrigger), sw, 4).irq, None);
+    assert_eq!(v.mmio_write(greg(GlobalReg::Scratch), 6, 4).irq, None);
+    // Cleared: the level drops.
+    assert_eq!(
+        v.mmio_write(greg(GlobalReg::IntStatus), sw, 4).irq,
+        Some(IrqLine::default())
+    );
+    // Re-enabling a pending source sends its message.
+    v.mmio_write(greg(GlobalReg::IntEnable), 0, 4);
+    v.mmio_write(greg(GlobalReg::IntTrigger), sw, 4);
+    let fx = v.mmio_write(greg(GlobalReg::IntEnable), sw, 4);
+    assert_eq!(
+        fx.irq,
+        Some(IrqLine {
+            asserted: true,
+            message: true
+        })
+    );
+}
+
 #[test]
 fn reset_releases_everything_but_guest_memory() {
     let (v, soft, _ram) = attach_with_ram(4);
