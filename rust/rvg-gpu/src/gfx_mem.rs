@@ -72,6 +72,15 @@ impl GfxMem<'_> {
         Ok((first, got))
     }
 
+    /// The VRAM offset of `[addr, addr + len)` if it is one contiguous
+    /// stretch of VRAM behind the GTT.
+    fn vram_span(&self, addr: u64, len: u64) -> Option<u64> {
+        match self.run(addr, len) {
+            Ok((Backing::Vram(at), n)) if n == len => Some(at),
+            _ => None,
+        }
+    }
+
     /// Visit `[addr, addr + len)` run by run: `f(offset into the range,
     /// backing, run length)`.
     fn walk(
@@ -95,6 +104,39 @@ impl GfxMemory for GfxMem<'_> {
     /// Check that `[addr, addr + len)` is mapped throughout.
     fn check(&self, addr: u64, len: u64) -> Result<(), Fault> {
         self.walk(addr, len, |_, _, _| Ok(()))
+    }
+
+    /// A rectangle in one stretch of VRAM (a surface, as drivers lay them
+    /// out) is mapped row for row: one translation for all of it.
+    fn check_rows(&self, base: u64, pitch: u64, row: u64, height: u64) -> Result<(), Fault> {
+        let span = height.checked_sub(1).map(|h| pitch * h + row);
+        if span.is_some_and(|span| self.vram_span(base, span).is_some()) {
+            return Ok(());
+        }
+        (0..height).try_for_each(|y| self.check(base + y * pitch, row))
+    }
+
+    /// Rows in one stretch of VRAM are filled straight from its offset,
+    /// with no translation per row.
+    fn fill_rows(
+        &self,
+        dst: u64,
+        pitch: u64,
+        row: u64,
+        height: u64,
+        color: u32,
+    ) -> Result<(), Fault> {
+        let span = height.checked_sub(1).map(|h| pitch * h + row);
+        if let Some(at) = span.and_then(|span| self.vram_span(dst, span)) {
+            return (0..height).try_for_each(|y| {
+                self.vram
+                    .fill32(at + y * pitch, row, color)
+                    .map_err(|_| Fault {
+                        addr: dst + y * pitch,
+                    })
+            });
+        }
+        (0..height).try_for_each(|y| self.fill32(dst + y * pitch, row, color))
     }
 
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
@@ -131,13 +173,18 @@ impl GfxMemory for GfxMem<'_> {
 
     /// Fill `len` bytes (a multiple of 4) at `addr` with the 32-bit `color`.
     fn fill32(&self, addr: u64, len: u64, color: u32) -> Result<(), Fault> {
-        let pattern = color.to_le_bytes().repeat(1024);
+        // Only DMA needs the pattern in memory; a VRAM fill (every row of a
+        // pitched rectangle) must not pay for building it.
+        let mut pattern = Vec::new();
         self.walk(addr, len, |off, backing, n| match backing {
             Backing::Vram(v) => self
                 .vram
                 .fill32(v, n, color)
                 .map_err(|_| Fault { addr: addr + off }),
             Backing::System(d) => {
+                if pattern.is_empty() {
+                    pattern = color.to_le_bytes().repeat(1024);
+                }
                 let mut at = 0;
                 while at < n {
                     let k = (n - at).min(pattern.len() as u64);
@@ -185,6 +232,48 @@ mod tests {
             gtt[i].store(e.0, Ordering::Relaxed);
         }
         gtt
+    }
+
+    /// Rows filled in one stretch of VRAM, and across a mapping that is not
+    /// one stretch, give the same pixels as row by row; a row on a page the
+    /// GTT does not map faults at that row, before anything is filled.
+    #[test]
+    fn rectangles_fill_alike_whether_or_not_they_are_one_stretch() {
+        let vram = Vram::new(1 << 20).unwrap();
+        let contiguous: Vec<(usize, GttEntry)> = (0..8)
+            .map(|i| (i, GttEntry::new(0x10000 + i as u64 * 0x1000, true)))
+            .collect();
+        let scattered: Vec<(usize, GttEntry)> = (0..8)
+            .map(|i| (i, GttEntry::new(0x80000 - i as u64 * 0x1000, true)))
+            .collect();
+        let (pitch, row, height) = (0x600, 0x500, 20);
+        for entries in [contiguous, scattered] {
+            let gtt = gtt_with(&entries, 16);
+            let m = GfxMem {
+                gtt: &gtt,
+                vram: &vram,
+                dma: &NoDma,
+            };
+            m.check_rows(0x40, pitch, row, height).unwrap();
+            m.fill_rows(0x40, pitch, row, height, 0x1234_5678).unwrap();
+            let mut px = [0u8; 4];
+            for y in 0..height {
+                for x in [0, row - 4] {
+                    m.read(0x40 + y * pitch + x, &mut px).unwrap();
+                    assert_eq!(u32::from_le_bytes(px), 0x1234_5678, "row {y} byte {x}");
+                }
+                let gap = 0x40 + y * pitch + row;
+                if y + 1 < height {
+                    m.read(gap, &mut px).unwrap();
+                    assert_eq!(px, [0; 4], "between rows {y} and {}", y + 1);
+                }
+            }
+            // Two rows more: the last would reach page 8, which nothing maps.
+            assert_eq!(
+                m.check_rows(0x40, pitch, row, height + 2),
+                Err(Fault { addr: 0x8000 })
+            );
+        }
     }
 
     #[test]

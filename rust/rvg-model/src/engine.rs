@@ -312,16 +312,13 @@ impl EngineState {
                 color,
             } => {
                 let row = check_rect(dst, pitch, width, height)?;
-                for y in 0..u64::from(height) {
-                    mem.check(dst + y * u64::from(pitch), row)?;
-                }
-                if u64::from(pitch) == row {
+                let (pitch, height) = (u64::from(pitch), u64::from(height));
+                mem.check_rows(dst, pitch, row, height)?;
+                if pitch == row {
                     // Rows back to back: one fill.
-                    mem.fill32(dst, row * u64::from(height), color)?;
+                    mem.fill32(dst, row * height, color)?;
                 } else {
-                    for y in 0..u64::from(height) {
-                        mem.fill32(dst + y * u64::from(pitch), row, color)?;
-                    }
+                    mem.fill_rows(dst, pitch, row, height, color)?;
                 }
             }
             Command::CopyRect {

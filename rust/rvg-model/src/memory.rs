@@ -29,6 +29,28 @@ pub trait GfxMemory {
     /// Check that `[addr, addr + len)` is mapped throughout.
     fn check(&self, addr: u64, len: u64) -> Result<(), Fault>;
 
+    /// Check that each of `height` rows of `row` bytes, `pitch` bytes
+    /// apart from `base`, is mapped (what lies between them need not be);
+    /// the fault is the first row's that fails. A memory that can tell at
+    /// once that the whole span is mapped skips the rows.
+    fn check_rows(&self, base: u64, pitch: u64, row: u64, height: u64) -> Result<(), Fault> {
+        (0..height).try_for_each(|y| self.check(base + y * pitch, row))
+    }
+
+    /// Fill `height` rows of `row` bytes, `pitch` bytes apart from `dst`,
+    /// with `color`, the rows already checked. A memory that holds the
+    /// whole span in one stretch fills it without translating each row.
+    fn fill_rows(
+        &self,
+        dst: u64,
+        pitch: u64,
+        row: u64,
+        height: u64,
+        color: u32,
+    ) -> Result<(), Fault> {
+        (0..height).try_for_each(|y| self.fill32(dst + y * pitch, row, color))
+    }
+
     fn read_u32(&self, addr: u64) -> Result<u32, Fault> {
         let mut b = [0u8; 4];
         self.read(addr, &mut b)?;
