@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rvg_model::dma::DmaSpace;
 use rvg_model::gtt::{GttEntry, PAGE_SHIFT, PAGE_SIZE};
-use rvg_model::memory::{Fault, GfxMemory};
+use rvg_model::memory::{check_each_row, fill_each_row, Fault, GfxMemory};
 
 use crate::vram::Vram;
 
@@ -113,7 +113,7 @@ impl GfxMemory for GfxMem<'_> {
         if span.is_some_and(|span| self.vram_span(base, span).is_some()) {
             return Ok(());
         }
-        (0..height).try_for_each(|y| self.check(base + y * pitch, row))
+        check_each_row(self, base, pitch, row, height)
     }
 
     /// Rows in one stretch of VRAM are filled straight from its offset,
@@ -136,7 +136,7 @@ impl GfxMemory for GfxMem<'_> {
                     })
             });
         }
-        (0..height).try_for_each(|y| self.fill32(dst + y * pitch, row, color))
+        fill_each_row(self, dst, pitch, row, height, color)
     }
 
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {

@@ -181,27 +181,19 @@ mod tests {
         }
     }
 
+    /// The reported case (source pitch 0x400, destination pitch 0x1000,
+    /// destination 0x2000 either side of the source, rows packed or not)
+    /// and its mirror.
     #[test]
-    fn reported_case_src_pitch_0x400_dst_pitch_0x1000() {
+    fn reported_case_and_its_mirror() {
         let m = setup();
         let mut e = engine();
-        // Destination 0x2000 either side of the source, rows packed or not.
-        for width in [0x100, 0x40, 0xc0] {
-            for dst in [0x1e000, 0x22000] {
-                let c = copy(0x20000, 0x400, dst, 0x1000, width, 16);
-                check_copy(&mut e, &m, 0x1c000..0x34000, c);
-            }
-        }
-    }
-
-    #[test]
-    fn mirrored_case_src_pitch_0x1000_dst_pitch_0x400() {
-        let m = setup();
-        let mut e = engine();
-        for width in [0x100, 0x40, 0xc0] {
-            for dst in [0x1e000, 0x22000] {
-                let c = copy(0x20000, 0x1000, dst, 0x400, width, 16);
-                check_copy(&mut e, &m, 0x1c000..0x34000, c);
+        for (src_pitch, dst_pitch) in [(0x400, 0x1000), (0x1000, 0x400)] {
+            for width in [0x100, 0x40, 0xc0] {
+                for dst in [0x1e000, 0x22000] {
+                    let c = copy(0x20000, src_pitch, dst, dst_pitch, width, 16);
+                    check_copy(&mut e, &m, 0x1c000..0x34000, c);
+                }
             }
         }
     }

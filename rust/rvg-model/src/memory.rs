@@ -34,7 +34,7 @@ pub trait GfxMemory {
     /// the fault is the first row's that fails. A memory that can tell at
     /// once that the whole span is mapped skips the rows.
     fn check_rows(&self, base: u64, pitch: u64, row: u64, height: u64) -> Result<(), Fault> {
-        (0..height).try_for_each(|y| self.check(base + y * pitch, row))
+        check_each_row(self, base, pitch, row, height)
     }
 
     /// Fill `height` rows of `row` bytes, `pitch` bytes apart from `dst`,
@@ -48,7 +48,7 @@ pub trait GfxMemory {
         height: u64,
         color: u32,
     ) -> Result<(), Fault> {
-        (0..height).try_for_each(|y| self.fill32(dst + y * pitch, row, color))
+        fill_each_row(self, dst, pitch, row, height, color)
     }
 
     fn read_u32(&self, addr: u64) -> Result<u32, Fault> {
@@ -56,4 +56,27 @@ pub trait GfxMemory {
         self.read(addr, &mut b)?;
         Ok(u32::from_le_bytes(b))
     }
+}
+
+/// [`GfxMemory::check_rows`] row by row: what every memory can do.
+pub fn check_each_row<M: GfxMemory + ?Sized>(
+    mem: &M,
+    base: u64,
+    pitch: u64,
+    row: u64,
+    height: u64,
+) -> Result<(), Fault> {
+    (0..height).try_for_each(|y| mem.check(base + y * pitch, row))
+}
+
+/// [`GfxMemory::fill_rows`] row by row: what every memory can do.
+pub fn fill_each_row<M: GfxMemory + ?Sized>(
+    mem: &M,
+    dst: u64,
+    pitch: u64,
+    row: u64,
+    height: u64,
+    color: u32,
+) -> Result<(), Fault> {
+    (0..height).try_for_each(|y| mem.fill32(dst + y * pitch, row, color))
 }
