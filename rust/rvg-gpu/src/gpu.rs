@@ -2,12 +2,12 @@
 //! backend runs behind the VFIO contract. Full GTT, all registers, no
 //! mediation: whoever drives it is trusted.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use std::thread::JoinHandle;
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
 
 use rvg_model::access::{AccessError, Lane};
 use rvg_model::block::{RegError, RegFile};
@@ -40,7 +40,8 @@ struct GpuState {
     display: RegFile<DisplayReg>,
     /// Bumped by every engine reset: a run that started before is dropped.
     generation: u64,
-    /// The worker is executing commands outside the lock.
+    /// A run is executing commands outside the lock (the worker's, or one
+    /// inline in a tail writer's thread).
     running: bool,
     /// The worker is delivering an interrupt outside the lock.
     delivering: bool,
@@ -61,6 +62,10 @@ struct Core {
     /// `GpuState::generation`, readable by a run without the lock: it stops
     /// between commands once a reset moved it on.
     generation: AtomicU64,
+    /// A stream of at most this many dwords, written while the engine is
+    /// idle, runs in the tail writer's own thread (0: the worker runs
+    /// everything).
+    inline_dwords: AtomicU32,
 }
 
 pub struct Gpu {
@@ -95,6 +100,7 @@ impl Gpu {
             dma: RwLock::new(Arc::new(NoDma)),
             irq_sink: RwLock::new(None),
             generation: AtomicU64::new(0),
+            inline_dwords: AtomicU32::new(0),
         });
         let worker_core = core.clone();
         let worker = std::thread::Builder::new()
@@ -158,6 +164,16 @@ impl Gpu {
     /// The engine's registers, as a snapshot.
     pub fn engine_state(&self) -> EngineState {
         self.core.state.lock().engine
+    }
+
+    /// Let a tail write that leaves at most `dwords` dwords to run, on an
+    /// idle engine, run them in the writer's own thread. For a GPU whose
+    /// tail writer is a scheduler thread, not a vCPU: a short stream then
+    /// completes without waking the worker (and, its interrupt already
+    /// signalled, without the scheduler sleeping). Longer streams, and
+    /// every stream with 0, go to the worker.
+    pub fn set_inline_dwords(&self, dwords: u32) {
+        self.core.inline_dwords.store(dwords, Ordering::Relaxed);
     }
 
     /// Test hook: while `hold` is set the engine starts no run (the run in
@@ -247,6 +263,10 @@ impl Gpu {
                         }
                     }
                     if w.kick {
+                        let inline = self.core.inline_dwords.load(Ordering::Relaxed);
+                        if st.idle_with_work() && st.engine.pending_dwords() <= inline {
+                            drop(self.core.run(st, RUN_BUDGET));
+                        }
                         self.core.wake.notify_all();
                     }
                 })
@@ -326,12 +346,25 @@ impl Core {
     fn engine_loop(&self) {
         let mut st = self.state.lock();
         loop {
-            while !st.shutdown && (st.hold || !st.engine.runnable()) {
+            while !st.shutdown && !st.idle_with_work() {
                 self.wake.wait(&mut st);
             }
             if st.shutdown {
                 return;
             }
+            st = self.run(st, RUN_BUDGET);
+        }
+    }
+
+    /// One run of at most `budget` commands from the engine's head, outside
+    /// the lock (`running` keeps anyone else from starting one), then its
+    /// results and interrupt, unless a reset came in meanwhile.
+    fn run<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, GpuState>,
+        budget: u64,
+    ) -> MutexGuard<'a, GpuState> {
+        {
             let mut engine = st.engine;
             let generation = st.generation;
             st.running = true;
@@ -344,7 +377,7 @@ impl Core {
                 dma: &*dma,
             };
             let cancelled = || self.generation.load(Ordering::Acquire) != generation;
-            let out = engine.run(&mem, RUN_BUDGET, &cancelled);
+            let out = engine.run(&mem, budget, &cancelled);
 
             st = self.state.lock();
             st.running = false;
@@ -378,6 +411,14 @@ impl Core {
                 self.wake.notify_all();
             }
         }
+        st
+    }
+}
+
+impl GpuState {
+    /// The engine has work and nobody holds or runs it.
+    fn idle_with_work(&self) -> bool {
+        !self.hold && !self.running && self.engine.runnable()
     }
 }
 

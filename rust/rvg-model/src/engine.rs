@@ -176,6 +176,15 @@ impl EngineState {
         self.ctl & ring_ctl::ENABLE != 0 && self.error == error::NONE && self.head != self.tail
     }
 
+    /// Dwords between head and tail (0 for a ring whose size is not a
+    /// power of two: it cannot run).
+    pub fn pending_dwords(&self) -> u32 {
+        if !self.ring_size.is_power_of_two() {
+            return 0;
+        }
+        (self.tail.wrapping_sub(self.head) & (self.ring_size - 1)) / 4
+    }
+
     pub fn reset(&mut self) {
         self.head = 0;
         self.error = error::NONE;

@@ -31,6 +31,8 @@ use crate::contract::*;
 use crate::dma_table::DmaTable;
 
 const REGION_SHIFT: u32 = 36;
+/// The longest stream a tail write runs in the writer's thread.
+const INLINE_STREAM_DWORDS: u32 = 16;
 const CONFIG_SIZE: u64 = 256;
 const MSIX_BAR_SIZE: u64 = 4096;
 
@@ -76,6 +78,10 @@ pub struct SoftGpu {
 impl SoftGpu {
     pub fn new(config: GpuConfig, log: SoftLog) -> Result<SoftGpu, rvg_model::ConfigError> {
         let gpu = Arc::new(Gpu::new(config)?);
+        // Behind the contract the tail writer is a mediator's scheduler
+        // thread: a short stream (a fence or a store and a fence, closed by
+        // the scheduler's own fence) runs right there.
+        gpu.set_inline_dwords(INLINE_STREAM_DWORDS);
         let dma = Arc::new(DmaTable::default());
         gpu.set_dma(dma.clone());
         let irq = Arc::new(Mutex::new(IrqState::default()));
