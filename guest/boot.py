@@ -151,9 +151,9 @@ def build_image(programs=(), env=None):
     return paths["kernel"], paths["initrd"]
 
 
-def build_demo_image():
-    """Build rvg-demo (guest/program.sh) and an image holding it; return (kernel, initrd)."""
-    program = subprocess.run([str(HERE / "program.sh")], check=True,
+def build_demo_image(name="rvg-demo"):
+    """Build guest program `name` (guest/program.sh) and an image holding it; return (kernel, initrd)."""
+    program = subprocess.run([str(HERE / "program.sh"), name], check=True,
                              stdout=subprocess.PIPE, text=True).stdout.strip()
     return build_image([program])
 

@@ -10,6 +10,9 @@ guest that hangs. Or it plays QEMU after a KVM internal error: the message
 on stderr, the guest stopped, QMP saying so. Every wait on it must end in a GuestError that names
 what was awaited, the serial log and the accelerator (with the way to TCG
 under KVM), with QEMU gone afterwards.
+
+Also guest/bench.py's arithmetic (per-round ratios, pooled over boots) on
+made-up rvg-bench lines.
 """
 
 import os
@@ -25,6 +28,7 @@ from unittest import mock
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import bench  # noqa: E402
 import boot  # noqa: E402
 from boot import Guest, GuestError  # noqa: E402
 
@@ -227,6 +231,32 @@ class Deadlines(unittest.TestCase):
             time.sleep(0.05)
         self.assertTrue(gone(int(pid)), "QEMU outlived the harness that started it")
         subprocess.run(["rm", "-rf", workdir], check=False)
+
+
+class BenchFigures(unittest.TestCase):
+    """guest/bench.py's arithmetic on rvg-bench's lines: ratios within a round, pooled."""
+
+    SERIAL = ("rvg-guest: login prompt on tty1 after 5.1 s\n"
+              "rvg-bench: round 0 last vgpu-read 200.0 edu-read 100.0 vgpu-write 300.0 "
+              "edu-write 150.0 doorbell 150.0\n"
+              "rvg-bench: round 0 inline vgpu-read 500.0 edu-read 400.0\n"
+              "rvg-bench: round 1 last vgpu-read 400.0 edu-read 400.0 vgpu-write 100.0 "
+              "edu-write 100.0 doorbell 100.0\n")
+
+    def test_ratios_are_per_round_and_pooled_over_boots(self):
+        boot_rounds = bench.parse_rounds(self.SERIAL)
+        self.assertEqual([(r["round"], r["placement"]) for r in boot_rounds],
+                         [(0, "last"), (0, "inline"), (1, "last")])
+        s = bench.summarize([boot_rounds, boot_rounds[:1]])
+        last = s["last"]
+        self.assertEqual(last["rounds"], 3)
+        # Per round 2.0, 1.0, 2.0: the median of ratios, not the ratio of medians (1.0).
+        self.assertEqual(last["ratios"]["vGPU read / edu read"], (2.0, 1.0, 2.0))
+        self.assertEqual(last["ns"]["vgpu-read"], (200.0, 200.0, 400.0))
+        self.assertEqual(last["ratios"]["doorbell / vGPU write"], (0.5, 0.5, 1.0))
+        self.assertNotIn("GTT entry write / vGPU write", last["ratios"])
+        self.assertEqual(s["inline"]["ratios"], {"vGPU read / edu read": (1.25, 1.25, 1.25)})
+        self.assertIn("vGPU read / edu read", bench.table(s))
 
 
 if __name__ == "__main__":

@@ -57,9 +57,10 @@ impl MappedBar {
         })
     }
 
-    /// Pointer to a naturally aligned `T` at `offset`. Out of range or
-    /// misaligned offsets are bugs in this program, so they panic.
-    fn at<T>(&self, offset: u64) -> *mut T {
+    /// Pointer to a naturally aligned `T` at `offset`, valid while self
+    /// lives. Out of range or misaligned offsets are bugs in this program,
+    /// so they panic.
+    pub fn at<T>(&self, offset: u64) -> *mut T {
         let size = std::mem::size_of::<T>();
         let off = usize::try_from(offset).expect("offset fits usize");
         assert!(
