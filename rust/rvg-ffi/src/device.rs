@@ -10,13 +10,14 @@ use rvg_model::effects::{Diag, Effects};
 use rvg_model::IrqLine;
 use rvg_vfio::HostRange;
 
+use crate::bql::BqlCell;
 use crate::host::{Host, HostDisplay, LogKind};
 
 pub enum Model {
     /// `rust-vgpu-hw`: the GPU itself, registers and all.
     Hw(Arc<Gpu>),
-    /// `rust-vgpu`: the mediated vGPU.
-    Vgpu(Box<Vgpu>),
+    /// `rust-vgpu`: the mediated vGPU, touched only under the BQL.
+    Vgpu(Box<BqlCell<Vgpu>>),
 }
 
 pub struct FfiDevice {
@@ -69,7 +70,7 @@ impl FfiDevice {
     pub fn mmio_read(&self, offset: u64, size: u32) -> u64 {
         let (value, fx) = match &self.model {
             Model::Hw(gpu) => gpu.mmio_read(offset, size),
-            Model::Vgpu(v) => v.mmio_read(offset, size),
+            Model::Vgpu(v) => v.borrow_mut().mmio_read(offset, size),
         };
         self.apply(fx);
         value
@@ -78,7 +79,7 @@ impl FfiDevice {
     pub fn mmio_write(&self, offset: u64, value: u64, size: u32) {
         let fx = match &self.model {
             Model::Hw(gpu) => gpu.mmio_write(offset, value, size),
-            Model::Vgpu(v) => v.mmio_write(offset, value, size),
+            Model::Vgpu(v) => v.borrow_mut().mmio_write(offset, value, size),
         };
         self.apply(fx);
     }
@@ -88,6 +89,7 @@ impl FfiDevice {
     /// engine's interrupts and DMA), then close the host services.
     pub fn exit(&self) {
         if let Model::Vgpu(v) = &self.model {
+            let v = v.borrow_mut();
             self.host.unwatch_fd(v.event_fd());
             v.detach();
         }
@@ -98,14 +100,15 @@ impl FfiDevice {
     pub fn reset(&self) {
         let fx = match &self.model {
             Model::Hw(gpu) => gpu.reset(),
-            Model::Vgpu(v) => v.reset(),
+            Model::Vgpu(v) => v.borrow_mut().reset(),
         };
         self.clear_broken();
         self.apply(fx);
         if let Model::Vgpu(v) = &self.model {
             // The reset clears the command register; QEMU's bus does it
             // after this handler, without a config write.
-            self.apply(v.set_bus_master(false));
+            let fx = v.borrow_mut().set_bus_master(false);
+            self.apply(fx);
         }
     }
 
@@ -113,33 +116,41 @@ impl FfiDevice {
     pub fn config_changed(&self) {
         self.host.irq_mode_changed(self.irq_line());
         if let Model::Vgpu(v) = &self.model {
-            self.apply(v.set_bus_master(self.host.bus_master()));
+            let on = self.host.bus_master();
+            let fx = v.borrow_mut().set_bus_master(on);
+            self.apply(fx);
         }
     }
 
     pub fn irq_line(&self) -> IrqLine {
         match &self.model {
             Model::Hw(gpu) => gpu.irq_line(),
-            Model::Vgpu(v) => v.irq_line(),
+            Model::Vgpu(v) => v.borrow_mut().irq_line(),
         }
     }
 
     pub fn memory_add(&self, gpa: u64, size: u64, host: Option<HostRange>, kind: MemKind) {
         if let Model::Vgpu(v) = &self.model {
-            self.apply(v.guest_ram_add(gpa, size, host, kind));
+            let fx = v.borrow_mut().guest_ram_add(gpa, size, host, kind);
+            self.apply(fx);
         }
     }
 
     pub fn memory_del(&self, gpa: u64, size: u64) {
         if let Model::Vgpu(v) = &self.model {
-            self.apply(v.guest_ram_del(gpa, size));
+            let fx = v.borrow_mut().guest_ram_del(gpa, size);
+            self.apply(fx);
         }
     }
 
     pub fn fd_ready(&self, fd: i32) {
         if let Model::Vgpu(v) = &self.model {
-            if fd == v.event_fd() {
-                self.apply(v.event());
+            let fx = {
+                let mut v = v.borrow_mut();
+                (fd == v.event_fd()).then(|| v.event())
+            };
+            if let Some(fx) = fx {
+                self.apply(fx);
             }
         }
     }
@@ -147,14 +158,14 @@ impl FfiDevice {
     /// Refresh the vGPU's console (the raw model has none).
     pub fn display_refresh(&self) {
         if let Model::Vgpu(v) = &self.model {
-            let fx = v.display_refresh(&mut HostDisplay(&self.host));
+            let fx = v.borrow_mut().display_refresh(&mut HostDisplay(&self.host));
             self.apply(fx);
         }
     }
 
     pub fn display_invalidate(&self) {
         if let Model::Vgpu(v) = &self.model {
-            v.display_invalidate();
+            v.borrow_mut().display_invalidate();
         }
     }
 
@@ -171,20 +182,23 @@ impl FfiDevice {
                 "  model: RVG-1 GPU, unmediated\n  vram: {:#x}\n{irqs}",
                 gpu.vram().len()
             ),
-            Model::Vgpu(v) => format!(
-                "  model: vGPU, vram-size={:#x}\n{}{irqs}",
-                v.config().vram_size,
-                v.describe()
-            ),
+            Model::Vgpu(v) => {
+                let mut v = v.borrow_mut();
+                let vram_size = v.config().vram_size;
+                format!(
+                    "  model: vGPU, vram-size={vram_size:#x}\n{}{irqs}",
+                    v.describe()
+                )
+            }
         }
     }
 }
 
 impl Drop for FfiDevice {
     fn drop(&mut self) {
-        if let Model::Vgpu(v) = &self.model {
+        if let Model::Vgpu(v) = &mut self.model {
             // No fd_ready may run for an eventfd about to be closed.
-            self.host.unwatch_fd(v.event_fd());
+            self.host.unwatch_fd(v.get_mut().event_fd());
         }
     }
 }

@@ -6,6 +6,7 @@
 //! every device lock is released.
 
 mod backend;
+mod bql;
 mod device;
 mod guard;
 mod host;

@@ -17,6 +17,7 @@ use rvg_model::regs::{bar2, pci};
 use rvg_vfio::{HostRange, SoftGpu};
 
 use crate::backend::{c_property, kernel_gpu, Backend, GpuChoice};
+use crate::bql::BqlCell;
 use crate::device::{FfiDevice, Model};
 use crate::guard;
 use crate::host::{c_message, Host, HostDma, LogKind};
@@ -134,7 +135,7 @@ fn build(config: &sys::RvgConfig, host: &Host) -> Result<Model, String> {
     };
     let vgpu = Vgpu::new(cfg, gpu).map_err(|e| e.to_string())?;
     host.watch_fd(vgpu.event_fd());
-    Ok(Model::Vgpu(Box::new(vgpu)))
+    Ok(Model::Vgpu(Box::new(BqlCell::new(vgpu))))
 }
 
 /// What an `RvgGpu` pointer points to: the GPU the vGPUs share, and its
@@ -260,7 +261,10 @@ fn device_info(model: &Model) -> sys::RvgDeviceInfo {
             gpu.vram().len(),
             gpu.vram().host_ptr(0).expect("offset 0 is inside VRAM"),
         ),
-        Model::Vgpu(v) => (pci::DEVICE_ID_VGPU, v.config().vram_size, v.vram_ptr()),
+        Model::Vgpu(v) => {
+            let v = v.borrow_mut();
+            (pci::DEVICE_ID_VGPU, v.config().vram_size, v.vram_ptr())
+        }
     };
     sys::RvgDeviceInfo {
         vendor_id: pci::VENDOR_ID,
@@ -426,7 +430,7 @@ unsafe extern "C" fn rvg_gtt_dump(
     unsafe {
         with_device(dev, false, |d| {
             let result = match &d.model {
-                Model::Vgpu(v) => v.gtt_dump(first, count),
+                Model::Vgpu(v) => v.borrow_mut().gtt_dump(first, count),
                 Model::Hw(_) => Err("not a vGPU: rust-vgpu-hw has no mediated GTT".to_string()),
             };
             let ok = result.is_ok();

@@ -67,7 +67,7 @@ fn measure(rounds: usize, mut f: impl FnMut(usize)) -> (f64, f64) {
     (us[rounds / 2], us[0])
 }
 
-fn dispi(v: &Vgpu, reg: DispiReg, value: u64) {
+fn dispi(v: &mut Vgpu, reg: DispiReg, value: u64) {
     v.mmio_write(bar2::DISPI + reg.offset(), value, 2);
 }
 
@@ -86,7 +86,7 @@ fn main() {
         Arc::new(|m| panic!("{m}")),
     )
     .expect("shared GPU");
-    let v = Vgpu::new(config, Arc::new(gpu)).expect("vGPU");
+    let mut v = Vgpu::new(config, Arc::new(gpu)).expect("vGPU");
     v.set_bus_master(true);
     let mut con = Console {
         pixels: Vec::new(),
@@ -107,7 +107,7 @@ fn main() {
         (DispiReg::VirtWidth, W.into()),
         (DispiReg::Enable, 0x41),
     ] {
-        dispi(&v, reg, value);
+        dispi(&mut v, reg, value);
     }
     v.display_refresh(&mut con);
     assert_eq!(con.size, (W, H));
@@ -117,7 +117,11 @@ fn main() {
     });
     let before = v.display_stats();
     let (full, full_best) = measure(31, |i| {
-        dispi(&v, DispiReg::YOffset, if i % 2 == 0 { H.into() } else { 0 });
+        dispi(
+            &mut v,
+            DispiReg::YOffset,
+            if i % 2 == 0 { H.into() } else { 0 },
+        );
         black_box(v.display_refresh(&mut con));
     });
     let after = v.display_stats();
@@ -136,7 +140,7 @@ fn main() {
         let entry = (RAM_BASE + page * 4096) | GttEntry::VALID;
         v.mmio_write(bar2::GTT + 8 * page, entry, 8);
     }
-    let plane = |reg: DisplayReg, value: u64| {
+    let mut plane = |reg: DisplayReg, value: u64| {
         v.mmio_write(bar2::DISPLAY + reg.offset(), value, reg.width() as u32);
     };
     plane(DisplayReg::PlaneFormat, plane_format::XRGB8888.into());

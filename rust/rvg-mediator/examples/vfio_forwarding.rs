@@ -58,7 +58,7 @@ fn measure(dev: Arc<dyn VfioDevice>) -> Figures {
         }
     });
 
-    let vgpu = Vgpu::new(VgpuConfig::new(16 << 20), gpu).expect("vGPU");
+    let mut vgpu = Vgpu::new(VgpuConfig::new(16 << 20), gpu).expect("vGPU");
     vgpu.set_bus_master(true);
     // Guest RAM stand-in, DMA-mapped for the GPU as the memory listener would.
     let ram = HostRange::anonymous(PAGES * 4096).expect("memory");

@@ -51,7 +51,7 @@ fn eng(r: EngineReg) -> u64 {
 
 impl Guest {
     fn new(v: Vgpu) -> Guest {
-        let g = Guest { v, tail: 0 };
+        let mut g = Guest { v, tail: 0 };
         // As a driver does: bus mastering on before the GPU touches RAM.
         g.v.set_bus_master(true);
         // Graphics pages 0..256 on the first MiB of the VRAM slice.
@@ -111,12 +111,12 @@ impl Guest {
             .mmio_write(eng(EngineReg::RingTail), u64::from(self.tail), 4);
     }
 
-    fn reg(&self, r: EngineReg) -> u64 {
+    fn reg(&mut self, r: EngineReg) -> u64 {
         self.v.mmio_read(eng(r), r.width() as u32).0
     }
 
     /// Wait until the virtual head reaches the tail or the engine stops.
-    fn wait_idle(&self) {
+    fn wait_idle(&mut self) {
         let start = Instant::now();
         while self.reg(EngineReg::RingHead) != u64::from(self.tail)
             && self.reg(EngineReg::Error) == 0
@@ -311,8 +311,8 @@ fn an_unmapped_page_faults_at_execution_with_the_guest_address() {
 }
 
 /// Two vGPUs on one GPU: one shared GPU with room for both.
-fn pair(timeslice: Duration) -> (Guest, Guest, Arc<SharedGpu>) {
-    let (gpu, _) = gpu(4 * VRAM, timeslice);
+fn pair(timeslice: Duration) -> (Guest, Guest, Arc<SharedGpu>, Arc<SoftGpu>) {
+    let (gpu, soft) = gpu(4 * VRAM, timeslice);
     let config = VgpuConfig::new(VRAM);
     let a = Guest::new(Vgpu::new(config.clone(), gpu.clone()).unwrap());
     let b = Guest::new(Vgpu::new(config.clone(), gpu.clone()).unwrap());
@@ -320,12 +320,12 @@ fn pair(timeslice: Duration) -> (Guest, Guest, Arc<SharedGpu>) {
     let err = Vgpu::new(config, gpu.clone()).err().unwrap();
     assert!(err.to_string().contains("all are in use"), "{err}");
     drop(third);
-    (a, b, gpu)
+    (a, b, gpu, soft)
 }
 
 #[test]
 fn two_vgpus_cannot_reach_each_other() {
-    let (mut a, b, _gpu) = pair(TIMESLICE_DEFAULT);
+    let (mut a, b, _gpu, _soft) = pair(TIMESLICE_DEFAULT);
     let canary: Vec<u8> = (0..VRAM).map(|i| (i * 7 + 3) as u8).collect();
     b.write(0, &canary);
     // Everything A can express: its whole space, past its end, through
@@ -390,7 +390,7 @@ fn two_vgpus_cannot_reach_each_other() {
 
 #[test]
 fn two_busy_vgpus_both_make_progress() {
-    let (mut a, mut b, _gpu) = pair(Duration::from_micros(200));
+    let (mut a, mut b, _gpu, soft) = pair(Duration::from_micros(200));
     // Each ring: 100 fills of 256 KiB, each followed by a fence.
     let work: Vec<Command> = (1..=100u32)
         .flat_map(|i| {
@@ -409,14 +409,18 @@ fn two_busy_vgpus_both_make_progress() {
             ]
         })
         .collect();
-    for g in [&a, &b] {
+    // Both have work before the engine runs any: however slowly this
+    // thread gets from one to the other, neither has the GPU to itself.
+    soft.gpu().set_engine_hold(true);
+    for g in [&mut a, &mut b] {
         g.v.mmio_write(eng(EngineReg::RingCtl), 0, 4);
     }
     a.submit(&work);
     b.submit(&work);
-    for g in [&a, &b] {
+    for g in [&mut a, &mut b] {
         g.v.mmio_write(eng(EngineReg::RingCtl), u64::from(ring_ctl::ENABLE), 4);
     }
+    soft.gpu().set_engine_hold(false);
     let start = Instant::now();
     let (sa, sb) = loop {
         let (sa, sb) = (a.reg(EngineReg::Seqno), b.reg(EngineReg::Seqno));
@@ -433,4 +437,64 @@ fn two_busy_vgpus_both_make_progress() {
     assert!(sa.min(sb) >= 25, "unfair: {sa} vs {sb}");
     a.wait_idle();
     b.wait_idle();
+}
+
+/// An engine reset right after long work is submitted, again and again,
+/// between short streams: SEQNO after the reset is the last fence that
+/// completed before it (or the one just submitted), never an older one.
+#[test]
+fn seqno_never_goes_back_across_resets_in_flight() {
+    let (mut g, _soft) = guest();
+    for n in 1..=500u32 {
+        let seqno = 2 * n;
+        g.submit(&[
+            Command::StoreDw {
+                addr: 0x8000,
+                value: seqno - 1,
+            },
+            Command::Fence {
+                seqno: seqno - 1,
+                interrupt: true,
+            },
+        ]);
+        g.wait_idle();
+        assert_eq!(g.reg(EngineReg::Seqno), u64::from(seqno - 1), "round {n}");
+        let done = seqno - 1;
+        let long = Command::FillRect {
+            dst: 0x10_0000,
+            pitch: 4096,
+            width: 1024,
+            height: 200,
+            color: n,
+        };
+        g.submit(&[
+            long,
+            long,
+            long,
+            long,
+            Command::Fence {
+                seqno,
+                interrupt: true,
+            },
+        ]);
+        // The guest's reset: an empty ring, then RESET.
+        g.tail = 0;
+        g.v.mmio_write(eng(EngineReg::RingTail), 0, 4);
+        g.v.mmio_write(
+            eng(EngineReg::RingCtl),
+            u64::from(ring_ctl::RESET | ring_ctl::ENABLE),
+            4,
+        );
+        let after = g.reg(EngineReg::Seqno) as u32;
+        assert!(
+            after == done || after == seqno,
+            "round {n}: SEQNO {after} after the reset, last done {done}, submitted {seqno}"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+        let later = g.reg(EngineReg::Seqno) as u32;
+        assert!(
+            later == after,
+            "round {n}: SEQNO moved from {after} to {later} after the reset"
+        );
+    }
 }

@@ -11,21 +11,19 @@
 //! nothing a register means.
 
 mod config;
+mod inbox;
+mod link;
 mod regs;
 mod report;
 
-use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use rvg_model::block::RegError;
 use rvg_model::effects::Effects;
-use rvg_model::engine::{error, EngineState};
-use rvg_model::gtt::{gfx_addr, GttEntry, PAGE_SIZE};
+use rvg_model::gtt::{gfx_addr, PAGE_SIZE};
 use rvg_model::irq::{IntSource, IrqLine};
-use rvg_model::regs::bar2;
-use rvg_vfio::contract::{Mapping, Region, VFIO_PCI_BAR0_REGION_INDEX};
+use rvg_vfio::contract::{Region, VFIO_PCI_BAR0_REGION_INDEX};
 use rvg_vfio::HostRange;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
@@ -33,11 +31,10 @@ use crate::display::{scanout, Display, DisplayHost, DisplayStats, Frame};
 use crate::error::{contract, AttachError, ContractError};
 use crate::guest_gfx::GuestView;
 use crate::guest_mem::{GuestMemory, GuestRange, MemKind};
-use crate::scan::Scanner;
-use crate::shadow::{
-    EntryState, GttShadow, GttWriteError, PhysGtt, ShadowStats, SliceLayout, WriteOutcome,
-};
-use crate::shared::{CtxId, Progress, SharedGpu};
+use crate::shadow::{EntryState, GttShadow, PhysGtt, ShadowStats, SliceLayout};
+use crate::shared::{Progress, SharedGpu};
+use inbox::Inbox;
+use link::{ContractGtt, Link};
 
 pub use crate::shared::slices::{RESERVED_GTT_ENTRIES, RESERVED_VRAM, VGPU_GTT_ENTRIES};
 pub use config::{VgpuConfig, AUTO_MODES};
@@ -46,20 +43,6 @@ pub use report::VgpuReport;
 
 /// Bytes of graphics address space a guest sees.
 pub const VGPU_GFX_SPACE: u64 = VGPU_GTT_ENTRIES as u64 * PAGE_SIZE;
-
-/// The physical GTT through the contract: entries in BAR2's GTT window.
-struct ContractGtt<'a>(&'a Region);
-
-impl PhysGtt for ContractGtt<'_> {
-    fn write(&mut self, index: u32, entry: GttEntry) -> io::Result<()> {
-        self.0.write_u64(bar2::GTT + u64::from(index) * 8, entry.0)
-    }
-    fn read(&mut self, index: u32) -> io::Result<GttEntry> {
-        self.0
-            .read_u64(bar2::GTT + u64::from(index) * 8)
-            .map(GttEntry)
-    }
-}
 
 /// Command-stream counters for `info rust-vgpu`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -86,36 +69,26 @@ struct State {
 }
 
 impl State {
-    /// What the scheduler reports about this vGPU's work; true if the
-    /// interrupt output needs delivering.
-    fn apply(&mut self, p: Progress) -> bool {
+    /// What the scheduler reports about this vGPU's work; progress of an
+    /// older generation (work dropped by an engine reset) is ignored.
+    fn apply(&mut self, p: Progress) {
         if p.generation != self.generation {
-            return false;
+            return;
         }
         self.engine_progress += 1;
-        match self.regs.apply_progress(&p) {
-            Some(line) => {
-                self.message_pending |= line.message;
-                true
-            }
-            None => false,
+        if let Some(line) = self.regs.apply_progress(&p) {
+            self.message_pending |= line.message;
         }
     }
 }
 
+/// A vGPU. Every method that changes it takes `&mut self`: its state is
+/// touched only by whoever owns it (QEMU's BQL, in the device layer); the
+/// scheduler thread reaches it only through the inbox.
 pub struct Vgpu {
-    config: VgpuConfig,
-    gpu: Arc<SharedGpu>,
-    layout: SliceLayout,
-    ctx: CtxId,
-    vram: Mapping,
-    /// Signalled by the scheduler thread when the interrupt output changed;
-    /// `event` delivers it on the main loop.
-    events: Arc<EventFd>,
-    state: Arc<Mutex<State>>,
-    /// Only the refresh on QEMU's main loop uses it. Lock order: the
-    /// display, then the state; never the other way.
-    display: Mutex<Display>,
+    link: Link,
+    state: State,
+    display: Display,
 }
 
 impl Vgpu {
@@ -136,7 +109,7 @@ impl Vgpu {
             Ok::<_, ContractError>((vram, gtt, Arc::new(events)))
         })();
         let (vram, gtt, events) = attached.inspect_err(|_| gpu.free_slice(&layout))?;
-        let state = Arc::new(Mutex::new(State {
+        let state = State {
             regs: VirtRegs::new(
                 config.vram_size,
                 layout.gtt_entries,
@@ -149,15 +122,14 @@ impl Vgpu {
             message_pending: false,
             streams: StreamStats::default(),
             engine_progress: 0,
-        }));
-        let sink_state = Arc::downgrade(&state);
-        let sink_events = events.clone();
+        };
+        let inbox = Arc::new(Inbox::default());
+        let (sink_inbox, sink_events) = (inbox.clone(), events.clone());
         let ctx = gpu.scheduler().add_context(
-            Arc::new(move |p| {
-                let Some(state) = sink_state.upgrade() else {
-                    return;
-                };
-                if state.lock().apply(p) {
+            Arc::new(move |p: Progress| {
+                let raised = !p.raise.is_empty();
+                sink_inbox.post(p);
+                if raised {
                     let _ = sink_events.write(1);
                 }
             }),
@@ -165,28 +137,38 @@ impl Vgpu {
             VGPU_GFX_SPACE,
         );
         Ok(Vgpu {
-            config,
-            gpu,
-            layout,
-            ctx,
-            vram,
-            events,
+            link: Link {
+                config,
+                gpu,
+                layout,
+                ctx,
+                vram,
+                events,
+                inbox,
+            },
             state,
-            display: Mutex::new(Display::default()),
+            display: Display::default(),
         })
     }
 
+    /// Take in what the scheduler reported since the last look.
+    fn take_progress(&mut self) {
+        for p in self.link.inbox.take() {
+            self.state.apply(p);
+        }
+    }
+
     pub fn config(&self) -> &VgpuConfig {
-        &self.config
+        &self.link.config
     }
 
     pub fn layout(&self) -> &SliceLayout {
-        &self.layout
+        &self.link.layout
     }
 
     /// Host address of the VRAM slice, for the guest's BAR0.
     pub fn vram_ptr(&self) -> *mut u8 {
-        self.vram.as_ptr()
+        self.link.vram.as_ptr()
     }
 
     /// Leave the GPU's engine for good: none of this vGPU's work stays
@@ -194,22 +176,23 @@ impl Vgpu {
     /// once this returns. For a device leaving the bus; its registers stay
     /// readable but its engine does nothing. Idempotent.
     pub fn detach(&self) {
-        self.gpu.scheduler().remove_context(self.ctx);
+        self.link.gpu.scheduler().remove_context(self.link.ctx);
     }
 
     /// The fd to watch; call `event` on the main loop when it is readable.
     pub fn event_fd(&self) -> RawFd {
-        self.events.as_raw_fd()
+        self.link.events.as_raw_fd()
     }
 
-    /// The scheduler changed the virtual interrupt status: deliver it.
-    pub fn event(&self) -> Effects {
+    /// The scheduler's progress raised an interrupt: deliver it.
+    pub fn event(&mut self) -> Effects {
         let mut fx = Effects::default();
         // Reading resets the counter; nothing pending is not an error.
-        if self.events.read().is_err() {
+        if self.link.events.read().is_err() {
             return fx;
         }
-        let mut st = self.state.lock();
+        self.take_progress();
+        let st = &mut self.state;
         let message = std::mem::take(&mut st.message_pending);
         fx.irq = Some(IrqLine {
             message,
@@ -219,12 +202,13 @@ impl Vgpu {
     }
 
     pub fn irq_line(&self) -> IrqLine {
-        self.state.lock().regs.irq_line()
+        self.state.regs.irq_line()
     }
 
-    pub fn mmio_read(&self, offset: u64, size: u32) -> (u64, Effects) {
+    pub fn mmio_read(&mut self, offset: u64, size: u32) -> (u64, Effects) {
         let mut fx = Effects::default();
-        let st = self.state.lock();
+        self.take_progress();
+        let st = &self.state;
         let result = st.regs.read(offset, size).and_then(|r| match r {
             RegRead::Value(v) => Ok(v),
             RegRead::Gtt { index, within } => st
@@ -238,139 +222,73 @@ impl Vgpu {
     /// A guest write to BAR2. The interrupt line in the result is only
     /// there when the host must act on it (a message, a new level): most
     /// writes leave QEMU's interrupt code alone.
-    pub fn mmio_write(&self, offset: u64, value: u64, size: u32) -> Effects {
+    pub fn mmio_write(&mut self, offset: u64, value: u64, size: u32) -> Effects {
         let mut fx = Effects::default();
-        let mut st = self.state.lock();
+        self.take_progress();
+        let Vgpu {
+            link, state: st, ..
+        } = self;
         let before = st.regs.irq_line();
         let result = match st.regs.write(offset, value, size, &mut fx) {
             Ok(RegWrite::Done) => Ok(()),
             Ok(RegWrite::Gtt { index, within }) => {
-                self.gtt_write(&mut st, index, within, value, size, &mut fx)
+                link.gtt_write(st, index, within, value, size, &mut fx)
             }
             Ok(RegWrite::Engine {
                 reset,
                 enabled,
                 kick,
             }) => {
-                let sched = self.gpu.scheduler();
+                let sched = link.gpu.scheduler();
                 if reset {
-                    st.generation = sched.reset_context(self.ctx);
+                    st.generation = sched.reset_context(link.ctx);
                     st.scan_head = 0;
                 }
                 if let Some(on) = enabled {
-                    sched.set_enabled(self.ctx, on);
+                    sched.set_enabled(link.ctx, on);
                 }
                 if kick {
-                    self.submit(&mut st, &mut fx);
+                    link.submit(st, &mut fx);
                 }
                 Ok(())
             }
-            Ok(RegWrite::DeviceReset) => {
-                drop(st);
-                return self.reset();
-            }
+            Ok(RegWrite::DeviceReset) => return self.reset(),
             Err(e) => Err(e),
         };
         fx.irq = fx.irq.and_then(|line| line.changed_from(before));
         fx.check_write(offset, value, result);
         fx
     }
+}
 
-    fn gtt_write(
-        &self,
-        st: &mut State,
-        index: u64,
-        within: u64,
-        value: u64,
-        size: u32,
-        fx: &mut Effects,
-    ) -> Result<(), RegError> {
-        let State { regs, gtt, mem, .. } = st;
-        let mut phys = ContractGtt(self.gpu.bar2());
-        match gtt.write(index, within, value, size, mem, &mut phys) {
-            Ok(WriteOutcome::Rejected(reason)) => {
-                fx.guest_error(format!(
-                    "GTT entry {index} = {:#x} rejected (FAULT_REASON {reason:#x}); scratch page mapped",
-                    gtt.entry(index as u32).map_or(0, |e| e.0)
-                ));
-                fx.irq = Some(regs.global.fault(
-                    gfx_addr(index as u32),
-                    reason,
-                    IntSource::GTT_FAULT,
-                ));
-                Ok(())
-            }
-            Ok(WriteOutcome::Pending | WriteOutcome::Shadowed(_)) => Ok(()),
-            Err(e @ GttWriteError::Shadow { .. }) => {
-                fx.host_error(e.to_string());
-                Ok(())
-            }
-            Err(GttWriteError::Access(e)) => Err(RegError::Refused(e.to_string())),
-        }
-    }
-
-    /// Scan what the guest added to its ring since the last submission and
-    /// hand the shadow copy to the scheduler; or stop the virtual engine
-    /// with the scanner's error. The physical GPU sees nothing of a
-    /// rejected stream.
-    fn submit(&self, st: &mut State, fx: &mut Effects) {
-        let e = st.regs.engine;
-        if !st.regs.engine_enabled() || e.error != error::NONE || st.scan_head == e.tail {
-            return;
-        }
-        let scanner = Scanner {
-            space: VGPU_GFX_SPACE,
-            reloc: gfx_addr(self.layout.gtt_base),
-        };
-        let view = GuestView {
-            gtt: &st.gtt,
-            mem: &st.mem,
-            vram: &self.vram,
-        };
-        let ring = EngineState {
-            head: st.scan_head,
-            ..e
-        };
-        match scanner.scan(&view, &ring) {
-            Ok(work) => {
-                st.streams.scanned_commands += work.guest_commands;
-                st.scan_head = e.tail;
-                self.gpu.scheduler().submit(self.ctx, st.generation, work);
-            }
-            Err(err) => {
-                st.streams.rejected_streams += 1;
-                fx.guest_error(format!(
-                    "command stream [{:#x}, {:#x}) of the ring rejected: ERROR {} at {:#x}",
-                    st.scan_head, e.tail, err.code, err.addr
-                ));
-                fx.irq = Some(st.regs.engine_error(err));
-            }
-        }
-    }
-
+impl Vgpu {
     /// Power-on state for everything the guest sees; every pin released, the
     /// GTT slice back on the scratch page, the engine context emptied (a new
     /// generation: nothing of the old one reaches the new). A GPU shared
     /// with other vGPUs is not reset; a private one is.
-    pub fn reset(&self) -> Effects {
+    pub fn reset(&mut self) -> Effects {
         let mut fx = Effects::default();
-        let sched = self.gpu.scheduler();
-        let mut st = self.state.lock();
-        st.generation = sched.reset_context(self.ctx);
-        sched.set_enabled(self.ctx, false);
-        if self.gpu.resets_with_vgpu() {
-            // The GPU is this vGPU's alone: reset it too, without the lock
-            // the scheduler's delivery of progress takes.
-            drop(st);
-            if let Err(e) = self.gpu.reset_device() {
+        let Vgpu {
+            link, state: st, ..
+        } = self;
+        let sched = link.gpu.scheduler();
+        st.generation = sched.reset_context(link.ctx);
+        sched.set_enabled(link.ctx, false);
+        if link.gpu.resets_with_vgpu() {
+            // The GPU is this vGPU's alone: reset it too.
+            if let Err(e) = link.gpu.reset_device() {
                 fx.host_error(format!("resetting the GPU: {e}"));
             }
-            st = self.state.lock();
         }
+        // Progress of the old generation is dropped as it is taken in.
+        self.take_progress();
+        let Vgpu {
+            link, state: st, ..
+        } = self;
         st.regs.reset();
         st.scan_head = 0;
         st.message_pending = false;
-        if let Err(e) = st.gtt.reset(&mut ContractGtt(self.gpu.bar2())) {
+        if let Err(e) = st.gtt.reset(&mut ContractGtt(link.gpu.bar2())) {
             fx.host_error(format!("resetting the GTT slice: {e}"));
         }
         fx.irq = Some(st.regs.irq_line());
@@ -380,7 +298,7 @@ impl Vgpu {
     /// The memory listener saw a new range of guest-physical memory:
     /// `size` bytes at `gpa` of `kind`, and for guest RAM its host memory.
     pub fn guest_ram_add(
-        &self,
+        &mut self,
         gpa: u64,
         size: u64,
         host: Option<HostRange>,
@@ -397,7 +315,7 @@ impl Vgpu {
             kind,
             iova,
         };
-        let mut st = self.state.lock();
+        let st = &mut self.state;
         if let Err(e) = st.mem.add(range) {
             fx.host_error(format!(
                 "guest memory [{gpa:#x}, +{size:#x}) ignored: {e:?}"
@@ -405,7 +323,7 @@ impl Vgpu {
             return fx;
         }
         if let Some(host) = &host {
-            if let Err(e) = self.gpu.dma_map(iova, host) {
+            if let Err(e) = self.link.gpu.dma_map(iova, host) {
                 st.mem.remove(gpa, size);
                 fx.host_error(format!("DMA map of guest RAM [{gpa:#x}, +{size:#x}): {e}"));
             }
@@ -415,15 +333,15 @@ impl Vgpu {
 
     /// Guest-physical memory went away: re-point every GTT entry that used
     /// it at the scratch page, then drop its DMA mapping.
-    pub fn guest_ram_del(&self, gpa: u64, size: u64) -> Effects {
+    pub fn guest_ram_del(&mut self, gpa: u64, size: u64) -> Effects {
         let mut fx = Effects::default();
-        let mut st = self.state.lock();
-        let State { gtt, mem, regs, .. } = &mut *st;
+        let gpu = &self.link.gpu;
+        let State { gtt, mem, regs, .. } = &mut self.state;
         for range in mem.remove(gpa, size) {
             if range.kind != MemKind::Ram {
                 continue;
             }
-            match gtt.invalidate(range.gpa, range.size, &mut ContractGtt(self.gpu.bar2())) {
+            match gtt.invalidate(range.gpa, range.size, &mut ContractGtt(gpu.bar2())) {
                 Ok(hit) if !hit.is_empty() => {
                     fx.guest_error(format!(
                         "guest RAM [{:#x}, +{:#x}) removed under {} GTT entries; scratch page mapped",
@@ -441,7 +359,7 @@ impl Vgpu {
                 Err(e) => fx.host_error(format!("invalidating GTT entries: {e}")),
             }
             let Some(host) = &range.host else { continue };
-            if let Err(e) = self.gpu.dma_unmap(range.iova, host) {
+            if let Err(e) = gpu.dma_unmap(range.iova, host) {
                 fx.host_error(format!(
                     "DMA unmap of [{:#x}, +{:#x}): {e}",
                     range.gpa, range.size
@@ -452,19 +370,19 @@ impl Vgpu {
     }
 
     pub fn shadow_stats(&self) -> ShadowStats {
-        self.state.lock().gtt.stats()
+        self.state.gtt.stats()
     }
 
     pub fn stream_stats(&self) -> StreamStats {
-        self.state.lock().streams
+        self.state.streams
     }
 
     /// What the display shows now, from the guest's registers.
     fn frame(&self) -> Frame {
-        let st = self.state.lock();
+        let st = &self.state;
         let (plane, dispi) = st.regs.scanout();
         Frame {
-            choice: scanout::choose(&plane, &dispi, self.config.vram_size, VGPU_GFX_SPACE),
+            choice: scanout::choose(&plane, &dispi, self.link.config.vram_size, VGPU_GFX_SPACE),
             engine_progress: st.engine_progress,
             gtt_generation: st.gtt.generation(),
         }
@@ -472,30 +390,26 @@ impl Vgpu {
 
     /// One display refresh, on QEMU's main loop: size the console for the
     /// guest's scanout and copy into it what changed. The console is
-    /// resized and told about changes with no lock held; while locked, only
-    /// the leaf services (`vram_dirty`, `surface`) are called.
-    pub fn display_refresh(&self, host: &mut dyn DisplayHost) -> Effects {
+    /// resized and told about changes after the frame is chosen and the
+    /// lines drawn; while drawing, only the leaf services (`vram_dirty`,
+    /// `surface`) are called.
+    pub fn display_refresh(&mut self, host: &mut dyn DisplayHost) -> Effects {
         let mut fx = Effects::default();
+        self.take_progress();
         let frame = self.frame();
-        let prepared = self.display.lock().prepare(&frame);
+        let prepared = self.display.prepare(&frame);
         if let Some((width, height)) = prepared.resize {
             host.resize(width, height);
         }
         if let Some(msg) = prepared.guest_error {
             fx.guest_error(msg);
         }
-        let mut display = self.display.lock();
-        let spans = {
-            let st = self.state.lock();
-            let view = GuestView {
-                gtt: &st.gtt,
-                mem: &st.mem,
-                vram: &self.vram,
-            };
-            display.draw(&frame, &view, host)
+        let view = GuestView {
+            gtt: &self.state.gtt,
+            mem: &self.state.mem,
+            vram: &self.link.vram,
         };
-        drop(display);
-        for (y, height) in spans {
+        for (y, height) in self.display.draw(&frame, &view, host) {
             host.update(y, height);
         }
         fx
@@ -506,66 +420,64 @@ impl Vgpu {
     /// page (the engine faults there), the scanner cannot read a ring or
     /// batch in guest RAM, and the display shows such pages black. Power-on
     /// and bus resets clear it; the device layer reports every change.
-    pub fn set_bus_master(&self, on: bool) -> Effects {
+    pub fn set_bus_master(&mut self, on: bool) -> Effects {
         let mut fx = Effects::default();
-        let mut st = self.state.lock();
-        if let Err(e) = st
-            .gtt
-            .set_system_access(on, &mut ContractGtt(self.gpu.bar2()))
-        {
+        let phys = &mut ContractGtt(self.link.gpu.bar2());
+        if let Err(e) = self.state.gtt.set_system_access(on, phys) {
             fx.host_error(format!("re-pointing system GTT entries: {e}"));
         }
         fx
     }
 
     /// A new console client: redraw everything at the next refresh.
-    pub fn display_invalidate(&self) {
-        self.display.lock().invalidate();
+    pub fn display_invalidate(&mut self) {
+        self.display.invalidate();
     }
 
     pub fn display_stats(&self) -> DisplayStats {
-        self.display.lock().stats()
+        self.display.stats()
     }
 
-    /// What `info rust-vgpu` shows. The display's lock is taken and
-    /// released before the state's, as a refresh orders them.
-    pub fn report(&self) -> VgpuReport {
-        let (display, display_stats) = {
-            let d = self.display.lock();
-            (d.describe(), d.stats())
-        };
-        let sched = self.gpu.scheduler();
-        let (attached, capacity) = self.gpu.occupancy();
-        let st = self.state.lock();
+    /// What `info rust-vgpu` shows, the scheduler's latest progress taken
+    /// in.
+    pub fn report(&mut self) -> VgpuReport {
+        self.take_progress();
+        let Vgpu {
+            link,
+            state: st,
+            display,
+        } = self;
+        let sched = link.gpu.scheduler();
+        let (attached, capacity) = link.gpu.occupancy();
         VgpuReport {
-            backend: self.gpu.device().describe(),
+            backend: link.gpu.device().describe(),
             attached,
             capacity,
             timeslice: sched.timeslice(),
-            gpu_resets: self.gpu.resets(),
+            gpu_resets: link.gpu.resets(),
             watchdog: sched.watchdog(),
             watchdog_resets: sched.hangs(),
-            layout: self.layout,
+            layout: link.layout,
             shadow: st.gtt.stats(),
             global: report::GlobalReport::of(&st.regs.global),
             engine: st.regs.engine,
             streams: st.streams,
-            sched: sched.stats(self.ctx),
-            display,
-            display_stats,
+            sched: sched.stats(link.ctx),
+            display: display.describe(),
+            display_stats: display.stats(),
         }
     }
 
     /// The report for `info rust-vgpu`, as text.
-    pub fn describe(&self) -> String {
+    pub fn describe(&mut self) -> String {
         self.report().to_string()
     }
 
     /// Entries `[first, first + count)`: the guest's value, the shadow read
     /// back from the physical GTT through the contract, and the state.
     pub fn gtt_dump(&self, first: u32, count: u32) -> Result<String, String> {
-        let st = self.state.lock();
-        let l = self.layout;
+        let st = &self.state;
+        let l = self.link.layout;
         let end = first
             .checked_add(count)
             .filter(|&e| e <= l.gtt_entries)
@@ -578,7 +490,7 @@ impl Vgpu {
         let mut out = String::new();
         for i in first..end {
             let (guest, state) = st.gtt.entry(i).expect("in range");
-            let shadow = ContractGtt(self.gpu.bar2())
+            let shadow = ContractGtt(self.link.gpu.bar2())
                 .read(l.gtt_base + i)
                 .map_err(|e| contract("reading the physical GTT")(e).to_string())?;
             let state = match state {
@@ -599,19 +511,18 @@ impl Vgpu {
 
 impl Drop for Vgpu {
     fn drop(&mut self) {
-        // Off the engine first (its sink takes the state lock), then leave
-        // the GPU as found: the slice on the scratch page, DMA released,
-        // the slice free for another vGPU.
+        // Off the engine first (no progress reaches the inbox after it),
+        // then leave the GPU as found: the slice on the scratch page, DMA
+        // released, the slice free for another vGPU.
         self.detach();
-        let mut st = self.state.lock();
-        let _ = st.gtt.reset(&mut ContractGtt(self.gpu.bar2()));
-        for r in st.mem.iter() {
+        let gpu = &self.link.gpu;
+        let _ = self.state.gtt.reset(&mut ContractGtt(gpu.bar2()));
+        for r in self.state.mem.iter() {
             if let Some(host) = &r.host {
-                let _ = self.gpu.dma_unmap(r.iova, host);
+                let _ = gpu.dma_unmap(r.iova, host);
             }
         }
-        drop(st);
-        self.gpu.free_slice(&self.layout);
+        gpu.free_slice(&self.link.layout);
     }
 }
 

@@ -1,8 +1,9 @@
 use super::*;
 use crate::display::edid;
 use crate::error::NoRoom;
+use rvg_model::gtt::GttEntry;
+use rvg_model::regs::{bar2, DisplayReg, GlobalReg, Register, DISPI_ID5, QEXT_LITTLE_ENDIAN};
 use rvg_model::regs::{fault, RVG_ID};
-use rvg_model::regs::{DisplayReg, GlobalReg, Register, DISPI_ID5, QEXT_LITTLE_ENDIAN};
 use rvg_model::GpuConfig;
 use rvg_vfio::SoftGpu;
 use std::sync::Arc;
@@ -43,7 +44,7 @@ fn gtt(i: u64) -> u64 {
 /// A vGPU with `pages` of guest RAM at 1 MiB: page-aligned host memory
 /// standing in for it, reported as the memory listener would.
 fn attach_with_ram(pages: u64) -> (Vgpu, Arc<SoftGpu>, Arc<HostRange>) {
-    let (v, soft) = attach();
+    let (mut v, soft) = attach();
     v.set_bus_master(true);
     let ram = Arc::new(HostRange::anonymous(pages * 4096).unwrap());
     let fx = v.guest_ram_add(0x10_0000, pages * 4096, Some(ram.alias()), MemKind::Ram);
@@ -53,7 +54,7 @@ fn attach_with_ram(pages: u64) -> (Vgpu, Arc<SoftGpu>, Arc<HostRange>) {
 
 #[test]
 fn virtual_identity_and_sizes() {
-    let (v, _) = attach();
+    let (mut v, _) = attach();
     assert_eq!(v.mmio_read(greg(GlobalReg::Id), 4).0, u64::from(RVG_ID));
     assert_eq!(v.mmio_read(greg(GlobalReg::VramSize), 8).0, VRAM);
     assert_eq!(
@@ -71,7 +72,7 @@ fn virtual_identity_and_sizes() {
 
 #[test]
 fn blocks_store_guest_values() {
-    let (v, soft) = attach();
+    let (mut v, soft) = attach();
     v.mmio_write(bar2::ENGINE, 0x40_0000, 8);
     v.mmio_write(bar2::DISPLAY + 0x10, 1280, 4);
     v.mmio_write(bar2::DISPI + 2, 1024, 2);
@@ -88,7 +89,7 @@ fn blocks_store_guest_values() {
 
 #[test]
 fn gtt_entries_are_shadowed_into_the_slice() {
-    let (v, soft) = attach();
+    let (mut v, soft) = attach();
     v.mmio_write(gtt(5), 0x3000 | GttEntry::LOCAL | GttEntry::VALID, 8);
     let phys = soft.gpu().gtt_entry(RESERVED_GTT_ENTRIES + 5).unwrap();
     assert_eq!(phys, GttEntry::new(VRAM + 0x3000, true));
@@ -113,7 +114,7 @@ fn gtt_entries_are_shadowed_into_the_slice() {
 
 #[test]
 fn rejected_entries_fault_and_are_reported() {
-    let (v, _) = attach();
+    let (mut v, _) = attach();
     v.mmio_write(
         greg(GlobalReg::IntEnable),
         u64::from(IntSource::GTT_FAULT.bits()),
@@ -139,7 +140,7 @@ fn rejected_entries_fault_and_are_reported() {
 
 #[test]
 fn guest_ram_is_dma_mapped_pinned_and_invalidated() {
-    let (v, soft, ram) = attach_with_ram(16);
+    let (mut v, soft, ram) = attach_with_ram(16);
     v.mmio_write(gtt(0), 0x10_2000 | GttEntry::VALID, 8);
     v.mmio_write(gtt(1), 0x10_2000 | GttEntry::VALID, 8);
     assert_eq!(
@@ -167,7 +168,7 @@ fn guest_ram_is_dma_mapped_pinned_and_invalidated() {
 
 #[test]
 fn software_interrupt_is_virtual() {
-    let (v, soft) = attach();
+    let (mut v, soft) = attach();
     let sw = u64::from(IntSource::SOFTWARE.bits());
     v.mmio_write(greg(GlobalReg::IntEnable), sw, 4);
     let fx = v.mmio_write(greg(GlobalReg::IntTrigger), sw, 4);
@@ -190,7 +191,7 @@ fn software_interrupt_is_virtual() {
 /// message to send or a new INTx level.
 #[test]
 fn the_interrupt_line_is_driven_only_when_it_changes() {
-    let (v, _soft) = attach();
+    let (mut v, _soft) = attach();
     let sw = u64::from(IntSource::SOFTWARE.bits());
     assert_eq!(v.mmio_write(greg(GlobalReg::Scratch), 5, 4).irq, None);
     assert_eq!(v.mmio_write(greg(GlobalReg::IntEnable), sw, 4).irq, None);
@@ -225,7 +226,7 @@ fn the_interrupt_line_is_driven_only_when_it_changes() {
 
 #[test]
 fn reset_releases_everything_but_guest_memory() {
-    let (v, soft, _ram) = attach_with_ram(4);
+    let (mut v, soft, _ram) = attach_with_ram(4);
     v.mmio_write(gtt(3), 0x10_1000 | GttEntry::VALID, 8);
     v.mmio_write(greg(GlobalReg::Scratch), 77, 8);
     v.mmio_write(
@@ -247,7 +248,7 @@ fn reset_releases_everything_but_guest_memory() {
 
 #[test]
 fn detach_leaves_the_gpu_clean() {
-    let (v, soft, _ram) = attach_with_ram(4);
+    let (mut v, soft, _ram) = attach_with_ram(4);
     v.mmio_write(gtt(0), 0x10_0000 | GttEntry::VALID, 8);
     drop(v);
     assert!(soft.gpu().dma().read(0x10_0000, &mut [0]).is_err());
@@ -296,7 +297,7 @@ fn display_properties_are_checked() {
 
 #[test]
 fn edid_reads_the_preferred_mode_and_ignores_writes() {
-    let (v, _) = attach();
+    let (mut v, _) = attach();
     let header = v.mmio_read(bar2::EDID, 8).0;
     assert_eq!(header, 0x00ff_ffff_ffff_ff00);
     let blob: Vec<u8> = (0..128).map(|i| v.mmio_read(i, 1).0 as u8).collect();
@@ -308,18 +309,18 @@ fn edid_reads_the_preferred_mode_and_ignores_writes() {
 
 #[test]
 fn writing_the_plane_base_flips() {
-    let (v, _) = attach();
+    let (mut v, _) = attach();
     let flip = u64::from(IntSource::DISPLAY_FLIP.bits());
     let base = bar2::DISPLAY + DisplayReg::PlaneBase.offset();
-    let count = || {
+    let count = |v: &mut Vgpu| {
         v.mmio_read(bar2::DISPLAY + DisplayReg::FlipCount.offset(), 4)
             .0
     };
     v.mmio_write(base + 4, 1, 4);
-    assert_eq!(count(), 0, "the high half alone does not latch");
+    assert_eq!(count(&mut v), 0, "the high half alone does not latch");
     v.mmio_write(base, 0x1000, 4);
     v.mmio_write(base, 0x2000, 8);
-    assert_eq!(count(), 2);
+    assert_eq!(count(&mut v), 2);
     assert_eq!(v.mmio_read(greg(GlobalReg::IntStatus), 4).0, flip);
     assert_eq!(v.mmio_read(base, 8).0, 0x2000);
 }
