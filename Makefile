@@ -1,6 +1,7 @@
 # rust-vgpu: two commands.
 #   make run    build what is missing, start QEMU with the vGPU, show the result
 #   make check  build what is missing, run every test
+#   make soak   the lifecycle soak for RVG_SOAK_SECONDS (default 300)
 #
 # RVG_CACHE (default ~/.cache/rust-vgpu) holds everything slow to make: the
 # QEMU source and build tree, the firmware, apt downloads.
@@ -16,13 +17,21 @@ QEMU_BUILD ?= $(RVG_CACHE)/build
 endif
 export QEMU_BUILD
 
-.PHONY: run check qemu deps
+.PHONY: run check soak qemu deps
 
 run: qemu
 	scripts/run.sh
 
 check: qemu
 	scripts/check.sh
+
+# The soak qtest of make check (10 s there), run long; RVG_SOAK_SEED
+# replays a run.
+soak: qemu
+	cd "$(QEMU_BUILD)" && RVG_SOAK_SECONDS=$${RVG_SOAK_SECONDS:-300} \
+	    QTEST_QEMU_BINARY=./qemu-system-x86_64 \
+	    tests/qtest/rust-vgpu/rust-vgpu-lifecycle-test --tap -k \
+	    -p /x86_64/rust-vgpu/lifecycle/soak
 
 qemu: deps
 	scripts/build-qemu.sh

@@ -105,9 +105,14 @@ static inline void eng_wait_idle(Eng *e)
     g_assert_cmphex(eng_read(e, RVG_ENGINE_RING_HEAD), ==, e->tail);
 }
 
-/* An empty ring, the engine reset and enabled, interrupt status clear. */
+/*
+ * An empty ring, the engine reset and enabled, interrupt status clear. The
+ * engine is disabled first: moving the tail of an enabled engine is a
+ * doorbell, and would submit the old commands between it and the end.
+ */
 static inline void eng_reset(Eng *e)
 {
+    eng_write(e, RVG_ENGINE_RING_CTL, 0);
     e->tail = 0;
     eng_kick(e);
     eng_write(e, RVG_ENGINE_RING_CTL, RVG_RING_CTL_RESET | RVG_RING_CTL_ENABLE);
