@@ -477,7 +477,9 @@ fn seqno_never_goes_back_across_resets_in_flight() {
                 interrupt: true,
             },
         ]);
-        // The guest's reset: an empty ring, then RESET.
+        // The guest's reset (docs/hardware.md): disable, an empty ring,
+        // then RESET.
+        g.v.mmio_write(eng(EngineReg::RingCtl), 0, 4);
         g.tail = 0;
         g.v.mmio_write(eng(EngineReg::RingTail), 0, 4);
         g.v.mmio_write(
