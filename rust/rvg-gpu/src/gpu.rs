@@ -57,6 +57,10 @@ struct Core {
     state: Mutex<GpuState>,
     /// Signalled on new engine work, on the end of a run, on shutdown.
     wake: Condvar,
+    /// Signalled when a run or an interrupt delivery ends: what resets and
+    /// `wait_engine_idle` wait for. Apart from `wake`, so a run that ends
+    /// does not wake the worker for nothing.
+    settled: Condvar,
     dma: RwLock<Arc<dyn DmaSpace>>,
     irq_sink: RwLock<Option<IrqSink>>,
     /// `GpuState::generation`, readable by a run without the lock: it stops
@@ -97,6 +101,7 @@ impl Gpu {
                 shutdown: false,
             }),
             wake: Condvar::new(),
+            settled: Condvar::new(),
             dma: RwLock::new(Arc::new(NoDma)),
             irq_sink: RwLock::new(None),
             generation: AtomicU64::new(0),
@@ -189,7 +194,7 @@ impl Gpu {
     pub fn wait_engine_idle(&self) {
         let mut st = self.core.state.lock();
         while st.running || st.delivering || st.engine.runnable() {
-            self.core.wake.wait(&mut st);
+            self.core.settled.wait(&mut st);
         }
     }
 
@@ -201,7 +206,7 @@ impl Gpu {
         st.generation += 1;
         self.core.generation.store(st.generation, Ordering::Release);
         while st.running {
-            self.core.wake.wait(&mut st);
+            self.core.settled.wait(&mut st);
         }
         for e in self.core.gtt.iter() {
             e.store(0, Ordering::Release);
@@ -259,15 +264,19 @@ impl Gpu {
                         st.generation += 1;
                         self.core.generation.store(st.generation, Ordering::Release);
                         while st.running {
-                            self.core.wake.wait(&mut st);
+                            self.core.settled.wait(&mut st);
                         }
                     }
                     if w.kick {
                         let inline = self.core.inline_dwords.load(Ordering::Relaxed);
                         if st.idle_with_work() && st.engine.pending_dwords() <= inline {
-                            drop(self.core.run(st, RUN_BUDGET));
+                            st = self.core.run(st, RUN_BUDGET);
                         }
-                        self.core.wake.notify_all();
+                        // The worker only for work left to do: a wake-up
+                        // for nothing costs the tail writer its core.
+                        if st.idle_with_work() {
+                            self.core.wake.notify_all();
+                        }
                     }
                 })
             }
@@ -393,7 +402,7 @@ impl Core {
                     message = st.global.irq.raise(out.raise).message;
                 }
             }
-            self.wake.notify_all();
+            self.settled.notify_all();
             if message {
                 // The level is read again at delivery: a reset may have
                 // come in between.
@@ -408,7 +417,7 @@ impl Core {
                 }
                 st = self.state.lock();
                 st.delivering = false;
-                self.wake.notify_all();
+                self.settled.notify_all();
             }
         }
         st
