@@ -27,6 +27,13 @@ impl Inbox {
         self.pending.store(true, Ordering::Release);
     }
 
+    /// Nothing was posted since the last take (a relaxed look: a post
+    /// racing with it is seen at the next look).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        !self.pending.load(Ordering::Relaxed)
+    }
+
     /// Everything posted since the last take, oldest first; nothing
     /// without a lock when nothing was posted.
     pub fn take(&self) -> Vec<Progress> {

@@ -49,6 +49,7 @@ pub(super) struct Link {
 }
 
 impl Link {
+    #[inline]
     pub(super) fn gtt_write(
         &self,
         st: &mut State,

@@ -151,8 +151,18 @@ impl Vgpu {
         })
     }
 
-    /// Take in what the scheduler reported since the last look.
+    /// Take in what the scheduler reported since the last look. Every
+    /// register access starts here: when nothing was posted it is one
+    /// load and a branch.
+    #[inline(always)]
     fn take_progress(&mut self) {
+        if !self.link.inbox.is_empty() {
+            self.take_posted();
+        }
+    }
+
+    #[cold]
+    fn take_posted(&mut self) {
         for p in self.link.inbox.take() {
             self.state.apply(p);
         }

@@ -124,6 +124,7 @@ impl VirtRegs {
 
     /// A guest write; the interrupt line, when it may have changed, goes to
     /// `fx`.
+    #[inline]
     pub fn write(
         &mut self,
         offset: u64,
