@@ -86,7 +86,9 @@ fn main() {
         Arc::new(|m| panic!("{m}")),
     )
     .expect("shared GPU");
-    let mut v = Vgpu::new(config, Arc::new(gpu)).expect("vGPU");
+    // On the heap, as the device layer holds it: a vGPU is a few hundred
+    // bytes of state, and where it sits moves a microsecond-scale refresh.
+    let mut v = Box::new(Vgpu::new(config, Arc::new(gpu)).expect("vGPU"));
     v.set_bus_master(true);
     let mut con = Console {
         pixels: Vec::new(),

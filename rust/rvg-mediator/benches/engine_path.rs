@@ -142,7 +142,8 @@ fn latency() {
         Arc::new(|m| panic!("{m}")),
     )
     .unwrap();
-    let mut v = Vgpu::new(config, Arc::new(gpu)).unwrap();
+    // On the heap, as the device layer holds it.
+    let mut v = Box::new(Vgpu::new(config, Arc::new(gpu)).unwrap());
     let eng = |r: EngineReg| bar2::ENGINE + r.offset();
     v.mmio_write(bar2::GTT, GttEntry::new(0, true).0, 8);
     v.mmio_write(eng(EngineReg::RingSize), 4096, 4);

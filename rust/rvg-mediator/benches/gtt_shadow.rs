@@ -75,7 +75,8 @@ fn main() {
     );
     let gpu = SharedGpu::new(soft, SchedConfig::default(), Arc::new(|m| panic!("{m}")))
         .expect("shared GPU");
-    let mut vgpu = Vgpu::new(config, Arc::new(gpu)).expect("vGPU");
+    // On the heap, as the device layer holds it.
+    let mut vgpu = Box::new(Vgpu::new(config, Arc::new(gpu)).expect("vGPU"));
     vgpu.set_bus_master(true);
     let ram = Arc::new(HostRange::anonymous(RAM_PAGES * 4096).expect("guest RAM stand-in"));
     let fx = vgpu.guest_ram_add(RAM_BASE, RAM_PAGES * 4096, Some(ram.alias()), MemKind::Ram);
