@@ -2,6 +2,7 @@
 #   make run    build what is missing, start QEMU with the vGPU, show the result
 #   make check  build what is missing, run every test
 #   make soak   the lifecycle soak for RVG_SOAK_SECONDS (default 300)
+#   make fuzz   every fuzz target for FUZZ_SECONDS each (default 600)
 #
 # RVG_CACHE (default ~/.cache/rust-vgpu) holds everything slow to make: the
 # QEMU source and build tree, the firmware, apt downloads.
@@ -17,7 +18,7 @@ QEMU_BUILD ?= $(RVG_CACHE)/build
 endif
 export QEMU_BUILD
 
-.PHONY: run check soak qemu deps
+.PHONY: run check soak fuzz qemu deps
 
 run: qemu
 	scripts/run.sh
@@ -32,6 +33,10 @@ soak: qemu
 	    QTEST_QEMU_BINARY=./qemu-system-x86_64 \
 	    tests/qtest/rust-vgpu/rust-vgpu-lifecycle-test --tap -k \
 	    -p /x86_64/rust-vgpu/lifecycle/soak
+
+# Every fuzz target (fuzz/) for FUZZ_SECONDS each; needs no QEMU.
+fuzz: deps
+	scripts/fuzz.sh long $${FUZZ_SECONDS:-600}
 
 qemu: deps
 	scripts/build-qemu.sh

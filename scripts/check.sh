@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Every test rust-vgpu has: formatting and lints, the crates' unit tests,
+# the fuzz targets (their seed corpora replayed, then a few seconds each),
 # the qtests inside the patched QEMU, the guest boot test (a Debian guest
 # on the vGPU) and the nested VFIO test (the kernel backend against Linux's
 # vfio-pci). Prints each runner's summary and a total. Expects `scripts/build-qemu.sh` to have run (make check does it).
@@ -23,6 +24,17 @@ cargo clippy --workspace --all-targets --release --locked --quiet -- -D warnings
 rvg_log "cargo test"
 cargo test --workspace --release --locked 2>&1 | tee "$logs/cargo-test.log"
 
+rvg_log "fuzz targets (scripts/fuzz.sh: the seed corpora, then each target briefly)"
+fuzz_rc=0
+# Both steps run whatever the first found; either failing fails the check.
+(
+    set +e
+    scripts/fuzz.sh replay
+    rc=$?
+    scripts/fuzz.sh brief || rc=1
+    exit $rc
+) 2>&1 | tee "$logs/fuzz.log" || fuzz_rc=$?
+
 rvg_log "qtests (meson test --suite rust-vgpu)"
 qtest_rc=0
 "$QEMU_BUILD/pyvenv/bin/meson" test -C "$QEMU_BUILD" --no-rebuild --suite rust-vgpu \
@@ -44,6 +56,10 @@ RVG_NESTED_LOG=$logs/nested-l1.log python3 "$repo/guest/vfio/test_nested.py" -v 
 # Count what actually ran: cargo's per-binary results and the qtests' TAP.
 read -r cargo_pass cargo_fail < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' "$logs/cargo-test.log")
 # meson prints one "▶ i/n <test path> OK|FAIL|ERROR|SKIP" line per TAP subtest.
+# fuzz.sh ends each run with "fuzz: P passed, F failed" (one per target);
+# a run that failed before its summary (the build) counts as a failure.
+read -r fuzz_pass fuzz_fail < <(awk '/^fuzz: [0-9]+ passed, [0-9]+ failed$/ { p += $2; f += $4 } END { print p + 0, f + 0 }' "$logs/fuzz.log")
+[ "$fuzz_rc" != 0 ] && [ "$fuzz_fail" = 0 ] && fuzz_fail=1
 qtest_pass=$(grep -cE '^▶ [0-9]+/[0-9]+ .* OK *$' "$logs/qtest.log" || true)
 qtest_fail=$(grep -cE '^▶ [0-9]+/[0-9]+ .* (FAIL|ERROR) *$' "$logs/qtest.log" || true)
 # A test program that crashes or times out may report no failing subtest:
@@ -54,6 +70,7 @@ binaries_failed=$(awk '/^(Fail|Timeout): / { n += $2 } END { print n + 0 }' "$lo
 echo
 echo "== rust-vgpu test summary"
 echo "cargo test: $cargo_pass passed, $cargo_fail failed"
+echo "fuzz: $fuzz_pass passed, $fuzz_fail failed"
 echo "qtest: $qtest_pass passed, $qtest_fail failed"
 # unittest ends with "Ran N tests" and "OK" or "FAILED (failures=F, errors=E)":
 # prints "PASSED FAILED" for the log $1 of a run that exited with $2.
@@ -75,10 +92,11 @@ read -r boot_pass boot_fail < <(unittest_counts "$logs/guest-boot.log" "$boot_rc
 echo "guest boot: $boot_pass passed, $boot_fail failed"
 read -r nested_pass nested_fail < <(unittest_counts "$logs/nested.log" "$nested_rc")
 echo "nested VFIO: $nested_pass passed, $nested_fail failed"
+[ "$fuzz_pass" -gt 0 ] || { echo "no fuzz target ran"; exit 1; }
 [ "$qtest_pass" -gt 0 ] || { echo "no qtest ran"; exit 1; }
 [ "$boot_pass" -gt 0 ] || { echo "no guest boot test ran"; exit 1; }
 [ "$nested_pass" -gt 0 ] || { echo "no nested VFIO test ran"; exit 1; }
-echo "$((cargo_pass + qtest_pass + harness_pass + boot_pass + nested_pass)) passed," \
-    "$((cargo_fail + qtest_fail + harness_fail + boot_fail + nested_fail)) failed"
-[ "$qtest_rc" = 0 ] && [ "$harness_rc" = 0 ] && [ "$harness_fail" = 0 ] && [ "$boot_rc" = 0 ] && [ "$nested_rc" = 0 ] && [ "$cargo_fail" = 0 ] &&
+echo "$((cargo_pass + fuzz_pass + qtest_pass + harness_pass + boot_pass + nested_pass)) passed," \
+    "$((cargo_fail + fuzz_fail + qtest_fail + harness_fail + boot_fail + nested_fail)) failed"
+[ "$fuzz_rc" = 0 ] && [ "$fuzz_fail" = 0 ] && [ "$qtest_rc" = 0 ] && [ "$harness_rc" = 0 ] && [ "$harness_fail" = 0 ] && [ "$boot_rc" = 0 ] && [ "$nested_rc" = 0 ] && [ "$cargo_fail" = 0 ] &&
     [ "$qtest_fail" = 0 ] && [ "$boot_fail" = 0 ] && [ "$nested_fail" = 0 ]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what building and testing rust-vgpu needs, once: Debian packages
-# with apt-get, meson with pip. Quiet and quick when everything is there.
+# with apt-get, meson with pip, cargo-fuzz with cargo. Quiet and quick when everything is there.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -12,6 +12,8 @@ packages=(
     dpkg-dev xz-utils
     # bindgen
     libclang-dev
+    # libFuzzer, which the fuzz targets (fuzz/) build from C++
+    g++
 )
 
 missing=()
@@ -36,3 +38,11 @@ command -v cargo >/dev/null || rvg_die "cargo not found: install a Rust toolchai
 for c in clippy fmt; do
     cargo "$c" --version >/dev/null 2>&1 || rustup component add "$( [ "$c" = fmt ] && echo rustfmt || echo clippy )"
 done
+
+# The fuzz targets (scripts/fuzz.sh): cargo-fuzz, this version, built with
+# its own lock file.
+cargo_fuzz_version=0.13.1
+if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $cargo_fuzz_version" ]; then
+    rvg_log "installing cargo-fuzz $cargo_fuzz_version"
+    cargo install -q --locked --version "$cargo_fuzz_version" cargo-fuzz
+fi
