@@ -54,7 +54,18 @@ impl FfiDevice {
     }
 
     /// Carry out what the model asked for; no model lock is held here.
+    /// Most register accesses ask for nothing: that case is a test and a
+    /// return, inlined into every access.
+    #[inline]
     pub fn apply(&self, fx: Effects) {
+        if fx.diags.is_empty() && fx.irq.is_none() {
+            return;
+        }
+        self.apply_slow(fx);
+    }
+
+    #[cold]
+    fn apply_slow(&self, fx: Effects) {
         for diag in &fx.diags {
             match diag {
                 Diag::GuestError(m) => self.host.log(LogKind::GuestError, m),
