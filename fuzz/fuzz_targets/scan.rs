@@ -73,32 +73,6 @@ struct Input {
     batch: Vec<u32>,
 }
 
-fn touched(c: &Command) -> Vec<(u64, u64)> {
-    let span = |b: u64, p, w, h| cmd::rect_span(b, p, w, h).expect("accepted rectangle");
-    match *c {
-        Command::StoreDw { addr, .. } => vec![(addr, 4)],
-        Command::FillRect {
-            dst,
-            pitch,
-            width,
-            height,
-            ..
-        } => vec![span(dst, pitch, width, height)],
-        Command::CopyRect {
-            src,
-            src_pitch,
-            dst,
-            dst_pitch,
-            width,
-            height,
-        } => vec![
-            span(src, src_pitch, width, height),
-            span(dst, dst_pitch, width, height),
-        ],
-        _ => vec![],
-    }
-}
-
 fuzz_target!(|inp: Input| {
     let ring_base = if inp.base > 0xff00 {
         u64::from(inp.base) * 0x1_0001
@@ -171,7 +145,7 @@ fuzz_target!(|inp: Input| {
             assert!(interrupt, "every shadow fence interrupts");
             fences += 1;
         }
-        for (addr, len) in touched(&c) {
+        for (addr, len) in c.data_spans().expect("accepted rectangles have spans") {
             assert!(
                 addr >= RELOC && addr + len <= RELOC + SPACE,
                 "{c:?} leaves the slice"

@@ -377,33 +377,6 @@ fn any_command() -> impl Strategy<Value = Command> {
     ]
 }
 
-/// Every graphics address a shadow command can touch, relocated back.
-fn touched(c: &Command) -> Vec<(u64, u64)> {
-    let span = |b: u64, p, w, h| cmd::rect_span(b, p, w, h).unwrap();
-    match *c {
-        Command::StoreDw { addr, .. } => vec![(addr, 4)],
-        Command::FillRect {
-            dst,
-            pitch,
-            width,
-            height,
-            ..
-        } => vec![span(dst, pitch, width, height)],
-        Command::CopyRect {
-            src,
-            src_pitch,
-            dst,
-            dst_pitch,
-            width,
-            height,
-        } => vec![
-            span(src, src_pitch, width, height),
-            span(dst, dst_pitch, width, height),
-        ],
-        _ => vec![],
-    }
-}
-
 proptest! {
     /// Whatever a guest writes, an accepted stream holds only commands
     /// that stay inside the vGPU's relocated space, no privileged or
@@ -427,7 +400,7 @@ proptest! {
                     prop_assert_eq!(work.fences[fences].at, i);
                     fences += 1;
                 }
-                for (addr, len) in touched(&c) {
+                for (addr, len) in c.data_spans().expect("accepted rectangles have spans") {
                     prop_assert!(addr >= RELOC && addr + len <= RELOC + SPACE, "{:?}", c);
                 }
                 i += n;

@@ -241,6 +241,36 @@ impl Command {
     }
 }
 
+impl Command {
+    /// The graphics byte ranges, `(start, length)`, a data command reads or
+    /// writes: a store's dword, each rectangle's whole span. None for a
+    /// rectangle whose numbers describe no memory; empty for the others.
+    pub fn data_spans(&self) -> Option<Vec<(u64, u64)>> {
+        Some(match *self {
+            Command::StoreDw { addr, .. } => vec![(addr, 4)],
+            Command::FillRect {
+                dst,
+                pitch,
+                width,
+                height,
+                ..
+            } => vec![rect_span(dst, pitch, width, height)?],
+            Command::CopyRect {
+                src,
+                src_pitch,
+                dst,
+                dst_pitch,
+                width,
+                height,
+            } => vec![
+                rect_span(src, src_pitch, width, height)?,
+                rect_span(dst, dst_pitch, width, height)?,
+            ],
+            _ => Vec::new(),
+        })
+    }
+}
+
 /// A rectangle's footprint: the byte range from its first to its last pixel.
 /// None when the numbers cannot describe memory (a pitch smaller than a row,
 /// or arithmetic overflow).
