@@ -81,6 +81,15 @@ impl GfxMem<'_> {
         }
     }
 
+    /// The VRAM offset of a rectangle (`height` rows of `row` bytes,
+    /// `pitch` apart from `base`) whose whole span is one stretch of VRAM.
+    fn rows_in_vram(&self, base: u64, pitch: u64, row: u64, height: u64) -> Option<u64> {
+        let span = pitch
+            .checked_mul(height.checked_sub(1)?)?
+            .checked_add(row)?;
+        self.vram_span(base, span)
+    }
+
     /// Visit `[addr, addr + len)` run by run: `f(offset into the range,
     /// backing, run length)`.
     fn walk(
@@ -109,8 +118,7 @@ impl GfxMemory for GfxMem<'_> {
     /// A rectangle in one stretch of VRAM (a surface, as drivers lay them
     /// out) is mapped row for row: one translation for all of it.
     fn check_rows(&self, base: u64, pitch: u64, row: u64, height: u64) -> Result<(), Fault> {
-        let span = height.checked_sub(1).map(|h| pitch * h + row);
-        if span.is_some_and(|span| self.vram_span(base, span).is_some()) {
+        if self.rows_in_vram(base, pitch, row, height).is_some() {
             return Ok(());
         }
         check_each_row(self, base, pitch, row, height)
@@ -126,8 +134,7 @@ impl GfxMemory for GfxMem<'_> {
         height: u64,
         color: u32,
     ) -> Result<(), Fault> {
-        let span = height.checked_sub(1).map(|h| pitch * h + row);
-        if let Some(at) = span.and_then(|span| self.vram_span(dst, span)) {
+        if let Some(at) = self.rows_in_vram(dst, pitch, row, height) {
             return (0..height).try_for_each(|y| {
                 self.vram
                     .fill32(at + y * pitch, row, color)
