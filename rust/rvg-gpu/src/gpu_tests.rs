@@ -218,3 +218,39 @@ fn engine_and_display_blocks_store_values() {
     let (v, fx) = gpu.mmio_read(0x8000, 4);
     assert_eq!((v, fx.diags.len()), (0, 1));
 }
+
+/// A short stream on an idle engine with inline runs allowed has run, and
+/// raised its interrupt, by the time the tail write returns: no thread was
+/// woken for it.
+#[test]
+fn a_short_stream_runs_in_the_tail_writers_thread() {
+    let gpu = gpu();
+    gpu.set_inline_dwords(16);
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    gpu.set_irq_sink(Arc::new(move |line| log.lock().push(line)));
+    gpu.mmio_write(
+        g(GlobalReg::IntEnable),
+        u64::from(IntSource::FENCE.bits()),
+        4,
+    );
+    submit(
+        &gpu,
+        &[
+            Command::StoreDw {
+                addr: 0x8000,
+                value: 0xfeed,
+            },
+            Command::Fence {
+                seqno: 5,
+                interrupt: true,
+            },
+        ],
+    );
+    let st = gpu.engine_state();
+    assert_eq!((st.seqno, st.head, st.error), (5, st.tail, error::NONE));
+    assert_eq!(seen.lock().len(), 1, "the interrupt was delivered");
+    let mut word = [0u8; 4];
+    gpu.vram().read(0x8000, &mut word).unwrap();
+    assert_eq!(u32::from_le_bytes(word), 0xfeed);
+}

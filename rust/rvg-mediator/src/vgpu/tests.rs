@@ -336,3 +336,38 @@ fn a_slice_that_does_not_fit_is_refused() {
     assert!(err.to_string().contains("no free"), "{err}");
     assert_eq!(gpu.occupancy().0, 0, "nothing stays allocated");
 }
+
+/// The worst moment for the inbox: the scheduler has posted progress the
+/// vGPU has not taken in yet when the guest resets its engine. What
+/// completed before the reset still shows; what the old generation posts
+/// after it is dropped.
+#[test]
+fn progress_posted_before_an_engine_reset_is_kept_and_after_it_dropped() {
+    use rvg_model::engine::ring_ctl;
+    use rvg_model::regs::EngineReg;
+    let (mut v, _soft) = attach();
+    let eng = |r: EngineReg| bar2::ENGINE + r.offset();
+    let old = v.state.generation;
+    let posted = |seqno| Progress {
+        generation: old,
+        seqno: Some(seqno),
+        raise: IntSource::FENCE,
+        ..Progress::default()
+    };
+    v.link.inbox.post(posted(7));
+    v.mmio_write(eng(EngineReg::RingCtl), 0, 4);
+    v.mmio_write(
+        eng(EngineReg::RingCtl),
+        u64::from(ring_ctl::RESET | ring_ctl::ENABLE),
+        4,
+    );
+    assert_ne!(v.state.generation, old, "a new generation");
+    v.link.inbox.post(posted(8));
+    assert_eq!(v.mmio_read(eng(EngineReg::Seqno), 4).0, 7);
+    assert!(v.link.inbox.is_empty(), "taken in, and dropped");
+    assert_eq!(
+        v.mmio_read(greg(GlobalReg::IntStatus), 4).0,
+        u64::from(IntSource::FENCE.bits()),
+        "the fence before the reset raised its source"
+    );
+}
