@@ -278,6 +278,8 @@ static void test_hotplug_100(void)
 #define BATCH_TARGET 0x10000
 #define BATCH_ROWS 32
 #define BATCH_PAGES 48 /* [0, BATCH_TARGET + 128 KiB) */
+/* Each round's store: past the batch's end, below its fills. */
+#define BATCH_MARK 0xf800
 
 static uint32_t *make_batch(size_t *len)
 {
@@ -338,6 +340,9 @@ static void test_reset_100_busy(void)
     Usage start = {}, early = {}, late;
     unsigned in_flight = 0;
 
+    /* A round that finishes must not write into the batch later ones run. */
+    g_assert_cmpuint(BATCH_ADDR + len, <=, BATCH_MARK);
+
     for (int g = 0; g < 2; g++) {
         r[g].dev = qpci_device_find(qs->pcibus, QPCI_DEVFN(4 + g, 0));
         g_assert_nonnull(r[g].dev);
@@ -354,7 +359,7 @@ static void test_reset_100_busy(void)
         }
         for (int g = 0; g < 2; g++) {
             SUBMIT(&e[g], BATCH_START(BATCH_ADDR, len),
-                   STORE_DW(0x8000, round), FENCE(round, true));
+                   STORE_DW(BATCH_MARK, round), FENCE(round, true));
         }
         for (int g = 0; g < 2; g++) {
             if (eng_read(&e[g], RVG_ENGINE_SEQNO) != round) {
@@ -392,12 +397,12 @@ static void test_reset_100_busy(void)
     assert_stable("reset-100-busy", start, early, late);
 
     for (int g = 0; g < 2; g++) {
-        SUBMIT(&e[g], BATCH_START(BATCH_ADDR, len), STORE_DW(0x8000, 0xd0e),
+        SUBMIT(&e[g], BATCH_START(BATCH_ADDR, len), STORE_DW(BATCH_MARK, 0xd0e),
                FENCE(1000, true));
     }
     for (int g = 0; g < 2; g++) {
         wait_seqno(&e[g], 1000, 10000);
-        g_assert_cmphex(eng_vram_readl(&e[g], 0x8000), ==, 0xd0e);
+        g_assert_cmphex(eng_vram_readl(&e[g], BATCH_MARK), ==, 0xd0e);
         g_assert_cmphex(eng_vram_readl(&e[g], BATCH_TARGET), ==, BATCH_FILLS);
         g_assert_cmphex(eng_vram_readl(&e[g], BATCH_TARGET +
                                        4096 * BATCH_ROWS - 4),
