@@ -32,14 +32,18 @@ fi
 # The source tree links this checkout in (qemu-source.sh). If another
 # checkout built here last, ninja's timestamps and cargo's dep-info speak of
 # that one's files, whatever this one's ages: drop what was built from it
-# (the staticlib, the shim's and qtests' objects). Meson regenerates (a
-# rebuild of much of QEMU) only if this checkout's meson files differ.
+# (the staticlib, the shim's and qtests' objects, and cargo's fingerprints
+# of the project's own crates: cargo names sources relative to the package,
+# so an artefact built later from the other checkout looks fresh here even
+# when this checkout's sources differ). Meson regenerates (a rebuild of
+# much of QEMU) only if this checkout's meson files differ.
 checkout=$(cd "$here/.." && pwd -P)
 meson_files=$(cat "$checkout/meson.build" "$checkout/qtest/meson.build" | sha256sum | cut -c1-16)
 read -r built_checkout built_meson 2>/dev/null < "$QEMU_BUILD/.rvg-checkout" || true
 if [ "${built_checkout:-}" != "$checkout" ]; then
     rm -f "$QEMU_BUILD/hw/display/rust-vgpu/librust_vgpu.a"
     find "$QEMU_BUILD" -path '*rust-vgpu*' -name '*.o' -delete
+    rm -rf "$QEMU_BUILD"/hw/display/rust-vgpu/cargo/*/.fingerprint/rvg-*
     [ "${built_meson:-}" = "$meson_files" ] || touch "$src/meson.build"
 fi
 echo "$checkout $meson_files" > "$QEMU_BUILD/.rvg-checkout"
