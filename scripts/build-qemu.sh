@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# Build the patched qemu-system-x86_64 with rust-vgpu, plus its qtests.
+# Build the patched QEMU with rust-vgpu, in one of three flavours, each in
+# its own build tree of the one patched source tree:
 #
-# The QEMU tree and build directory live in $RVG_CACHE, outside the clone,
-# so a warm build only recompiles what changed (cargo decides for the Rust
-# side; ninja for the shim and tests). Prints the QEMU version built.
+#   build-qemu.sh [plain]  qemu-system-x86_64 and the qtests   in $QEMU_BUILD
+#   build-qemu.sh asan     the same with AddressSanitizer and
+#                          UndefinedBehaviorSanitizer            in $QEMU_BUILD-asan
+#   build-qemu.sh fuzz     qemu-fuzz-x86_64 (clang, libFuzzer,
+#                          ASan, UBSan; the Rust staticlib with
+#                          libFuzzer's coverage)                 in $QEMU_BUILD-fuzz
+#
+# The trees live in $RVG_CACHE, outside the clone, so a warm build only
+# recompiles what changed (cargo decides for the Rust side; ninja for the
+# shim and tests). Prints the QEMU version built.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 here=$(dirname "$0")
 : "${RVG_CACHE:?}" "${QEMU_BUILD:?}"
 
-src=$("$here/qemu-source.sh")
-fwpath=$("$here/firmware.sh")
-
+flavour=${1:-plain}
 configure_args=(
     --target-list=x86_64-softmmu
     --disable-rust          # the project's own Rust std is linked in; one copy only
@@ -20,6 +26,24 @@ configure_args=(
     --disable-install-blobs # Debian's +ds source carries no firmware blobs
     --enable-trace-backends=log
 )
+targets=(qemu-system-x86_64 rust-vgpu-qtests)
+case "$flavour" in
+    plain) ;;
+    asan)
+        QEMU_BUILD=$QEMU_BUILD-asan
+        configure_args+=(--enable-asan --enable-ubsan) ;;
+    fuzz)
+        QEMU_BUILD=$QEMU_BUILD-fuzz
+        # QEMU's fuzzers need clang's libFuzzer (docs/devel/testing/fuzzing.rst).
+        command -v clang-14 >/dev/null || rvg_die "clang-14 not found: run scripts/install-deps.sh qemu-fuzz"
+        configure_args+=(--cc=clang-14 --cxx=clang++-14 --objcc=clang-14
+                         --enable-fuzzing --enable-asan --enable-ubsan)
+        targets=(qemu-fuzz-x86_64) ;;
+    *) rvg_die "unknown flavour '$flavour' (plain, asan or fuzz)" ;;
+esac
+
+src=$("$here/qemu-source.sh")
+fwpath=$("$here/firmware.sh")
 stamp="$src ${configure_args[*]}"
 if [ ! -f "$QEMU_BUILD/build.ninja" ] || [ "$(cat "$QEMU_BUILD/.rvg-configured" 2>/dev/null)" != "$stamp" ]; then
     rvg_log "configuring QEMU in $QEMU_BUILD"
@@ -48,9 +72,9 @@ if [ "${built_checkout:-}" != "$checkout" ]; then
 fi
 echo "$checkout $meson_files" > "$QEMU_BUILD/.rvg-checkout"
 
-rvg_log "building qemu-system-x86_64 and the rust-vgpu qtests (ninja -C $QEMU_BUILD)"
+rvg_log "building ${targets[*]} (ninja -C $QEMU_BUILD)"
 # Keep cargo's and the compilers' messages, drop ninja's per-file progress.
-ninja -C "$QEMU_BUILD" qemu-system-x86_64 rust-vgpu-qtests |
+ninja -C "$QEMU_BUILD" "${targets[@]}" |
     awk '!/^\[[0-9]+\/[0-9]+\] (Compiling|Linking|Generating)/' ||
     rvg_die "QEMU build failed"
 
@@ -66,6 +90,7 @@ for dir in "${fwdirs[@]}"; do
 done
 
 debian=$(cat "$src/.rvg-debian-version" 2>/dev/null || echo "none: QEMU_SRC tree")
-echo "$("$QEMU_BUILD/qemu-system-x86_64" --version | head -n 1); Debian source package: $debian; tree: $src" \
+version=$(sed -n 's/^#define QEMU_VERSION "\(.*\)"/\1/p' "$QEMU_BUILD/config-host.h" 2>/dev/null || true)
+echo "QEMU emulator version ${version:-unknown} (rust-vgpu, $flavour build); Debian source package: $debian; tree: $src" \
     > "$QEMU_BUILD/rvg-version.txt"
 rvg_log "built $(cat "$QEMU_BUILD/rvg-version.txt")"

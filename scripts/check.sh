@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Every test rust-vgpu has: formatting and lints, the crates' unit tests,
 # the fuzz targets (their seed corpora replayed, then a few seconds each),
-# the qtests inside the patched QEMU, the guest boot test (a Debian guest
+# the qtests inside the patched QEMU (and again inside the ASan/UBSan build
+# of it, where a leak, an invalid access or undefined behaviour fails the
+# run), the guest boot test (a Debian guest
 # on the vGPU) and the nested VFIO test (the kernel backend against Linux's
-# vfio-pci). Prints each runner's summary and a total. Expects `scripts/build-qemu.sh` to have run (make check does it).
+# vfio-pci). Prints each runner's summary and a total. Expects
+# `scripts/build-qemu.sh` and `scripts/build-qemu.sh asan` to have run (make
+# check does both).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,6 +44,16 @@ qtest_rc=0
 "$QEMU_BUILD/pyvenv/bin/meson" test -C "$QEMU_BUILD" --no-rebuild --suite rust-vgpu \
     --print-errorlogs --verbose 2>&1 | tee "$logs/qtest.log" || qtest_rc=$?
 
+rvg_log "sanitizer qtests (the same suite in $QEMU_BUILD-asan: ASan, LeakSanitizer, UBSan)"
+asan_rc=0
+# Any report ends QEMU (or the test program) with a failure: ASan's and
+# UBSan's at once, LeakSanitizer's at exit, which libqtest sees as an exit
+# status other than 0. Instrumented QEMU runs a few times slower.
+ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=1:print_summary=1 \
+UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1:print_summary=1 \
+    "$QEMU_BUILD-asan/pyvenv/bin/meson" test -C "$QEMU_BUILD-asan" --no-rebuild --suite rust-vgpu \
+    --timeout-multiplier 4 --print-errorlogs --verbose 2>&1 | tee "$logs/qtest-asan.log" || asan_rc=$?
+
 rvg_log "guest harness test (guest/test_harness.py: the boot harness's deadlines, on a fake QEMU)"
 harness_rc=0
 python3 "$repo/guest/test_harness.py" -v 2>&1 | tee "$logs/guest-harness.log" || harness_rc=$?
@@ -60,18 +74,26 @@ read -r cargo_pass cargo_fail < <(awk '/^test result:/ { p += $4; f += $6 } END 
 # a run that failed before its summary (the build) counts as a failure.
 read -r fuzz_pass fuzz_fail < <(awk '/^fuzz: [0-9]+ passed, [0-9]+ failed$/ { p += $2; f += $4 } END { print p + 0, f + 0 }' "$logs/fuzz.log")
 [ "$fuzz_rc" != 0 ] && [ "$fuzz_fail" = 0 ] && fuzz_fail=1
-qtest_pass=$(grep -cE '^▶ [0-9]+/[0-9]+ .* OK *$' "$logs/qtest.log" || true)
-qtest_fail=$(grep -cE '^▶ [0-9]+/[0-9]+ .* (FAIL|ERROR) *$' "$logs/qtest.log" || true)
-# A test program that crashes or times out may report no failing subtest:
-# count it from meson's summary.
-binaries_failed=$(awk '/^(Fail|Timeout): / { n += $2 } END { print n + 0 }' "$logs/qtest.log")
-[ "$binaries_failed" -gt "$qtest_fail" ] && qtest_fail=$binaries_failed
+# Prints "PASSED FAILED" for the meson test log $1.
+qtest_counts() {
+    local pass fail binaries
+    pass=$(grep -cE '^▶ [0-9]+/[0-9]+ .* OK *$' "$1" || true)
+    fail=$(grep -cE '^▶ [0-9]+/[0-9]+ .* (FAIL|ERROR) *$' "$1" || true)
+    # A test program that crashes or times out may report no failing
+    # subtest: count it from meson's summary.
+    binaries=$(awk '/^(Fail|Timeout): / { n += $2 } END { print n + 0 }' "$1")
+    echo "$pass $((binaries > fail ? binaries : fail))"
+}
+read -r qtest_pass qtest_fail < <(qtest_counts "$logs/qtest.log")
+read -r asan_pass asan_fail < <(qtest_counts "$logs/qtest-asan.log")
+[ "$asan_rc" != 0 ] && [ "$asan_fail" = 0 ] && asan_fail=1
 
 echo
 echo "== rust-vgpu test summary"
 echo "cargo test: $cargo_pass passed, $cargo_fail failed"
 echo "fuzz: $fuzz_pass passed, $fuzz_fail failed"
 echo "qtest: $qtest_pass passed, $qtest_fail failed"
+echo "qtest under ASan/UBSan: $asan_pass passed, $asan_fail failed"
 # unittest ends with "Ran N tests" and "OK" or "FAILED (failures=F, errors=E)":
 # prints "PASSED FAILED" for the log $1 of a run that exited with $2.
 unittest_counts() {
@@ -94,9 +116,10 @@ read -r nested_pass nested_fail < <(unittest_counts "$logs/nested.log" "$nested_
 echo "nested VFIO: $nested_pass passed, $nested_fail failed"
 [ "$fuzz_pass" -gt 0 ] || { echo "no fuzz target ran"; exit 1; }
 [ "$qtest_pass" -gt 0 ] || { echo "no qtest ran"; exit 1; }
+[ "$asan_pass" -gt 0 ] || { echo "no sanitizer qtest ran"; exit 1; }
 [ "$boot_pass" -gt 0 ] || { echo "no guest boot test ran"; exit 1; }
 [ "$nested_pass" -gt 0 ] || { echo "no nested VFIO test ran"; exit 1; }
-echo "$((cargo_pass + fuzz_pass + qtest_pass + harness_pass + boot_pass + nested_pass)) passed," \
-    "$((cargo_fail + fuzz_fail + qtest_fail + harness_fail + boot_fail + nested_fail)) failed"
-[ "$fuzz_rc" = 0 ] && [ "$fuzz_fail" = 0 ] && [ "$qtest_rc" = 0 ] && [ "$harness_rc" = 0 ] && [ "$harness_fail" = 0 ] && [ "$boot_rc" = 0 ] && [ "$nested_rc" = 0 ] && [ "$cargo_fail" = 0 ] &&
+echo "$((cargo_pass + fuzz_pass + qtest_pass + asan_pass + harness_pass + boot_pass + nested_pass)) passed," \
+    "$((cargo_fail + fuzz_fail + qtest_fail + asan_fail + harness_fail + boot_fail + nested_fail)) failed"
+[ "$fuzz_rc" = 0 ] && [ "$fuzz_fail" = 0 ] && [ "$qtest_rc" = 0 ] && [ "$asan_rc" = 0 ] && [ "$asan_fail" = 0 ] && [ "$harness_rc" = 0 ] && [ "$harness_fail" = 0 ] && [ "$boot_rc" = 0 ] && [ "$nested_rc" = 0 ] && [ "$cargo_fail" = 0 ] &&
     [ "$qtest_fail" = 0 ] && [ "$boot_fail" = 0 ] && [ "$nested_fail" = 0 ]

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Install what building and testing rust-vgpu needs, once: Debian packages
 # with apt-get, meson with pip, cargo-fuzz with cargo. Quiet and quick when everything is there.
+#
+#   install-deps.sh            what make run and make check need
+#   install-deps.sh qemu-fuzz  also clang and its libFuzzer (make fuzz-qemu)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -15,6 +18,10 @@ packages=(
     # libFuzzer, which the fuzz targets (fuzz/) build from C++
     g++
 )
+if [ "${1:-}" = qemu-fuzz ]; then
+    # QEMU's fuzzers build with clang and link clang's libFuzzer runtime.
+    packages+=(clang-14 libclang-rt-14-dev)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
