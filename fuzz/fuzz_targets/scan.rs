@@ -125,7 +125,15 @@ fuzz_target!(|inp: Input| {
         return;
     };
     assert_eq!(work.tail, ring.tail);
-    assert!(work.cmds.windows(2).all(|w| w[0].at < w[1].at));
+    // In stream order; a command that emits nothing (an empty batch)
+    // shares its place with the next, which `head_at` then reports.
+    assert!(work.cmds.windows(2).all(|w| w[0].at <= w[1].at));
+    for (i, c) in work.cmds.iter().enumerate() {
+        let last_here = work.cmds.get(i + 1).is_none_or(|n| n.at > c.at);
+        if last_here && c.at < work.dwords.len() {
+            assert_eq!(work.head_at(c.at), c.head);
+        }
+    }
     assert!(work
         .cmds
         .iter()

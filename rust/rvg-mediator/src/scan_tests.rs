@@ -133,6 +133,35 @@ fn addresses_are_relocated_and_fences_marked() {
     assert_eq!((work.tail, work.guest_commands), (60, 3));
 }
 
+/// Found by the `scan` fuzz target: a batch that emits nothing (here of
+/// length 0) shares its place in the stream with the next command, and
+/// that place belongs to the next command: the batch has already run.
+#[test]
+fn an_empty_batch_leaves_its_place_to_the_next_command() {
+    let mem = FlatGfx::new(SPACE as usize);
+    let ring = ring_with(
+        &mem,
+        0,
+        &[
+            Command::BatchStart {
+                addr: 0x8000,
+                len: 0,
+            },
+            Command::StoreDw {
+                addr: 0x100,
+                value: 1,
+            },
+        ],
+    );
+    let work = scanner().scan(&mem, &ring).unwrap();
+    assert_eq!(
+        work.cmds,
+        [CmdOrigin { at: 0, head: 0 }, CmdOrigin { at: 0, head: 16 }]
+    );
+    assert_eq!(work.head_at(0), 16, "the store is the next to run");
+    assert_eq!(work.head_at(work.dwords.len()), work.tail);
+}
+
 #[test]
 fn batches_are_flattened_and_keep_the_ring_head() {
     let mem = FlatGfx::new(SPACE as usize);
