@@ -7,7 +7,9 @@
 //!           of 64 commands among them).
 //! latency:  from the guest's tail write of a one-command ring (a FENCE)
 //!           to the guest reading the new seqno: scan, scheduler, shadow
-//!           ring, the GPU's engine thread, progress back to the vGPU.
+//!           ring, the GPU's engine, progress back to the vGPU. Twice:
+//!           back to back (the scheduler thread still watching for work)
+//!           and 2 ms apart (the thread asleep).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -127,7 +129,7 @@ fn scanner() {
     );
 }
 
-fn latency() {
+fn latency(what: &str, gap: Duration) {
     let config = VgpuConfig::new(16 << 20);
     let soft = SoftGpu::new(
         GpuConfig {
@@ -149,8 +151,10 @@ fn latency() {
     v.mmio_write(eng(EngineReg::RingSize), 4096, 4);
     v.mmio_write(eng(EngineReg::RingCtl), u64::from(ring_ctl::ENABLE), 4);
     let mut tail = 0u32;
-    let mut samples: Vec<Duration> = (1..=3000u32)
+    let rounds = if gap.is_zero() { 3000 } else { 500 };
+    let mut samples: Vec<Duration> = (1..=rounds)
         .map(|seqno| {
+            std::thread::sleep(gap);
             let dw = Command::Fence {
                 seqno,
                 interrupt: false,
@@ -172,7 +176,7 @@ fn latency() {
     samples.sort();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!(
-        "latency  tail write to fence: median {:.1} us, p90 {:.1} us, p99 {:.1} us, best {:.1} us ({} submissions)",
+        "latency  tail write to fence, {what}: median {:.1} us, p90 {:.1} us, p99 {:.1} us, best {:.1} us ({} submissions)",
         us(samples[samples.len() / 2]),
         us(samples[samples.len() * 9 / 10]),
         us(samples[samples.len() * 99 / 100]),
@@ -183,5 +187,6 @@ fn latency() {
 
 fn main() {
     scanner();
-    latency();
+    latency("back to back", Duration::ZERO);
+    latency("2 ms apart", Duration::from_millis(2));
 }

@@ -176,6 +176,38 @@ fn store_fence_fill_copy() {
     assert!(fx.irq.is_some_and(|l| l.message && l.asserted));
 }
 
+/// The scheduler thread watches for new work a while before it sleeps: a
+/// kick must get through however it falls, while the thread polls, as it
+/// stops, or once it sleeps.
+#[test]
+fn submissions_get_through_around_the_idle_poll() {
+    let (mut g, _) = guest();
+    let gaps_us = [0u64, 5, 20, 45, 50, 55, 80, 200, 1000, 3000];
+    let mut seqno = 0;
+    for round in 0..20 {
+        for &gap in &gaps_us {
+            seqno += 1;
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_micros(gap) {
+                std::hint::spin_loop();
+            }
+            g.submit(&[Command::Fence {
+                seqno,
+                interrupt: false,
+            }]);
+            let start = Instant::now();
+            while g.reg(EngineReg::Seqno) != u64::from(seqno) {
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "round {round}, {gap} us after the last fence: seqno {seqno} never came\n{}",
+                    g.v.describe()
+                );
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
 #[test]
 fn batches_run_and_rewrites_after_the_tail_change_nothing() {
     let (mut g, soft) = guest();
