@@ -59,6 +59,7 @@ impl fmt::Display for AccessError {
 impl Lane {
     /// Check an access of `size` bytes at `offset` against a register that
     /// starts at `reg_offset` and is `reg_width` bytes wide.
+    #[inline]
     pub fn new(
         offset: u64,
         size: u32,
@@ -92,16 +93,19 @@ impl Lane {
     }
 
     /// The accessed bytes of a register value, right-aligned.
+    #[inline]
     pub fn extract(self, reg: u64) -> u64 {
         (reg & self.mask()) >> self.shift
     }
 
     /// `old` with the accessed bytes replaced from `value`.
+    #[inline]
     pub fn merge(self, old: u64, value: u64) -> u64 {
         (old & !self.mask()) | ((value << self.shift) & self.mask())
     }
 
     /// `value` moved into register position, other bytes zero.
+    #[inline]
     pub fn place(self, value: u64) -> u64 {
         self.merge(0, value)
     }

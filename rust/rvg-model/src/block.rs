@@ -35,6 +35,7 @@ impl fmt::Display for RegError {
 }
 
 /// Find the register an access targets and check it against the access rule.
+#[inline]
 pub fn decode<R: Register>(offset: u64, size: u32) -> Result<(R, Lane), RegError> {
     let reg = R::containing(offset).ok_or(RegError::NoRegister { offset, size })?;
     let lane =
@@ -63,10 +64,7 @@ impl<R: Register> Default for RegFile<R> {
 
 impl<R: Register> RegFile<R> {
     fn slot(reg: R) -> usize {
-        R::ALL
-            .iter()
-            .position(|&r| r == reg)
-            .expect("register of this block")
+        reg.index()
     }
 
     pub fn get(&self, reg: R) -> u64 {

@@ -133,12 +133,14 @@ impl EngineState {
         }
     }
 
+    #[inline]
     pub fn read(&self, rel: u64, size: u32) -> Result<u64, RegError> {
         let (reg, lane) = decode::<EngineReg>(rel, size)?;
         Ok(lane.extract(self.reg(reg)))
     }
 
     /// A write to the engine block.
+    #[inline]
     pub fn write(&mut self, rel: u64, value: u64, size: u32) -> Result<EngineWrite, RegError> {
         let (reg, lane) = decode::<EngineReg>(rel, size)?;
         if reg.kind() == RegKind::ReadOnly {

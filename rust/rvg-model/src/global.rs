@@ -59,6 +59,7 @@ impl GlobalBlock {
         self.fault_reason
     }
 
+    #[inline]
     pub fn read(&self, offset: u64, size: u32) -> Result<u64, RegError> {
         let (reg, lane) = decode::<GlobalReg>(offset, size)?;
         let full = match reg {
@@ -81,6 +82,7 @@ impl GlobalBlock {
 
     /// Apply a guest write. Errors name the register and the reason; the
     /// caller logs them as guest errors.
+    #[inline]
     pub fn write(&mut self, offset: u64, value: u64, size: u32) -> Result<GlobalWrite, RegError> {
         let (reg, lane) = decode::<GlobalReg>(offset, size)?;
         if reg.kind() == RegKind::ReadOnly {

@@ -60,6 +60,7 @@ pub enum Bar2Target {
 }
 
 impl Bar2Target {
+    #[inline]
     pub fn decode(offset: u64) -> Bar2Target {
         use bar2::*;
         let inside =
@@ -115,14 +116,10 @@ pub trait Register: Copy + Eq + 'static {
     fn width(self) -> u64;
     fn kind(self) -> RegKind;
     fn name(self) -> &'static str;
-
+    /// Its place in `ALL`.
+    fn index(self) -> usize;
     /// The register that contains block offset `offset`, if any.
-    fn containing(offset: u64) -> Option<Self> {
-        Self::ALL
-            .iter()
-            .copied()
-            .find(|r| (r.offset()..r.offset() + r.width()).contains(&offset))
-    }
+    fn containing(offset: u64) -> Option<Self>;
 }
 
 /// Declare a register block: `name = offset, width, kind, "NAME"` per line.
@@ -138,6 +135,15 @@ macro_rules! register_block {
             fn width(self) -> u64 { match self { $($block::$reg => $width,)* } }
             fn kind(self) -> RegKind { match self { $($block::$reg => RegKind::$kind,)* } }
             fn name(self) -> &'static str { match self { $($block::$reg => $name,)* } }
+            #[inline]
+            fn index(self) -> usize { self as usize }
+            // Every register access decodes its offset: compare against
+            // each register in turn, unrolled, rather than walk `ALL`.
+            #[inline]
+            fn containing(offset: u64) -> Option<Self> {
+                $(if offset.wrapping_sub($off) < $width { return Some($block::$reg); })*
+                None
+            }
         }
     };
 }
@@ -261,7 +267,21 @@ pub mod fault {
 mod tests {
     use super::*;
 
-    fn check_block<R: Register>() {
+    fn check_block<R: Register + std::fmt::Debug>() {
+        for (i, &r) in R::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i, "{} out of place", r.name());
+        }
+        // The unrolled lookup finds what a walk of the table finds, for
+        // every byte of the block and past it.
+        let end = R::ALL.iter().map(|r| r.offset() + r.width()).max().unwrap();
+        for offset in 0..end + 64 {
+            let walked = R::ALL
+                .iter()
+                .copied()
+                .find(|r| (r.offset()..r.offset() + r.width()).contains(&offset));
+            assert_eq!(R::containing(offset), walked, "offset {offset:#x}");
+        }
+        assert_eq!(R::containing(u64::MAX), None);
         for &r in R::ALL {
             assert_eq!(r.offset() % r.width(), 0, "{} misaligned", r.name());
             for &other in R::ALL {
