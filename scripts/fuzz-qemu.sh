@@ -7,11 +7,13 @@
 #   scripts/fuzz-qemu.sh SECONDS [DEVICE...]   DEVICE: rust-vgpu rust-vgpu-hw
 #
 # generic-fuzz turns each input into MMIO and port I/O on the memory regions
-# whose names match QEMU_FUZZ_OBJECTS (BAR0's VRAM, BAR2's registers and
-# GTT, BAR4's MSI-X table, guest RAM), config-space reads and writes of the matching
-# PCI devices, clock steps, and the patterns that fill guest RAM when the
-# device reads it by DMA. Each input ends with a system reset. QEMU is built
-# with ASan and UBSan, so a bad access or undefined behaviour is a crash.
+# whose names match QEMU_FUZZ_OBJECTS (BAR2's registers and GTT window,
+# BAR4's MSI-X table and PBA), config-space reads and writes of the
+# matching PCI devices (BARs are mapped and the device enabled first),
+# clock steps, and the patterns that fill guest RAM when the device reads
+# it through QEMU's address space. Each input ends with a system reset.
+# QEMU is built with ASan and UBSan, so a bad access or undefined
+# behaviour is a crash.
 #
 # Corpora grow under $RVG_CACHE/qemu-fuzz/<device>/corpus; a crash is
 # written to $RVG_CACHE/qemu-fuzz/<device>/ and fails the run. Replay one
@@ -40,14 +42,15 @@ for dev in "${devices[@]}"; do
     mkdir -p "$out/corpus"
     rvg_log "generic-fuzz on $dev: ${secs}s (QEMU_FUZZ_ARGS='$args')"
     log=$out/last-run.log
-    # The regions and the device match "rust-vgpu*": rust-vgpu.vram,
-    # rust-vgpu.mmio, the MSI-X BAR, and the PCI function itself. Guest RAM
-    # ("pc.ram") is in too: the vGPU reaches it through its GTT's pinned
-    # pages, not by address_space reads generic-fuzz's DMA patterns fill,
-    # so the fuzzer writes there what the engine is to read. Leaks are
+    # "rust-vgpu*" matches the PCI function (config space, and every region
+    # it owns: BAR2's rust-vgpu.mmio, the MSI-X BAR and its table and PBA,
+    # the bus-master address space). generic-fuzz leaves RAM regions
+    # alone, BAR0's VRAM and guest RAM among them; the raw model's DMA
+    # reads (address_space reads) get its DMA patterns, the vGPU's pinned
+    # guest pages do not (docs/security.md says what that leaves). Leaks are
     # the sanitizer qtests' job (LeakSanitizer at QEMU's exit); libFuzzer's
     # per-input leak check would stop at the first leak anywhere in QEMU.
-    if QEMU_FUZZ_ARGS="$args" QEMU_FUZZ_OBJECTS='rust-vgpu* pc.ram' \
+    if QEMU_FUZZ_ARGS="$args" QEMU_FUZZ_OBJECTS='rust-vgpu*' \
         ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
         "$bin" --fuzz-target=generic-fuzz -max_total_time="$secs" -print_final_stats=1 \
             -artifact_prefix="$out/" "$out/corpus" >"$log" 2>&1; then
