@@ -11,17 +11,16 @@
 //! guest RAM:  a 1920x1080 plane on guest-RAM pages, unchanged: the lines
 //!             are compared at every refresh (they are not dirty-logged).
 
+mod common;
+
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::Instant;
 
 use rvg_mediator::display::{DisplayHost, Surface};
-use rvg_mediator::shared::SchedConfig;
-use rvg_mediator::{MemKind, SharedGpu, Vgpu, VgpuConfig};
+use rvg_mediator::{MemKind, Vgpu};
 use rvg_model::gtt::GttEntry;
 use rvg_model::regs::{bar2, plane_ctl, plane_format, DispiReg, DisplayReg, Register};
-use rvg_model::GpuConfig;
-use rvg_vfio::{HostRange, SoftGpu};
+use rvg_vfio::HostRange;
 
 const W: u32 = 1920;
 const H: u32 = 1080;
@@ -72,23 +71,7 @@ fn dispi(v: &mut Vgpu, reg: DispiReg, value: u64) {
 }
 
 fn main() {
-    let config = VgpuConfig::new(32 << 20);
-    let soft = SoftGpu::new(
-        GpuConfig {
-            vram_size: config.private_gpu_vram(),
-        },
-        Box::new(|m| panic!("{m}")),
-    )
-    .expect("soft GPU");
-    let gpu = SharedGpu::new(
-        Arc::new(soft),
-        SchedConfig::default(),
-        Arc::new(|m| panic!("{m}")),
-    )
-    .expect("shared GPU");
-    // On the heap, as the device layer holds it: a vGPU is a few hundred
-    // bytes of state, and where it sits moves a microsecond-scale refresh.
-    let mut v = Box::new(Vgpu::new(config, Arc::new(gpu)).expect("vGPU"));
+    let mut v = common::private_vgpu(32 << 20);
     v.set_bus_master(true);
     let mut con = Console {
         pixels: Vec::new(),

@@ -11,19 +11,16 @@
 //!           back to back (the scheduler thread still watching for work)
 //!           and 2 ms apart (the thread asleep).
 
-use std::sync::Arc;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use rvg_mediator::scan::{GuestGfx, Scanner};
-use rvg_mediator::shared::SchedConfig;
 use rvg_mediator::vgpu::VGPU_GFX_SPACE;
-use rvg_mediator::{SharedGpu, Vgpu, VgpuConfig};
 use rvg_model::cmd::Command;
 use rvg_model::engine::{ring_ctl, EngineState, RING_SIZE_MAX};
 use rvg_model::gtt::GttEntry;
 use rvg_model::regs::{bar2, EngineReg, Register};
-use rvg_model::GpuConfig;
-use rvg_vfio::SoftGpu;
 
 /// Guest graphics memory as one flat buffer.
 struct Flat(Vec<u8>);
@@ -130,22 +127,7 @@ fn scanner() {
 }
 
 fn latency(what: &str, gap: Duration) {
-    let config = VgpuConfig::new(16 << 20);
-    let soft = SoftGpu::new(
-        GpuConfig {
-            vram_size: config.private_gpu_vram(),
-        },
-        Box::new(|m| panic!("{m}")),
-    )
-    .unwrap();
-    let gpu = SharedGpu::new(
-        Arc::new(soft),
-        SchedConfig::default(),
-        Arc::new(|m| panic!("{m}")),
-    )
-    .unwrap();
-    // On the heap, as the device layer holds it.
-    let mut v = Box::new(Vgpu::new(config, Arc::new(gpu)).unwrap());
+    let mut v = common::private_vgpu(16 << 20);
     let eng = |r: EngineReg| bar2::ENGINE + r.offset();
     v.mmio_write(bar2::GTT, GttEntry::new(0, true).0, 8);
     v.mmio_write(eng(EngineReg::RingSize), 4096, 4);

@@ -8,15 +8,12 @@
 //! write:  a 4-byte write to its low half through `Vgpu::mmio_write`;
 //! as `rvg-bench`'s `vgpu-read` and `vgpu-write` cases do from the guest.
 
+mod common;
+
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::Instant;
 
-use rvg_mediator::shared::SchedConfig;
-use rvg_mediator::{SharedGpu, Vgpu, VgpuConfig};
 use rvg_model::regs::{bar2, GlobalReg, Register};
-use rvg_model::GpuConfig;
-use rvg_vfio::SoftGpu;
 
 const ACCESSES: u32 = 2_000_000;
 const ROUNDS: usize = 15;
@@ -36,21 +33,7 @@ fn median_ns(mut f: impl FnMut(u32)) -> f64 {
 }
 
 fn main() {
-    let config = VgpuConfig::new(16 << 20);
-    let soft = SoftGpu::new(
-        GpuConfig {
-            vram_size: config.private_gpu_vram(),
-        },
-        Box::new(|m| panic!("{m}")),
-    )
-    .unwrap();
-    let gpu = SharedGpu::new(
-        Arc::new(soft),
-        SchedConfig::default(),
-        Arc::new(|m| panic!("{m}")),
-    )
-    .unwrap();
-    let mut v = Box::new(Vgpu::new(config, Arc::new(gpu)).unwrap());
+    let mut v = common::private_vgpu(16 << 20);
     let scratch = bar2::GLOBAL + GlobalReg::Scratch.offset();
     let read = median_ns(|_| {
         black_box(v.mmio_read(black_box(scratch), 4));

@@ -20,7 +20,6 @@ mod flight;
 
 use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -66,13 +65,6 @@ pub type ProgressSink = Arc<dyn Fn(Progress) + Send + Sync>;
 /// Where the scheduler reports failures of the contract (host-side errors)
 /// and the watchdog's resets.
 pub type HostLog = Arc<dyn Fn(&str) + Send + Sync>;
-
-/// How long the thread, with nothing in flight, watches for new work
-/// before it sleeps: a vGPU that submits again within it is served without
-/// waking a sleeping thread, the costliest part of a short submission. The
-/// adaptive polling of QEMU's event loops, with a fixed window; it costs
-/// at most this much CPU each time the engine goes idle.
-const IDLE_POLL: Duration = Duration::from_micros(50);
 
 /// The physical ring the mediator owns: `size` bytes at graphics address
 /// `gfx_base`, backed by VRAM at `vram_offset`.
@@ -122,10 +114,6 @@ pub(crate) struct Shared {
     idle: Condvar,
     /// Wakes the thread: new work, a reset, shutdown.
     kick: EventFd,
-    /// Someone kicked since the thread's turn began (seen while it polls).
-    kicked: AtomicBool,
-    /// The thread is polling `kicked`: a kick needs no eventfd write.
-    polling: AtomicBool,
     irq: EventFd,
     /// Waits for `kick` or `irq`.
     epoll: Epoll,
@@ -176,8 +164,6 @@ impl Scheduler {
             }),
             idle: Condvar::new(),
             kick,
-            kicked: AtomicBool::new(false),
-            polling: AtomicBool::new(false),
             irq,
             epoll,
             intx_automasked,
@@ -300,33 +286,14 @@ impl Drop for Scheduler {
 
 impl Shared {
     fn wake(&self) {
-        // With `poll_kick`'s stores and loads in the other order, one side
-        // sees the other's store (both sequentially consistent): either the
-        // thread sees the flag, or the eventfd is written.
-        self.kicked.store(true, Ordering::SeqCst);
-        if !self.polling.load(Ordering::SeqCst) {
-            // A full counter already wakes the thread.
-            let _ = self.kick.write(1);
-        }
-    }
-
-    /// Watch for a kick for up to [`IDLE_POLL`]; true if one came.
-    fn poll_kick(&self) -> bool {
-        self.polling.store(true, Ordering::SeqCst);
-        let end = Instant::now() + IDLE_POLL;
-        while !self.kicked.load(Ordering::Relaxed) && Instant::now() < end {
-            std::hint::spin_loop();
-        }
-        self.polling.store(false, Ordering::SeqCst);
-        self.kicked.load(Ordering::SeqCst)
+        // A full counter already wakes the thread.
+        let _ = self.kick.write(1);
     }
 
     fn run(&self) {
         loop {
             let step = {
                 let mut st = self.state.lock();
-                // What this turn decides covers every kick before it.
-                self.kicked.store(false, Ordering::Relaxed);
                 if st.shutdown {
                     return;
                 }
@@ -400,16 +367,12 @@ impl Shared {
     }
 
     /// Sleep until the GPU interrupts or someone kicks, at most until
-    /// `deadline`. With nothing in flight (no deadline) watch for a kick
-    /// a while first.
+    /// `deadline`.
     fn wait(&self, deadline: Option<Instant>) {
         // The GPU has often finished already (the soft GPU runs a short
         // stream within the push): one read instead of a sleep and two.
         if self.irq.read().is_ok() {
             self.ack_interrupt();
-            return;
-        }
-        if deadline.is_none() && self.poll_kick() {
             return;
         }
         let timeout = deadline.map_or(-1, |d| {
