@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # Every test rust-vgpu has: formatting and lints, the crates' unit tests,
 # the fuzz targets (their seed corpora replayed, then a few seconds each),
-# the qtests inside the patched QEMU (and again inside the ASan/UBSan build
-# of it, where a leak, an invalid access or undefined behaviour fails the
-# run), the guest boot test (a Debian guest
-# on the vGPU) and the nested VFIO test (the kernel backend against Linux's
-# vfio-pci). Prints each runner's summary and a total. Expects
-# `scripts/build-qemu.sh` and `scripts/build-qemu.sh asan` to have run (make
-# check does both).
+# the qtests inside the patched QEMU (and again inside its ASan/UBSan build,
+# where a leak, an invalid access or undefined behaviour fails the run),
+# the guest boot test (a Debian guest on the vGPU) and the nested VFIO test
+# (the kernel backend against Linux's vfio-pci). Prints each runner's
+# summary and a total. Expects `scripts/build-qemu.sh` and
+# `scripts/build-qemu.sh asan` to have run (make check does both).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 repo=$(cd "$(dirname "$0")/.." && pwd)

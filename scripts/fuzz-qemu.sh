@@ -54,7 +54,7 @@ for dev in "${devices[@]}"; do
         ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
         "$bin" --fuzz-target=generic-fuzz -max_total_time="$secs" -print_final_stats=1 \
             -artifact_prefix="$out/" "$out/corpus" >"$log" 2>&1; then
-        grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb)|^#[0-9]+ +DONE' "$log" |
+        grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb)|^#[0-9]+[[:space:]]+DONE' "$log" |
             sed "s/^/  $dev: /" >&2 || true
     else
         fail=$((fail + 1))
