@@ -156,6 +156,20 @@ fn iova(gpa: u64) -> u64 {
         .unwrap()
 }
 
+/// An op's index, byte and size as the GTT window sees them (bytes and
+/// sizes up to 15, so misplaced and odd accesses come up often), and
+/// whether the window accepts the access on `entries` entries: a whole
+/// entry, or either half.
+fn access(index: u8, within: u8, size: u8, entries: usize) -> (u64, u64, u32, bool) {
+    let (index, within, size) = (
+        u64::from(index),
+        u64::from(within % 16),
+        u32::from(size % 16),
+    );
+    let ok = index < entries as u64 && matches!((within, size), (0, 8) | (0, 4) | (4, 4));
+    (index, within, size, ok)
+}
+
 fuzz_target!(|ops: Vec<Op>| {
     let n = LAYOUT.gtt_entries as usize;
     let mut mem = GuestMemory::default();
@@ -184,13 +198,8 @@ fuzz_target!(|ops: Vec<Op>| {
                 ref value,
                 size,
             } => {
-                let (index, within, size) = (
-                    u64::from(index),
-                    u64::from(within % 16),
-                    u32::from(size % 16),
-                );
+                let (index, within, size, ok) = access(index, within, size, n);
                 let value = value.get();
-                let ok = index < n as u64 && matches!((within, size), (0, 8) | (0, 4) | (4, 4));
                 let before = phys.entries.clone();
                 let out = s.write(index, within, value, size, &mem, &mut phys);
                 if !ok {
@@ -226,12 +235,7 @@ fuzz_target!(|ops: Vec<Op>| {
                 within,
                 size,
             } => {
-                let (index, within, size) = (
-                    u64::from(index),
-                    u64::from(within % 16),
-                    u32::from(size % 16),
-                );
-                let ok = index < n as u64 && matches!((within, size), (0, 8) | (0, 4) | (4, 4));
+                let (index, within, size, ok) = access(index, within, size, n);
                 match s.read(index, within, size) {
                     Ok(v) => {
                         assert!(ok);

@@ -90,9 +90,8 @@ fn submit(gpu: &Gpu, cmds: &[Command]) {
     gpu.mmio_write(e(EngineReg::RingTail), dw.len() as u64, 4);
 }
 
-#[test]
-fn the_engine_runs_on_its_thread_and_interrupts() {
-    let gpu = gpu();
+/// Enable the FENCE interrupt and keep every line the GPU delivers.
+fn record_fence_interrupts(gpu: &Gpu) -> Arc<parking_lot::Mutex<Vec<IrqLine>>> {
     let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let log = seen.clone();
     gpu.set_irq_sink(Arc::new(move |line| log.lock().push(line)));
@@ -101,6 +100,13 @@ fn the_engine_runs_on_its_thread_and_interrupts() {
         u64::from(IntSource::FENCE.bits()),
         4,
     );
+    seen
+}
+
+#[test]
+fn the_engine_runs_on_its_thread_and_interrupts() {
+    let gpu = gpu();
+    let seen = record_fence_interrupts(&gpu);
     submit(
         &gpu,
         &[
@@ -226,14 +232,7 @@ fn engine_and_display_blocks_store_values() {
 fn a_short_stream_runs_in_the_tail_writers_thread() {
     let gpu = gpu();
     gpu.set_inline_dwords(16);
-    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
-    let log = seen.clone();
-    gpu.set_irq_sink(Arc::new(move |line| log.lock().push(line)));
-    gpu.mmio_write(
-        g(GlobalReg::IntEnable),
-        u64::from(IntSource::FENCE.bits()),
-        4,
-    );
+    let seen = record_fence_interrupts(&gpu);
     submit(
         &gpu,
         &[
