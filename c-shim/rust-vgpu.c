@@ -301,12 +301,31 @@ static void rust_vgpu_fd_read(void *opaque)
 
 /* ---- BAR2: trapped MMIO, every access goes to Rust ---- */
 
+/*
+ * The MMIO trace events are emitted out of line: inlined, their slow path
+ * (a timestamp, qemu_log) makes every register access save registers and
+ * check a stack canary, which costs more than the enabled test itself.
+ */
+static void G_NO_INLINE rust_vgpu_trace_read(hwaddr addr, unsigned size,
+                                             uint64_t val)
+{
+    trace_rust_vgpu_mmio_read(addr, size, val);
+}
+
+static void G_NO_INLINE rust_vgpu_trace_write(hwaddr addr, unsigned size,
+                                              uint64_t val)
+{
+    trace_rust_vgpu_mmio_write(addr, size, val);
+}
+
 static uint64_t rust_vgpu_mmio_read(void *opaque, hwaddr addr, unsigned size)
 {
     RustVgpuState *s = opaque;
     uint64_t val = rvg_ops.mmio_read(s->dev, addr, size);
 
-    trace_rust_vgpu_mmio_read(addr, size, val);
+    if (trace_event_get_state_backends(TRACE_RUST_VGPU_MMIO_READ)) {
+        rust_vgpu_trace_read(addr, size, val);
+    }
     return val;
 }
 
@@ -315,7 +334,9 @@ static void rust_vgpu_mmio_write(void *opaque, hwaddr addr, uint64_t val,
 {
     RustVgpuState *s = opaque;
 
-    trace_rust_vgpu_mmio_write(addr, size, val);
+    if (trace_event_get_state_backends(TRACE_RUST_VGPU_MMIO_WRITE)) {
+        rust_vgpu_trace_write(addr, size, val);
+    }
     rvg_ops.mmio_write(s->dev, addr, val, size);
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use rvg_gpu::Gpu;
 use rvg_mediator::{MemKind, Vgpu};
+use rvg_model::block::{refused_read, RegError};
 use rvg_model::effects::{Diag, Effects};
 use rvg_model::IrqLine;
 use rvg_vfio::HostRange;
@@ -78,15 +79,25 @@ impl FfiDevice {
         }
     }
 
+    /// A register read: the value, or 0 with the refusal logged as the
+    /// guest's error. Reads ask nothing else of the host.
+    #[inline]
     pub fn mmio_read(&self, offset: u64, size: u32) -> u64 {
-        let (value, fx) = match &self.model {
+        let result = match &self.model {
             Model::Hw(gpu) => gpu.mmio_read(offset, size),
             Model::Vgpu(v) => v.borrow_mut().mmio_read(offset, size),
         };
-        self.apply(fx);
-        value
+        result.unwrap_or_else(|err| self.refused_read(offset, &err))
     }
 
+    #[cold]
+    fn refused_read(&self, offset: u64, err: &RegError) -> u64 {
+        self.host
+            .log(LogKind::GuestError, &refused_read(offset, err));
+        0
+    }
+
+    #[inline]
     pub fn mmio_write(&self, offset: u64, value: u64, size: u32) {
         let fx = match &self.model {
             Model::Hw(gpu) => gpu.mmio_write(offset, value, size),

@@ -332,16 +332,15 @@ unsafe extern "C" fn rvg_reset(dev: *mut sys::RvgDevice) {
 }
 
 unsafe extern "C" fn rvg_mmio_read(dev: *mut sys::RvgDevice, offset: u64, size: u32) -> u64 {
+    // A broken device, or one that panics now, reads as all ones; worked
+    // out only then, not on every read.
     // SAFETY: header contract.
     unsafe {
-        with_device(dev, all_ones(size), |d| {
-            if d.is_broken() {
-                all_ones(size)
-            } else {
-                d.mmio_read(offset, size)
-            }
+        with_device(dev, None, |d| {
+            (!d.is_broken()).then(|| d.mmio_read(offset, size))
         })
     }
+    .unwrap_or_else(|| all_ones(size))
 }
 
 unsafe extern "C" fn rvg_mmio_write(dev: *mut sys::RvgDevice, offset: u64, value: u64, size: u32) {

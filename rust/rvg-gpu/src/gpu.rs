@@ -219,18 +219,17 @@ impl Gpu {
         }
     }
 
-    pub fn mmio_read(&self, offset: u64, size: u32) -> (u64, Effects) {
-        let mut fx = Effects::default();
+    /// A read of BAR2: the value, or why the access is refused. Reads
+    /// change nothing.
+    pub fn mmio_read(&self, offset: u64, size: u32) -> Result<u64, RegError> {
         // The raw model has no bochs-compatible block: only a vGPU needs one.
-        let result = match Bar2Target::decode(offset) {
+        match Bar2Target::decode(offset) {
             Bar2Target::Global(rel) => self.core.state.lock().global.read(rel, size),
             Bar2Target::Engine(rel) => self.core.state.lock().engine.read(rel, size),
             Bar2Target::Display(rel) => self.core.state.lock().display.read(rel, size),
             Bar2Target::Gtt { index, within } => self.gtt_read(index, within, size),
             _ => Err(RegError::NoRegister { offset, size }),
-        };
-        let value = fx.read_value(offset, result);
-        (value, fx)
+        }
     }
 
     pub fn mmio_write(&self, offset: u64, value: u64, size: u32) -> Effects {

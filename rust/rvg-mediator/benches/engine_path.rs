@@ -149,7 +149,7 @@ fn latency(what: &str, gap: Duration) {
             }
             let t = Instant::now();
             v.mmio_write(eng(EngineReg::RingTail), u64::from(tail), 4);
-            while v.mmio_read(eng(EngineReg::Seqno), 4).0 != u64::from(seqno) {
+            while v.mmio_read(eng(EngineReg::Seqno), 4).unwrap() != u64::from(seqno) {
                 std::hint::spin_loop();
             }
             t.elapsed()

@@ -112,7 +112,7 @@ impl Guest {
     }
 
     fn reg(&mut self, r: EngineReg) -> u64 {
-        self.v.mmio_read(eng(r), r.width() as u32).0
+        self.v.mmio_read(eng(r), r.width() as u32).unwrap()
     }
 
     /// Wait until the virtual head reaches the tail or the engine stops.
@@ -280,7 +280,7 @@ fn a_rejected_stream_stops_the_virtual_engine_only() {
     assert_eq!(g.reg(EngineReg::ErrorAddr), RING + 8 + 16);
     let status =
         g.v.mmio_read(bar2::GLOBAL + GlobalReg::IntStatus.offset(), 4)
-            .0;
+            .unwrap();
     assert_ne!(status & u64::from(IntSource::ENGINE_ERROR.bits()), 0);
     // Nothing of it reached the GPU, not even the valid store before it.
     std::thread::sleep(Duration::from_millis(20));
@@ -337,7 +337,7 @@ fn an_unmapped_page_faults_at_execution_with_the_guest_address() {
     assert_eq!(g.reg(EngineReg::Seqno), 1);
     let status =
         g.v.mmio_read(bar2::GLOBAL + GlobalReg::IntStatus.offset(), 4)
-            .0;
+            .unwrap();
     let want = IntSource::ENGINE_ERROR | IntSource::GTT_FAULT;
     assert_eq!(status & u64::from(want.bits()), u64::from(want.bits()));
 }

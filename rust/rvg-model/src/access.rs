@@ -66,10 +66,11 @@ impl Lane {
         reg_offset: u64,
         reg_width: u64,
     ) -> Result<Lane, AccessError> {
-        if !matches!(size, 1 | 2 | 4 | 8) {
+        if !size.is_power_of_two() || size > 8 {
             return Err(AccessError::BadSize(size));
         }
-        if !offset.is_multiple_of(u64::from(size)) {
+        // A power of two: a mask, not a division.
+        if offset & (u64::from(size) - 1) != 0 {
             return Err(AccessError::Misaligned { offset, size });
         }
         let within = offset
@@ -83,13 +84,10 @@ impl Lane {
     }
 
     /// Mask of the accessed bits, in register position.
+    #[inline]
     pub fn mask(self) -> u64 {
-        let bits = if self.size == 8 {
-            u64::MAX
-        } else {
-            (1u64 << (self.size * 8)) - 1
-        };
-        bits << self.shift
+        // `size` is 1, 2, 4 or 8: the shift is 56, 48, 32 or 0.
+        (u64::MAX >> (64 - self.size * 8)) << self.shift
     }
 
     /// The accessed bytes of a register value, right-aligned.

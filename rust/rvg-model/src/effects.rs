@@ -34,15 +34,8 @@ impl Effects {
     pub fn host_error(&mut self, msg: impl Into<String>) {
         self.diags.push(Diag::HostError(msg.into()));
     }
-    /// The value of a guest read, or 0 with the refusal logged.
-    pub fn read_value<E: std::fmt::Display>(&mut self, offset: u64, result: Result<u64, E>) -> u64 {
-        result.unwrap_or_else(|e| {
-            self.guest_error(format!("BAR2 read at {offset:#x}: {e}"));
-            0
-        })
-    }
-
     /// Log a refused guest write.
+    #[inline]
     pub fn check_write<E: std::fmt::Display>(
         &mut self,
         offset: u64,
@@ -50,7 +43,12 @@ impl Effects {
         result: Result<(), E>,
     ) {
         if let Err(e) = result {
-            self.guest_error(format!("BAR2 write of {value:#x} at {offset:#x}: {e}"));
+            self.refused_write(offset, value, e);
         }
+    }
+
+    #[cold]
+    fn refused_write<E: std::fmt::Display>(&mut self, offset: u64, value: u64, e: E) {
+        self.guest_error(format!("BAR2 write of {value:#x} at {offset:#x}: {e}"));
     }
 }

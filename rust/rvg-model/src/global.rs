@@ -62,7 +62,13 @@ impl GlobalBlock {
     #[inline]
     pub fn read(&self, offset: u64, size: u32) -> Result<u64, RegError> {
         let (reg, lane) = decode::<GlobalReg>(offset, size)?;
-        let full = match reg {
+        Ok(lane.extract(self.value(reg)))
+    }
+
+    /// The value of a global register, as a whole-register read sees it.
+    #[inline]
+    pub fn value(&self, reg: GlobalReg) -> u64 {
+        match reg {
             GlobalReg::Id => u64::from(RVG_ID),
             GlobalReg::Version => u64::from(RVG_VERSION),
             GlobalReg::Caps => 0,
@@ -76,8 +82,7 @@ impl GlobalBlock {
             GlobalReg::FaultReason => u64::from(self.fault_reason),
             GlobalReg::GttFaults => u64::from(self.gtt_faults),
             GlobalReg::IntTrigger | GlobalReg::Reset => 0,
-        };
-        Ok(lane.extract(full))
+        }
     }
 
     /// Apply a guest write. Errors name the register and the reason; the

@@ -63,8 +63,6 @@ impl Bar2Target {
     #[inline]
     pub fn decode(offset: u64) -> Bar2Target {
         use bar2::*;
-        let inside =
-            |base: u64, size: u64| (base..base + size).contains(&offset).then(|| offset - base);
         if offset >= GTT {
             let rel = offset - GTT;
             return Bar2Target::Gtt {
@@ -72,16 +70,29 @@ impl Bar2Target {
                 within: rel % 8,
             };
         }
-        let blocks: [Bar2Block; 7] = [
+        let rel = offset % BLOCK_SIZE;
+        // A register access picks its 4 KiB page first: one of the three
+        // blocks, or the page of the small bochs-compatible areas.
+        match offset / BLOCK_SIZE {
+            page if page == GLOBAL / BLOCK_SIZE => Bar2Target::Global(rel),
+            page if page == ENGINE / BLOCK_SIZE => Bar2Target::Engine(rel),
+            page if page == DISPLAY / BLOCK_SIZE => Bar2Target::Display(rel),
+            0 => Self::decode_first_page(offset),
+            _ => Bar2Target::Unassigned,
+        }
+    }
+
+    fn decode_first_page(offset: u64) -> Bar2Target {
+        use bar2::*;
+        let inside =
+            |base: u64, size: u64| (base..base + size).contains(&offset).then(|| offset - base);
+        let areas: [Bar2Block; 4] = [
             (EDID, EDID_SIZE, Bar2Target::Edid),
             (VGA_PORTS, VGA_PORTS_SIZE, Bar2Target::VgaPorts),
             (DISPI, DISPI_SIZE, Bar2Target::Dispi),
             (QEMU_EXT, QEMU_EXT_SIZE, Bar2Target::QemuExt),
-            (GLOBAL, BLOCK_SIZE, Bar2Target::Global),
-            (ENGINE, BLOCK_SIZE, Bar2Target::Engine),
-            (DISPLAY, BLOCK_SIZE, Bar2Target::Display),
         ];
-        blocks
+        areas
             .into_iter()
             .find_map(|(base, size, target)| inside(base, size).map(target))
             .unwrap_or(Bar2Target::Unassigned)
@@ -122,6 +133,37 @@ pub trait Register: Copy + Eq + 'static {
     fn containing(offset: u64) -> Option<Self>;
 }
 
+/// Bytes of a block that register decoding covers: every block's registers
+/// end below this (checked when the tables are built).
+const DECODE_SPAN: usize = 0x80;
+/// A byte no register covers.
+const NO_REGISTER: u8 = u8::MAX;
+
+/// For each byte of a block, the place in the block's table of the register
+/// covering it, or `NO_REGISTER`; from `(offset, width)` per register.
+/// Evaluated at compile time: a register past `DECODE_SPAN` or two that
+/// overlap stop the build.
+const fn place_table(regs: &[(u64, u64)]) -> [u8; DECODE_SPAN] {
+    assert!(regs.len() < NO_REGISTER as usize, "too many registers");
+    let mut table = [NO_REGISTER; DECODE_SPAN];
+    let mut place = 0;
+    while place < regs.len() {
+        let (offset, width) = regs[place];
+        assert!(
+            offset + width <= DECODE_SPAN as u64,
+            "register beyond DECODE_SPAN"
+        );
+        let mut byte = offset as usize;
+        while byte < (offset + width) as usize {
+            assert!(table[byte] == NO_REGISTER, "registers overlap");
+            table[byte] = place as u8;
+            byte += 1;
+        }
+        place += 1;
+    }
+    table
+}
+
 /// Declare a register block: `name = offset, width, kind, "NAME"` per line.
 macro_rules! register_block {
     ($(#[$meta:meta])* $block:ident { $($reg:ident = $off:expr, $width:expr, $kind:ident, $name:expr;)* }) => {
@@ -131,18 +173,22 @@ macro_rules! register_block {
 
         impl Register for $block {
             const ALL: &'static [Self] = &[$($block::$reg,)*];
+            #[inline]
             fn offset(self) -> u64 { match self { $($block::$reg => $off,)* } }
+            #[inline]
             fn width(self) -> u64 { match self { $($block::$reg => $width,)* } }
+            #[inline]
             fn kind(self) -> RegKind { match self { $($block::$reg => RegKind::$kind,)* } }
             fn name(self) -> &'static str { match self { $($block::$reg => $name,)* } }
             #[inline]
             fn index(self) -> usize { self as usize }
-            // Every register access decodes its offset: compare against
-            // each register in turn, unrolled, rather than walk `ALL`.
+            // Every register access decodes its offset: one load from a
+            // table built at compile time, not a search.
             #[inline]
             fn containing(offset: u64) -> Option<Self> {
-                $(if offset.wrapping_sub($off) < $width { return Some($block::$reg); })*
-                None
+                const PLACES: [u8; DECODE_SPAN] = place_table(&[$(($off, $width),)*]);
+                let place = *PLACES.get(usize::try_from(offset).ok()?)?;
+                Self::ALL.get(usize::from(place)).copied()
             }
         }
     };
@@ -271,7 +317,7 @@ mod tests {
         for (i, &r) in R::ALL.iter().enumerate() {
             assert_eq!(r.index(), i, "{} out of place", r.name());
         }
-        // The unrolled lookup finds what a walk of the table finds, for
+        // The table lookup finds what a walk of the table finds, for
         // every byte of the block and past it.
         let end = R::ALL.iter().map(|r| r.offset() + r.width()).max().unwrap();
         for offset in 0..end + 64 {

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use rvg_gpu::{Gpu, GpuConfig};
+use rvg_model::block::refused_read;
 use rvg_model::effects::{Diag, Effects};
 use rvg_model::gtt::GttEntry;
 use rvg_model::regs::{bar2, pci};
@@ -134,9 +135,11 @@ impl SoftGpu {
                 self.apply(fx);
             }
             Buf::Read(out) => {
-                let (v, fx) = self.gpu.mmio_read(offset, size as u32);
+                let v = self.gpu.mmio_read(offset, size as u32).unwrap_or_else(|e| {
+                    (self.log)(&format!("physical GPU: {}", refused_read(offset, &e)));
+                    0
+                });
                 out.copy_from_slice(&v.to_le_bytes()[..size]);
-                self.apply(fx);
             }
         }
     }

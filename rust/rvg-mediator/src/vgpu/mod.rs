@@ -215,40 +215,70 @@ impl Vgpu {
         self.state.regs.irq_line()
     }
 
-    pub fn mmio_read(&mut self, offset: u64, size: u32) -> (u64, Effects) {
-        let mut fx = Effects::default();
+    /// A guest read of BAR2. Reads change nothing, so there are no effects:
+    /// the value, or why the access is refused (for the guest-error log;
+    /// the guest reads 0).
+    #[inline]
+    pub fn mmio_read(&mut self, offset: u64, size: u32) -> Result<u64, RegError> {
         self.take_progress();
+        match self.state.regs.read_register(offset, size) {
+            Some(value) => Ok(value),
+            None => self.read_other(offset, size),
+        }
+    }
+
+    /// The GTT window, the bochs-compatible areas, and refusals.
+    #[inline(never)]
+    fn read_other(&self, offset: u64, size: u32) -> Result<u64, RegError> {
         let st = &self.state;
-        let result = st.regs.read(offset, size).and_then(|r| match r {
+        match st.regs.read(offset, size)? {
             RegRead::Value(v) => Ok(v),
             RegRead::Gtt { index, within } => st
                 .gtt
                 .read(index, within, size)
                 .map_err(|e| RegError::Refused(e.to_string())),
-        });
-        (fx.read_value(offset, result), fx)
+        }
     }
 
     /// A guest write to BAR2. The interrupt line in the result is only
     /// there when the host must act on it (a message, a new level): most
     /// writes leave QEMU's interrupt code alone.
+    #[inline]
     pub fn mmio_write(&mut self, offset: u64, value: u64, size: u32) -> Effects {
         let mut fx = Effects::default();
         self.take_progress();
+        let before = self.state.regs.irq_line();
+        let result = match self.state.regs.write(offset, value, size, &mut fx) {
+            // Most writes end in the register file.
+            Ok(RegWrite::Done) => Ok(()),
+            Ok(RegWrite::DeviceReset) => return self.reset(),
+            Ok(next) => self.carry_out(next, value, size, &mut fx),
+            Err(e) => Err(e),
+        };
+        fx.irq = fx.irq.and_then(|line| line.changed_from(before));
+        fx.check_write(offset, value, result);
+        fx
+    }
+
+    /// What a write to the GTT window or the engine block sets going.
+    #[inline(never)]
+    fn carry_out(
+        &mut self,
+        next: RegWrite,
+        value: u64,
+        size: u32,
+        fx: &mut Effects,
+    ) -> Result<(), RegError> {
         let Vgpu {
             link, state: st, ..
         } = self;
-        let before = st.regs.irq_line();
-        let result = match st.regs.write(offset, value, size, &mut fx) {
-            Ok(RegWrite::Done) => Ok(()),
-            Ok(RegWrite::Gtt { index, within }) => {
-                link.gtt_write(st, index, within, value, size, &mut fx)
-            }
-            Ok(RegWrite::Engine {
+        match next {
+            RegWrite::Gtt { index, within } => link.gtt_write(st, index, within, value, size, fx),
+            RegWrite::Engine {
                 reset,
                 enabled,
                 kick,
-            }) => {
+            } => {
                 let sched = link.gpu.scheduler();
                 if reset {
                     st.generation = sched.reset_context(link.ctx);
@@ -258,16 +288,12 @@ impl Vgpu {
                     sched.set_enabled(link.ctx, on);
                 }
                 if kick {
-                    link.submit(st, &mut fx);
+                    link.submit(st, fx);
                 }
                 Ok(())
             }
-            Ok(RegWrite::DeviceReset) => return self.reset(),
-            Err(e) => Err(e),
-        };
-        fx.irq = fx.irq.and_then(|line| line.changed_from(before));
-        fx.check_write(offset, value, result);
-        fx
+            RegWrite::Done | RegWrite::DeviceReset => Ok(()),
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 //! the interrupt line and log lines go into the caller's [`Effects`].
 
 use rvg_model::access::Lane;
-use rvg_model::block::{decode, RegError, RegFile};
+use rvg_model::block::{decode, find, RegError, RegFile};
 use rvg_model::effects::Effects;
 use rvg_model::engine::{ring_ctl, EngineError, EngineState, EngineWrite};
 use rvg_model::global::{GlobalBlock, GlobalWrite};
@@ -94,8 +94,40 @@ impl VirtRegs {
         self.global.irq.current()
     }
 
+    /// The common read, with no refusal to explain: a register of the
+    /// global, engine or display block, accessed inside it. None for every
+    /// other access, which `read` serves or refuses.
+    #[inline]
+    pub fn read_register(&self, offset: u64, size: u32) -> Option<u64> {
+        match Bar2Target::decode(offset) {
+            Bar2Target::Global(rel) => {
+                find(rel, size).map(|(reg, lane)| lane.extract(self.global.value(reg)))
+            }
+            Bar2Target::Engine(rel) => {
+                find(rel, size).map(|(reg, lane)| lane.extract(self.engine.reg(reg)))
+            }
+            Bar2Target::Display(rel) => {
+                find(rel, size).map(|(reg, lane)| lane.extract(self.display.get(reg)))
+            }
+            _ => None,
+        }
+    }
+
+    /// A guest read: the value, or why the access is refused.
     pub fn read(&self, offset: u64, size: u32) -> Result<RegRead, RegError> {
         let value = match Bar2Target::decode(offset) {
+            Bar2Target::Global(rel) => self.global.read(rel, size),
+            Bar2Target::Engine(rel) => self.engine.read(rel, size),
+            Bar2Target::Display(rel) => self.display.read(rel, size),
+            Bar2Target::Gtt { index, within } => return Ok(RegRead::Gtt { index, within }),
+            compat => self.read_compat(compat, offset, size),
+        };
+        value.map(RegRead::Value)
+    }
+
+    /// The bochs-compatible areas of the first page.
+    fn read_compat(&self, target: Bar2Target, offset: u64, size: u32) -> Result<u64, RegError> {
+        match target {
             Bar2Target::Edid(rel) => bytes_read("EDID", &self.edid, rel, size),
             Bar2Target::VgaPorts(rel) => bytes_read("VGA", &self.vga_ports, rel, size),
             Bar2Target::Dispi(rel) => {
@@ -113,13 +145,8 @@ impl VirtRegs {
                     QemuExtReg::Endian => u64::from(self.qext_endian),
                 })
             }),
-            Bar2Target::Global(rel) => self.global.read(rel, size),
-            Bar2Target::Engine(rel) => self.engine.read(rel, size),
-            Bar2Target::Display(rel) => self.display.read(rel, size),
-            Bar2Target::Gtt { index, within } => return Ok(RegRead::Gtt { index, within }),
-            Bar2Target::Unassigned => Err(RegError::NoRegister { offset, size }),
-        };
-        value.map(RegRead::Value)
+            _ => Err(RegError::NoRegister { offset, size }),
+        }
     }
 
     /// A guest write; the interrupt line, when it may have changed, goes to
@@ -133,10 +160,6 @@ impl VirtRegs {
         fx: &mut Effects,
     ) -> Result<RegWrite, RegError> {
         match Bar2Target::decode(offset) {
-            Bar2Target::Edid(_) => Err(RegError::ReadOnly { reg: "EDID", value }),
-            Bar2Target::VgaPorts(rel) => vga_write(&mut self.vga_ports, rel, value, size),
-            Bar2Target::Dispi(rel) => self.dispi.write(rel, value, size).map(|_| RegWrite::Done),
-            Bar2Target::QemuExt(rel) => self.qext_write(rel, value, size),
             Bar2Target::Global(rel) => match self.global.write(rel, value, size)? {
                 GlobalWrite::Done(line) => {
                     fx.irq = Some(line);
@@ -171,7 +194,26 @@ impl VirtRegs {
                 _ => Ok(RegWrite::Done),
             },
             Bar2Target::Gtt { index, within } => Ok(RegWrite::Gtt { index, within }),
-            Bar2Target::Unassigned => Err(RegError::NoRegister { offset, size }),
+            compat => self.write_compat(compat, offset, value, size),
+        }
+    }
+
+    /// The bochs-compatible areas of the first page, out of the way of the
+    /// three blocks' writes.
+    #[inline(never)]
+    fn write_compat(
+        &mut self,
+        target: Bar2Target,
+        offset: u64,
+        value: u64,
+        size: u32,
+    ) -> Result<RegWrite, RegError> {
+        match target {
+            Bar2Target::Edid(_) => Err(RegError::ReadOnly { reg: "EDID", value }),
+            Bar2Target::VgaPorts(rel) => vga_write(&mut self.vga_ports, rel, value, size),
+            Bar2Target::Dispi(rel) => self.dispi.write(rel, value, size).map(|_| RegWrite::Done),
+            Bar2Target::QemuExt(rel) => self.qext_write(rel, value, size),
+            _ => Err(RegError::NoRegister { offset, size }),
         }
     }
 

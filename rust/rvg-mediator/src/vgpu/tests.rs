@@ -55,17 +55,20 @@ fn attach_with_ram(pages: u64) -> (Vgpu, Arc<SoftGpu>, Arc<HostRange>) {
 #[test]
 fn virtual_identity_and_sizes() {
     let (mut v, _) = attach();
-    assert_eq!(v.mmio_read(greg(GlobalReg::Id), 4).0, u64::from(RVG_ID));
-    assert_eq!(v.mmio_read(greg(GlobalReg::VramSize), 8).0, VRAM);
     assert_eq!(
-        v.mmio_read(greg(GlobalReg::GttEntries), 4).0,
+        v.mmio_read(greg(GlobalReg::Id), 4).unwrap(),
+        u64::from(RVG_ID)
+    );
+    assert_eq!(v.mmio_read(greg(GlobalReg::VramSize), 8).unwrap(), VRAM);
+    assert_eq!(
+        v.mmio_read(greg(GlobalReg::GttEntries), 4).unwrap(),
         u64::from(VGPU_GTT_ENTRIES)
     );
-    assert_eq!(v.mmio_read(bar2::DISPI, 2).0, u64::from(DISPI_ID5));
-    assert_eq!(v.mmio_read(bar2::DISPI + 0x14, 2).0, VRAM >> 16);
-    assert_eq!(v.mmio_read(bar2::QEMU_EXT, 4).0, 8);
+    assert_eq!(v.mmio_read(bar2::DISPI, 2).unwrap(), u64::from(DISPI_ID5));
+    assert_eq!(v.mmio_read(bar2::DISPI + 0x14, 2).unwrap(), VRAM >> 16);
+    assert_eq!(v.mmio_read(bar2::QEMU_EXT, 4).unwrap(), 8);
     assert_eq!(
-        v.mmio_read(bar2::QEMU_EXT + 4, 4).0,
+        v.mmio_read(bar2::QEMU_EXT + 4, 4).unwrap(),
         u64::from(QEXT_LITTLE_ENDIAN)
     );
 }
@@ -77,12 +80,12 @@ fn blocks_store_guest_values() {
     v.mmio_write(bar2::DISPLAY + 0x10, 1280, 4);
     v.mmio_write(bar2::DISPI + 2, 1024, 2);
     v.mmio_write(bar2::VGA_PORTS, 0x20, 1);
-    assert_eq!(v.mmio_read(bar2::ENGINE, 8).0, 0x40_0000);
-    assert_eq!(v.mmio_read(bar2::DISPLAY + 0x10, 4).0, 1280);
-    assert_eq!(v.mmio_read(bar2::DISPI + 2, 2).0, 1024);
-    assert_eq!(v.mmio_read(bar2::VGA_PORTS, 1).0, 0x20);
+    assert_eq!(v.mmio_read(bar2::ENGINE, 8).unwrap(), 0x40_0000);
+    assert_eq!(v.mmio_read(bar2::DISPLAY + 0x10, 4).unwrap(), 1280);
+    assert_eq!(v.mmio_read(bar2::DISPI + 2, 2).unwrap(), 1024);
+    assert_eq!(v.mmio_read(bar2::VGA_PORTS, 1).unwrap(), 0x20);
     // None of it reached the physical GPU's registers.
-    assert_eq!(soft.gpu().mmio_read(bar2::ENGINE, 8).0, 0);
+    assert_eq!(soft.gpu().mmio_read(bar2::ENGINE, 8).unwrap(), 0);
     let fx = v.mmio_write(bar2::ENGINE + 0x0c, 1, 4);
     assert_eq!(fx.diags.len(), 1, "RING_HEAD is read-only");
 }
@@ -93,7 +96,7 @@ fn gtt_entries_are_shadowed_into_the_slice() {
     v.mmio_write(gtt(5), 0x3000 | GttEntry::LOCAL | GttEntry::VALID, 8);
     let phys = soft.gpu().gtt_entry(RESERVED_GTT_ENTRIES + 5).unwrap();
     assert_eq!(phys, GttEntry::new(VRAM + 0x3000, true));
-    assert_eq!(v.mmio_read(gtt(5), 8).0, 0x3003);
+    assert_eq!(v.mmio_read(gtt(5), 8).unwrap(), 0x3003);
     // Untouched entries of the slice map the scratch page.
     let scratch = soft.gpu().gtt_entry(RESERVED_GTT_ENTRIES + 6).unwrap();
     assert_eq!(scratch, GttEntry::invalid_to(0, true));
@@ -130,11 +133,14 @@ fn rejected_entries_fault_and_are_reported() {
     );
     assert_eq!(fx.diags.len(), 1);
     assert_eq!(
-        v.mmio_read(greg(GlobalReg::FaultReason), 4).0,
+        v.mmio_read(greg(GlobalReg::FaultReason), 4).unwrap(),
         u64::from(fault::GTT_NOT_GUEST_RAM)
     );
-    assert_eq!(v.mmio_read(greg(GlobalReg::FaultAddr), 8).0, gfx_addr(9));
-    assert_eq!(v.mmio_read(greg(GlobalReg::GttFaults), 4).0, 1);
+    assert_eq!(
+        v.mmio_read(greg(GlobalReg::FaultAddr), 8).unwrap(),
+        gfx_addr(9)
+    );
+    assert_eq!(v.mmio_read(greg(GlobalReg::GttFaults), 4).unwrap(), 1);
     assert_eq!(v.shadow_stats().rejected, 1);
 }
 
@@ -179,10 +185,10 @@ fn software_interrupt_is_virtual() {
             message: true
         })
     );
-    assert_eq!(v.mmio_read(greg(GlobalReg::IntStatus), 4).0, sw);
+    assert_eq!(v.mmio_read(greg(GlobalReg::IntStatus), 4).unwrap(), sw);
     // The GPU, which other vGPUs may share, saw none of it.
     assert_eq!(
-        soft.gpu().mmio_read(greg(GlobalReg::IntStatus), 4).0 & sw,
+        soft.gpu().mmio_read(greg(GlobalReg::IntStatus), 4).unwrap() & sw,
         0
     );
 }
@@ -234,8 +240,8 @@ fn reset_releases_everything_but_guest_memory() {
         u64::from(rvg_model::regs::RESET_MAGIC),
         4,
     );
-    assert_eq!(v.mmio_read(greg(GlobalReg::Scratch), 8).0, 0);
-    assert_eq!(v.mmio_read(gtt(3), 8).0, 0);
+    assert_eq!(v.mmio_read(greg(GlobalReg::Scratch), 8).unwrap(), 0);
+    assert_eq!(v.mmio_read(gtt(3), 8).unwrap(), 0);
     assert_eq!(v.shadow_stats().pinned_pages, 0);
     assert_eq!(
         soft.gpu().gtt_entry(RESERVED_GTT_ENTRIES + 3).unwrap(),
@@ -298,13 +304,13 @@ fn display_properties_are_checked() {
 #[test]
 fn edid_reads_the_preferred_mode_and_ignores_writes() {
     let (mut v, _) = attach();
-    let header = v.mmio_read(bar2::EDID, 8).0;
+    let header = v.mmio_read(bar2::EDID, 8).unwrap();
     assert_eq!(header, 0x00ff_ffff_ffff_ff00);
-    let blob: Vec<u8> = (0..128).map(|i| v.mmio_read(i, 1).0 as u8).collect();
+    let blob: Vec<u8> = (0..128).map(|i| v.mmio_read(i, 1).unwrap() as u8).collect();
     assert_eq!(blob, edid::edid(1024, 768));
-    assert_eq!(v.mmio_read(bar2::EDID + 0x200, 4).0, 0);
+    assert_eq!(v.mmio_read(bar2::EDID + 0x200, 4).unwrap(), 0);
     assert_eq!(v.mmio_write(bar2::EDID, 0, 1).diags.len(), 1);
-    assert_eq!(v.mmio_read(bar2::EDID, 1).0, 0);
+    assert_eq!(v.mmio_read(bar2::EDID, 1).unwrap(), 0);
 }
 
 #[test]
@@ -314,15 +320,15 @@ fn writing_the_plane_base_flips() {
     let base = bar2::DISPLAY + DisplayReg::PlaneBase.offset();
     let count = |v: &mut Vgpu| {
         v.mmio_read(bar2::DISPLAY + DisplayReg::FlipCount.offset(), 4)
-            .0
+            .unwrap()
     };
     v.mmio_write(base + 4, 1, 4);
     assert_eq!(count(&mut v), 0, "the high half alone does not latch");
     v.mmio_write(base, 0x1000, 4);
     v.mmio_write(base, 0x2000, 8);
     assert_eq!(count(&mut v), 2);
-    assert_eq!(v.mmio_read(greg(GlobalReg::IntStatus), 4).0, flip);
-    assert_eq!(v.mmio_read(base, 8).0, 0x2000);
+    assert_eq!(v.mmio_read(greg(GlobalReg::IntStatus), 4).unwrap(), flip);
+    assert_eq!(v.mmio_read(base, 8).unwrap(), 0x2000);
 }
 
 #[test]
@@ -363,10 +369,10 @@ fn progress_posted_before_an_engine_reset_is_kept_and_after_it_dropped() {
     );
     assert_ne!(v.state.generation, old, "a new generation");
     v.link.inbox.post(posted(8));
-    assert_eq!(v.mmio_read(eng(EngineReg::Seqno), 4).0, 7);
+    assert_eq!(v.mmio_read(eng(EngineReg::Seqno), 4).unwrap(), 7);
     assert!(v.link.inbox.is_empty(), "taken in, and dropped");
     assert_eq!(
-        v.mmio_read(greg(GlobalReg::IntStatus), 4).0,
+        v.mmio_read(greg(GlobalReg::IntStatus), 4).unwrap(),
         u64::from(IntSource::FENCE.bits()),
         "the fence before the reset raised its source"
     );
