@@ -99,11 +99,15 @@ impl FfiDevice {
 
     #[inline]
     pub fn mmio_write(&self, offset: u64, value: u64, size: u32) {
-        let fx = match &self.model {
-            Model::Hw(gpu) => gpu.mmio_write(offset, value, size),
-            Model::Vgpu(v) => v.borrow_mut().mmio_write(offset, value, size),
-        };
-        self.apply(fx);
+        // Each model's effects are applied where they come out (the vGPU's
+        // once its borrow has ended), not moved to one place first.
+        match &self.model {
+            Model::Hw(gpu) => self.apply(gpu.mmio_write(offset, value, size)),
+            Model::Vgpu(v) => {
+                let fx = v.borrow_mut().mmio_write(offset, value, size);
+                self.apply(fx);
+            }
+        }
     }
 
     /// The device leaves the bus: shut every path that could call into

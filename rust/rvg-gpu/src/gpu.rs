@@ -250,6 +250,7 @@ impl Gpu {
                         fx.irq = Some(line);
                         return fx;
                     }
+                    Ok(GlobalWrite::Stored) => return fx,
                     Err(e) => Err(e),
                 }
             }

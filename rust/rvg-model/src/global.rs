@@ -8,6 +8,8 @@ use crate::regs::{GlobalReg, RegKind, Register, RESET_MAGIC, RVG_ID, RVG_VERSION
 /// What a guest write to the global block asks of its owner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GlobalWrite {
+    /// A plain register took the value; nothing else changed.
+    Stored,
     /// Handled inside the block; the interrupt line may have changed.
     Done(IrqLine),
     /// INT_TRIGGER: raise these sources.
@@ -102,7 +104,7 @@ impl GlobalBlock {
         Ok(match reg {
             GlobalReg::Scratch => {
                 self.scratch = lane.merge(self.scratch, value);
-                GlobalWrite::Done(self.irq.current())
+                GlobalWrite::Stored
             }
             GlobalReg::IntStatus => GlobalWrite::Done(self.irq.write_status(bits)),
             GlobalReg::IntMask => {
@@ -237,6 +239,10 @@ mod tests {
             .write(off(GlobalReg::IntStatus), u64::from(sw.bits()), 4)
             .unwrap();
         assert_eq!(w, GlobalWrite::Done(IrqLine::default()));
+        assert_eq!(
+            b.write(off(GlobalReg::Scratch), 1, 4),
+            Ok(GlobalWrite::Stored)
+        );
         // A byte write to the top byte of INT_STATUS clears bit 31 alone.
         b.irq.raise(sw | IntSource::FENCE);
         b.write(off(GlobalReg::IntStatus) + 3, 0x80, 1).unwrap();

@@ -255,7 +255,9 @@ impl Vgpu {
             Ok(next) => self.carry_out(next, value, size, &mut fx),
             Err(e) => Err(e),
         };
-        fx.irq = fx.irq.and_then(|line| line.changed_from(before));
+        if let Some(line) = fx.irq {
+            fx.irq = line.changed_from(before);
+        }
         fx.check_write(offset, value, result);
         fx
     }

@@ -161,6 +161,7 @@ impl VirtRegs {
     ) -> Result<RegWrite, RegError> {
         match Bar2Target::decode(offset) {
             Bar2Target::Global(rel) => match self.global.write(rel, value, size)? {
+                GlobalWrite::Stored => Ok(RegWrite::Done),
                 GlobalWrite::Done(line) => {
                     fx.irq = Some(line);
                     Ok(RegWrite::Done)
