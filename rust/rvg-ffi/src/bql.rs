@@ -39,6 +39,13 @@ impl<T> BqlCell<T> {
         BqlRefMut { cell: self }
     }
 
+    /// The value for the length of one entry point, or None if it is
+    /// already borrowed (the caller then takes a path that reports it).
+    #[inline]
+    pub fn try_borrow_mut(&self) -> Option<BqlRefMut<'_, T>> {
+        (!self.borrowed.replace(true)).then_some(BqlRefMut { cell: self })
+    }
+
     /// The value, with the cell owned: no lock needed.
     pub fn get_mut(&mut self) -> &mut T {
         self.value.get_mut()

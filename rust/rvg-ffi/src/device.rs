@@ -42,6 +42,8 @@ impl FfiDevice {
         self.broken.load(Ordering::Acquire)
     }
 
+    #[cold]
+    #[inline(never)]
     pub fn set_broken(&self, why: &str) {
         self.broken.store(true, Ordering::Release);
         self.host.log(
@@ -77,6 +79,20 @@ impl FfiDevice {
         if let Some(line) = fx.irq {
             self.host.drive_irq(line);
         }
+    }
+
+    /// The common read: a register of the vGPU's global, engine or display
+    /// block, with nothing pending from its scheduler, on a working device.
+    /// None for everything else, which `mmio_read` serves.
+    #[inline]
+    pub fn read_register(&self, offset: u64, size: u32) -> Option<u64> {
+        let Model::Vgpu(v) = &self.model else {
+            return None;
+        };
+        if self.is_broken() {
+            return None;
+        }
+        v.try_borrow_mut()?.read_register(offset, size)
     }
 
     /// A register read: the value, or 0 with the refusal logged as the

@@ -332,9 +332,23 @@ unsafe extern "C" fn rvg_reset(dev: *mut sys::RvgDevice) {
 }
 
 unsafe extern "C" fn rvg_mmio_read(dev: *mut sys::RvgDevice, offset: u64, size: u32) -> u64 {
+    // The common read is answered by code that calls nothing (no register
+    // to save, no result in memory); every other read takes the whole path.
+    // SAFETY: header contract.
+    match unsafe { with_device(dev, None, |d| d.read_register(offset, size)) } {
+        Some(value) => value,
+        // SAFETY: header contract.
+        None => unsafe { mmio_read_whole(dev, offset, size) },
+    }
+}
+
+/// # Safety
+/// The header contract of `mmio_read`.
+#[inline(never)]
+unsafe fn mmio_read_whole(dev: *mut sys::RvgDevice, offset: u64, size: u32) -> u64 {
     // A broken device, or one that panics now, reads as all ones; worked
     // out only then, not on every read.
-    // SAFETY: header contract.
+    // SAFETY: the caller's contract.
     unsafe {
         with_device(dev, None, |d| {
             (!d.is_broken()).then(|| d.mmio_read(offset, size))

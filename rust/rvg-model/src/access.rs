@@ -59,7 +59,7 @@ impl fmt::Display for AccessError {
 impl Lane {
     /// Check an access of `size` bytes at `offset` against a register that
     /// starts at `reg_offset` and is `reg_width` bytes wide.
-    #[inline]
+    #[inline(always)]
     pub fn new(
         offset: u64,
         size: u32,

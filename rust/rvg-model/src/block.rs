@@ -40,37 +40,35 @@ pub fn refused_read(offset: u64, err: &RegError) -> String {
 }
 
 /// Find the register an access targets and check it against the access rule.
-/// Every register access runs this: a table lookup and three comparisons,
-/// with the refusals out of the way.
 #[inline]
 pub fn decode<R: Register>(offset: u64, size: u32) -> Result<(R, Lane), RegError> {
-    let Some(reg) = R::containing(offset) else {
-        return Err(no_register(offset, size));
-    };
-    match Lane::new(offset, size, reg.offset(), reg.width()) {
-        Ok(lane) => Ok((reg, lane)),
-        Err(err) => Err(bad_access(reg, err)),
-    }
+    find(offset, size).ok_or_else(|| refusal::<R>(offset, size))
 }
 
-/// `decode` for a caller that has its own way with refusals: the register
-/// path's first try, with no reason worked out.
-#[inline]
+/// `decode` without the reason for a refusal: a table lookup and three
+/// comparisons, what every register access runs first.
+#[inline(always)]
 pub fn find<R: Register>(offset: u64, size: u32) -> Option<(R, Lane)> {
-    decode(offset, size).ok()
+    let reg = R::containing(offset)?;
+    Some((
+        reg,
+        Lane::new(offset, size, reg.offset(), reg.width()).ok()?,
+    ))
 }
 
+/// Why `find` refused an access: the access rule of the register it hits,
+/// else no register.
 #[cold]
-fn no_register(offset: u64, size: u32) -> RegError {
-    RegError::NoRegister { offset, size }
-}
-
-#[cold]
-fn bad_access<R: Register>(reg: R, err: AccessError) -> RegError {
-    RegError::Access {
-        reg: reg.name(),
-        err,
-    }
+fn refusal<R: Register>(offset: u64, size: u32) -> RegError {
+    R::containing(offset)
+        .and_then(|reg| {
+            let err = Lane::new(offset, size, reg.offset(), reg.width()).err()?;
+            Some(RegError::Access {
+                reg: reg.name(),
+                err,
+            })
+        })
+        .unwrap_or(RegError::NoRegister { offset, size })
 }
 
 /// Plain storage for every register of a block, power-on value zero.
@@ -94,6 +92,7 @@ impl<R: Register> RegFile<R> {
         reg.index()
     }
 
+    #[inline(always)]
     pub fn get(&self, reg: R) -> u64 {
         self.values[Self::slot(reg)]
     }

@@ -120,7 +120,7 @@ pub struct EngineWrite {
 
 impl EngineState {
     /// The value of an engine register.
-    #[inline]
+    #[inline(always)]
     pub fn reg(&self, reg: EngineReg) -> u64 {
         match reg {
             EngineReg::RingBase => self.ring_base,

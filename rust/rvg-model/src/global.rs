@@ -68,7 +68,7 @@ impl GlobalBlock {
     }
 
     /// The value of a global register, as a whole-register read sees it.
-    #[inline]
+    #[inline(always)]
     pub fn value(&self, reg: GlobalReg) -> u64 {
         match reg {
             GlobalReg::Id => u64::from(RVG_ID),

@@ -60,7 +60,7 @@ pub enum Bar2Target {
 }
 
 impl Bar2Target {
-    #[inline]
+    #[inline(always)]
     pub fn decode(offset: u64) -> Bar2Target {
         use bar2::*;
         if offset >= GTT {
@@ -173,9 +173,9 @@ macro_rules! register_block {
 
         impl Register for $block {
             const ALL: &'static [Self] = &[$($block::$reg,)*];
-            #[inline]
+            #[inline(always)]
             fn offset(self) -> u64 { match self { $($block::$reg => $off,)* } }
-            #[inline]
+            #[inline(always)]
             fn width(self) -> u64 { match self { $($block::$reg => $width,)* } }
             #[inline]
             fn kind(self) -> RegKind { match self { $($block::$reg => RegKind::$kind,)* } }
@@ -184,7 +184,7 @@ macro_rules! register_block {
             fn index(self) -> usize { self as usize }
             // Every register access decodes its offset: one load from a
             // table built at compile time, not a search.
-            #[inline]
+            #[inline(always)]
             fn containing(offset: u64) -> Option<Self> {
                 const PLACES: [u8; DECODE_SPAN] = place_table(&[$(($off, $width),)*]);
                 let place = *PLACES.get(usize::try_from(offset).ok()?)?;

@@ -227,6 +227,17 @@ impl Vgpu {
         }
     }
 
+    /// `mmio_read` for the common case only: a register of the global,
+    /// engine or display block with no progress from the scheduler to take
+    /// in first. None when the whole path is needed.
+    #[inline]
+    pub fn read_register(&self, offset: u64, size: u32) -> Option<u64> {
+        if !self.link.inbox.is_empty() {
+            return None;
+        }
+        self.state.regs.read_register(offset, size)
+    }
+
     /// The GTT window, the bochs-compatible areas, and refusals.
     #[inline(never)]
     fn read_other(&self, offset: u64, size: u32) -> Result<u64, RegError> {
@@ -245,21 +256,19 @@ impl Vgpu {
     /// writes leave QEMU's interrupt code alone.
     #[inline]
     pub fn mmio_write(&mut self, offset: u64, value: u64, size: u32) -> Effects {
-        let mut fx = Effects::default();
         self.take_progress();
         let before = self.state.regs.irq_line();
-        let result = match self.state.regs.write(offset, value, size, &mut fx) {
+        match self.state.regs.write(offset, value, size) {
             // Most writes end in the register file.
-            Ok(RegWrite::Done) => Ok(()),
-            Ok(RegWrite::DeviceReset) => return self.reset(),
-            Ok(next) => self.carry_out(next, value, size, &mut fx),
-            Err(e) => Err(e),
-        };
-        if let Some(line) = fx.irq {
-            fx.irq = line.changed_from(before);
+            Ok(RegWrite::Done) => Effects::default(),
+            Ok(RegWrite::Interrupt(line)) => Effects {
+                irq: line.changed_from(before),
+                ..Effects::default()
+            },
+            Ok(RegWrite::DeviceReset) => self.reset(),
+            Ok(next) => self.carry_out(next, offset, value, size, before),
+            Err(e) => refused_write(offset, value, e),
         }
-        fx.check_write(offset, value, result);
-        fx
     }
 
     /// What a write to the GTT window or the engine block sets going.
@@ -267,15 +276,19 @@ impl Vgpu {
     fn carry_out(
         &mut self,
         next: RegWrite,
+        offset: u64,
         value: u64,
         size: u32,
-        fx: &mut Effects,
-    ) -> Result<(), RegError> {
+        before: IrqLine,
+    ) -> Effects {
+        let mut fx = Effects::default();
         let Vgpu {
             link, state: st, ..
         } = self;
-        match next {
-            RegWrite::Gtt { index, within } => link.gtt_write(st, index, within, value, size, fx),
+        let result = match next {
+            RegWrite::Gtt { index, within } => {
+                link.gtt_write(st, index, within, value, size, &mut fx)
+            }
             RegWrite::Engine {
                 reset,
                 enabled,
@@ -290,13 +303,25 @@ impl Vgpu {
                     sched.set_enabled(link.ctx, on);
                 }
                 if kick {
-                    link.submit(st, fx);
+                    link.submit(st, &mut fx);
                 }
                 Ok(())
             }
-            RegWrite::Done | RegWrite::DeviceReset => Ok(()),
+            RegWrite::Done | RegWrite::Interrupt(_) | RegWrite::DeviceReset => Ok(()),
+        };
+        if let Some(line) = fx.irq {
+            fx.irq = line.changed_from(before);
         }
+        fx.check_write(offset, value, result);
+        fx
     }
+}
+
+#[cold]
+fn refused_write(offset: u64, value: u64, e: RegError) -> Effects {
+    let mut fx = Effects::default();
+    fx.check_write(offset, value, Err(e));
+    fx
 }
 
 impl Vgpu {

@@ -3,12 +3,11 @@
 //!
 //! A read or write here touches nothing but this struct; what else must
 //! happen (shadow a GTT entry, tell the scheduler, scan a submission, reset
-//! the device) comes back as a [`RegWrite`] for the vGPU to carry out, and
-//! the interrupt line and log lines go into the caller's [`Effects`].
+//! the device, drive the interrupt line) comes back as a [`RegWrite`] for
+//! the vGPU to carry out.
 
 use rvg_model::access::Lane;
 use rvg_model::block::{decode, find, RegError, RegFile};
-use rvg_model::effects::Effects;
 use rvg_model::engine::{ring_ctl, EngineError, EngineState, EngineWrite};
 use rvg_model::global::{GlobalBlock, GlobalWrite};
 use rvg_model::irq::{IntSource, IrqLine};
@@ -34,8 +33,10 @@ pub enum RegRead {
 /// What a register write asks of the vGPU once the registers changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RegWrite {
-    /// Nothing beyond the registers (and the interrupt line in `Effects`).
+    /// Nothing beyond the registers.
     Done,
+    /// The interrupt state changed: the line is now this.
+    Interrupt(IrqLine),
     /// The GTT window: the shadow's business.
     Gtt { index: u64, within: u64 },
     /// An engine register: reset the context, tell the scheduler whether
@@ -97,7 +98,7 @@ impl VirtRegs {
     /// The common read, with no refusal to explain: a register of the
     /// global, engine or display block, accessed inside it. None for every
     /// other access, which `read` serves or refuses.
-    #[inline]
+    #[inline(always)]
     pub fn read_register(&self, offset: u64, size: u32) -> Option<u64> {
         match Bar2Target::decode(offset) {
             Bar2Target::Global(rel) => {
@@ -149,27 +150,14 @@ impl VirtRegs {
         }
     }
 
-    /// A guest write; the interrupt line, when it may have changed, goes to
-    /// `fx`.
+    /// A guest write: what else it asks for, or why it is refused.
     #[inline]
-    pub fn write(
-        &mut self,
-        offset: u64,
-        value: u64,
-        size: u32,
-        fx: &mut Effects,
-    ) -> Result<RegWrite, RegError> {
+    pub fn write(&mut self, offset: u64, value: u64, size: u32) -> Result<RegWrite, RegError> {
         match Bar2Target::decode(offset) {
             Bar2Target::Global(rel) => match self.global.write(rel, value, size)? {
                 GlobalWrite::Stored => Ok(RegWrite::Done),
-                GlobalWrite::Done(line) => {
-                    fx.irq = Some(line);
-                    Ok(RegWrite::Done)
-                }
-                GlobalWrite::Trigger(src) => {
-                    fx.irq = Some(self.global.irq.raise(src));
-                    Ok(RegWrite::Done)
-                }
+                GlobalWrite::Done(line) => Ok(RegWrite::Interrupt(line)),
+                GlobalWrite::Trigger(src) => Ok(RegWrite::Interrupt(self.global.irq.raise(src))),
                 GlobalWrite::Reset => Ok(RegWrite::DeviceReset),
             },
             Bar2Target::Engine(rel) => {
@@ -189,8 +177,9 @@ impl VirtRegs {
                     let flips = self.display.get(DisplayReg::FlipCount);
                     self.display
                         .set(DisplayReg::FlipCount, flips.wrapping_add(1));
-                    fx.irq = Some(self.global.irq.raise(IntSource::DISPLAY_FLIP));
-                    Ok(RegWrite::Done)
+                    Ok(RegWrite::Interrupt(
+                        self.global.irq.raise(IntSource::DISPLAY_FLIP),
+                    ))
                 }
                 _ => Ok(RegWrite::Done),
             },
@@ -322,10 +311,9 @@ mod tests {
     #[test]
     fn engine_writes_say_what_the_vgpu_must_do() {
         let mut r = regs();
-        let mut fx = Effects::default();
         let ctl = bar2::ENGINE + EngineReg::RingCtl.offset();
         let tail = bar2::ENGINE + EngineReg::RingTail.offset();
-        let w = r.write(ctl, u64::from(ring_ctl::ENABLE), 4, &mut fx);
+        let w = r.write(ctl, u64::from(ring_ctl::ENABLE), 4);
         assert_eq!(
             w,
             Ok(RegWrite::Engine {
@@ -334,7 +322,7 @@ mod tests {
                 kick: true
             })
         );
-        let w = r.write(tail, 0x40, 4, &mut fx);
+        let w = r.write(tail, 0x40, 4);
         assert_eq!(
             w,
             Ok(RegWrite::Engine {
@@ -343,7 +331,7 @@ mod tests {
                 kick: true
             })
         );
-        let w = r.write(ctl, u64::from(ring_ctl::RESET), 4, &mut fx);
+        let w = r.write(ctl, u64::from(ring_ctl::RESET), 4);
         assert_eq!(
             w,
             Ok(RegWrite::Engine {
@@ -352,19 +340,13 @@ mod tests {
                 kick: true
             })
         );
-        assert_eq!(
-            fx,
-            Effects::default(),
-            "no interrupt or log from the engine"
-        );
     }
 
     #[test]
     fn the_gtt_window_and_device_reset_go_to_the_vgpu() {
         let mut r = regs();
-        let mut fx = Effects::default();
         assert_eq!(
-            r.write(bar2::GTT + 8 * 5 + 4, 1, 4, &mut fx),
+            r.write(bar2::GTT + 8 * 5 + 4, 1, 4),
             Ok(RegWrite::Gtt {
                 index: 5,
                 within: 4
@@ -379,7 +361,7 @@ mod tests {
         );
         let reset = bar2::GLOBAL + GlobalReg::Reset.offset();
         assert_eq!(
-            r.write(reset, u64::from(rvg_model::regs::RESET_MAGIC), 4, &mut fx),
+            r.write(reset, u64::from(rvg_model::regs::RESET_MAGIC), 4),
             Ok(RegWrite::DeviceReset)
         );
     }
@@ -387,21 +369,15 @@ mod tests {
     #[test]
     fn a_plane_base_write_flips_and_interrupts() {
         let mut r = regs();
-        let mut fx = Effects::default();
         let enable = bar2::GLOBAL + GlobalReg::IntEnable.offset();
-        r.write(
-            enable,
-            u64::from(IntSource::DISPLAY_FLIP.bits()),
-            4,
-            &mut fx,
-        )
-        .unwrap();
+        r.write(enable, u64::from(IntSource::DISPLAY_FLIP.bits()), 4)
+            .unwrap();
         let base = bar2::DISPLAY + DisplayReg::PlaneBase.offset();
-        r.write(base, 0x10_0000, 8, &mut fx).unwrap();
+        let w = r.write(base, 0x10_0000, 8);
         assert_eq!(r.display.get(DisplayReg::FlipCount), 1);
-        assert!(fx.irq.is_some_and(|l| l.asserted));
+        assert!(matches!(w, Ok(RegWrite::Interrupt(l)) if l.asserted));
         // The high half alone latches nothing.
-        r.write(base + 4, 0, 4, &mut fx).unwrap();
+        assert_eq!(r.write(base + 4, 0, 4), Ok(RegWrite::Done));
         assert_eq!(r.display.get(DisplayReg::FlipCount), 1);
     }
 
@@ -430,9 +406,8 @@ mod tests {
     #[test]
     fn reset_keeps_the_edid_and_sizes() {
         let mut r = regs();
-        let mut fx = Effects::default();
         let scratch = bar2::GLOBAL + GlobalReg::Scratch.offset();
-        r.write(scratch, 5, 4, &mut fx).unwrap();
+        r.write(scratch, 5, 4).unwrap();
         let edid = r.read(0, 8);
         r.reset();
         assert_eq!(r.read(scratch, 4), Ok(RegRead::Value(0)));
