@@ -113,6 +113,20 @@ impl FfiDevice {
         0
     }
 
+    /// The common write: one that only stores a register of the vGPU
+    /// (`Vgpu::store_register`), on a working device. True when done;
+    /// false, with nothing changed, for everything else, which `mmio_write`
+    /// carries out.
+    #[inline]
+    pub fn store_register(&self, offset: u64, value: u64, size: u32) -> bool {
+        let Model::Vgpu(v) = &self.model else {
+            return false;
+        };
+        !self.is_broken()
+            && v.try_borrow_mut()
+                .is_some_and(|mut v| v.store_register(offset, value, size))
+    }
+
     #[inline]
     pub fn mmio_write(&self, offset: u64, value: u64, size: u32) {
         // Each model's effects are applied where they come out (the vGPU's

@@ -358,7 +358,20 @@ unsafe fn mmio_read_whole(dev: *mut sys::RvgDevice, offset: u64, size: u32) -> u
 }
 
 unsafe extern "C" fn rvg_mmio_write(dev: *mut sys::RvgDevice, offset: u64, value: u64, size: u32) {
+    // As for reads: a write that only stores a register is done by code
+    // that calls nothing; every other write takes the whole path.
     // SAFETY: header contract.
+    if !unsafe { with_device(dev, false, |d| d.store_register(offset, value, size)) } {
+        // SAFETY: header contract.
+        unsafe { mmio_write_whole(dev, offset, value, size) }
+    }
+}
+
+/// # Safety
+/// The header contract of `mmio_write`.
+#[inline(never)]
+unsafe fn mmio_write_whole(dev: *mut sys::RvgDevice, offset: u64, value: u64, size: u32) {
+    // SAFETY: the caller's contract.
     unsafe {
         with_device(dev, (), |d| {
             if !d.is_broken() {

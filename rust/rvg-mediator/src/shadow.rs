@@ -255,11 +255,16 @@ impl GttShadow {
         // Pin the new page before releasing the old one, so rewriting an
         // entry with the page it already maps is a cache hit.
         let (state, shadow) = self.translate(entry, mem);
-        if let EntryState::System { gpa } = self.state[i as usize] {
+        let old = std::mem::replace(&mut self.state[i as usize], state);
+        if let EntryState::System { gpa } = old {
             self.pins.unpin(gpa);
         }
-        self.state[i as usize] = state;
-        phys.write(self.layout.gtt_base + i, shadow)?;
+        // The physical entry follows from the state (and from system
+        // access, whose change rewrites every system entry): a rewrite
+        // with the same meaning, such as clearing a clear entry, leaves it.
+        if state != old {
+            phys.write(self.layout.gtt_base + i, shadow)?;
+        }
         Ok(match state {
             EntryState::Rejected(reason) => {
                 self.rejected_total += 1;
@@ -366,9 +371,10 @@ pub(crate) mod tests {
     use super::*;
     use crate::guest_mem::{GuestRange, MemKind};
 
-    /// A physical GTT in a vector, as the GPU would hold it.
+    /// A physical GTT in a vector, as the GPU would hold it, and how many
+    /// entries were written to it.
     #[derive(Default)]
-    pub struct VecGtt(pub Vec<u64>);
+    pub struct VecGtt(pub Vec<u64>, pub usize);
 
     impl PhysGtt for VecGtt {
         fn write(&mut self, index: u32, entry: GttEntry) -> io::Result<()> {
@@ -377,6 +383,7 @@ pub(crate) mod tests {
                 self.0.resize(i + 1, 0);
             }
             self.0[i] = entry.0;
+            self.1 += 1;
             Ok(())
         }
         fn read(&mut self, index: u32) -> io::Result<GttEntry> {
@@ -480,6 +487,27 @@ pub(crate) mod tests {
         assert_eq!(out, WriteOutcome::Shadowed(expect));
         assert_eq!(p.0[1024 + 3], expect.0, "written at slice_base + index");
         assert_eq!(s.read(3, 0, 8), Ok(0x5003), "guest reads its own value");
+    }
+
+    #[test]
+    fn a_rewrite_with_the_same_meaning_leaves_the_physical_entry() {
+        let (mut s, m, mut p) = setup();
+        let mut writes = |s: &mut GttShadow, value| {
+            let before = p.1;
+            put(s, &m, &mut p, 7, value);
+            p.1 - before
+        };
+        let local = 0x5000 | GttEntry::LOCAL | GttEntry::VALID;
+        let system = 0x20_0000 | GttEntry::VALID;
+        let counts: Vec<_> = [0, 0, local, local, system, system]
+            .into_iter()
+            .map(|value| writes(&mut s, value))
+            .collect();
+        assert_eq!(counts, [0, 0, 1, 0, 1, 0]);
+        assert_eq!(s.pin_refs(0x20_0000), 1, "the same page, pinned once");
+        assert_eq!(writes(&mut s, 0x7000 | GttEntry::VALID), 1);
+        assert_eq!(writes(&mut s, 0), 1);
+        assert_eq!(p.0[1024 + 7], LAYOUT.scratch_entry().0);
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use crate::access::{AccessError, Lane};
-use crate::regs::Register;
+use crate::regs::{RegKind, Register};
 
 /// Why an access to a block was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,11 +112,22 @@ impl<R: Register> RegFile<R> {
         Ok(lane.extract(self.get(reg)))
     }
 
+    /// Write the accessed bytes of `reg` if it is read-write: true. False,
+    /// with nothing changed, for any other register.
+    #[inline(always)]
+    pub fn store(&mut self, reg: R, lane: Lane, value: u64) -> bool {
+        let writable = reg.kind() == RegKind::ReadWrite;
+        if writable {
+            self.set(reg, lane.merge(self.get(reg), value));
+        }
+        writable
+    }
+
     /// Write the accessed bytes of a read-write register; returns which one.
     pub fn write(&mut self, offset: u64, value: u64, size: u32) -> Result<R, RegError> {
         let (reg, lane) = decode::<R>(offset, size)?;
         match reg.kind() {
-            crate::regs::RegKind::ReadOnly => Err(RegError::ReadOnly {
+            RegKind::ReadOnly => Err(RegError::ReadOnly {
                 reg: reg.name(),
                 value,
             }),

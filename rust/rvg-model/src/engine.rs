@@ -5,6 +5,7 @@
 //! This is the engine state and its execution, independent of threads and
 //! registers' MMIO encoding; the GPU drives it from a worker thread.
 
+use crate::access::Lane;
 use crate::block::{decode, RegError};
 use crate::cmd::{self, Command, DecodeError};
 use crate::copy_rect::copy_rect;
@@ -144,6 +145,10 @@ impl EngineState {
     #[inline]
     pub fn write(&mut self, rel: u64, value: u64, size: u32) -> Result<EngineWrite, RegError> {
         let (reg, lane) = decode::<EngineReg>(rel, size)?;
+        let mut w = EngineWrite::default();
+        if self.store(reg, lane, value) {
+            return Ok(w);
+        }
         if reg.kind() == RegKind::ReadOnly {
             return Err(RegError::ReadOnly {
                 reg: reg.name(),
@@ -151,10 +156,7 @@ impl EngineState {
             });
         }
         let merged = lane.merge(self.reg(reg), value);
-        let mut w = EngineWrite::default();
         match reg {
-            EngineReg::RingBase => self.ring_base = merged,
-            EngineReg::RingSize => self.ring_size = merged as u32,
             EngineReg::RingTail => {
                 self.tail = merged as u32;
                 w.kick = true;
@@ -169,9 +171,24 @@ impl EngineState {
                 self.ctl = ctl & ring_ctl::ENABLE;
                 w.kick = true;
             }
-            _ => unreachable!("read-only registers were refused above"),
+            _ => unreachable!("read-only and storage registers were handled above"),
         }
         Ok(w)
+    }
+
+    /// A write to a register whose value is all it changes (the ring's
+    /// base and size): done, and true. False, with nothing changed, for any
+    /// other register.
+    #[inline(always)]
+    pub fn store(&mut self, reg: EngineReg, lane: Lane, value: u64) -> bool {
+        match reg {
+            EngineReg::RingBase => self.ring_base = lane.merge(self.ring_base, value),
+            EngineReg::RingSize => {
+                self.ring_size = lane.merge(u64::from(self.ring_size), value) as u32
+            }
+            _ => return false,
+        }
+        true
     }
 
     /// Whether there is work the engine may do now.

@@ -1,6 +1,7 @@
 //! The global register block, shared by the physical GPU and the vGPU: the
 //! same registers, with the sizes of whichever device owns it.
 
+use crate::access::Lane;
 use crate::block::{decode, RegError};
 use crate::irq::{IntSource, Interrupts, IrqLine};
 use crate::regs::{GlobalReg, RegKind, Register, RESET_MAGIC, RVG_ID, RVG_VERSION};
@@ -92,6 +93,9 @@ impl GlobalBlock {
     #[inline]
     pub fn write(&mut self, offset: u64, value: u64, size: u32) -> Result<GlobalWrite, RegError> {
         let (reg, lane) = decode::<GlobalReg>(offset, size)?;
+        if self.store(reg, lane, value) {
+            return Ok(GlobalWrite::Stored);
+        }
         if reg.kind() == RegKind::ReadOnly {
             return Err(RegError::ReadOnly {
                 reg: reg.name(),
@@ -102,10 +106,6 @@ impl GlobalBlock {
         let bits = lane.place(value) as u32;
         let merge32 = |old: u32| lane.merge(u64::from(old), value) as u32;
         Ok(match reg {
-            GlobalReg::Scratch => {
-                self.scratch = lane.merge(self.scratch, value);
-                GlobalWrite::Stored
-            }
             GlobalReg::IntStatus => GlobalWrite::Done(self.irq.write_status(bits)),
             GlobalReg::IntMask => {
                 GlobalWrite::Done(self.irq.write_mask(merge32(self.irq.mask().bits())))
@@ -138,8 +138,21 @@ impl GlobalBlock {
                 }
                 GlobalWrite::Reset
             }
-            _ => unreachable!("read-only registers were refused above"),
+            _ => unreachable!("read-only and storage registers were handled above"),
         })
+    }
+
+    /// A write to a register whose value is all it changes (SCRATCH): done,
+    /// and true. False, with nothing changed, for any other register.
+    #[inline(always)]
+    pub fn store(&mut self, reg: GlobalReg, lane: Lane, value: u64) -> bool {
+        match reg {
+            GlobalReg::Scratch => {
+                self.scratch = lane.merge(self.scratch, value);
+                true
+            }
+            _ => false,
+        }
     }
 }
 

@@ -238,6 +238,15 @@ impl Vgpu {
         self.state.regs.read_register(offset, size)
     }
 
+    /// `mmio_write` for the common case only: a write whose stored value is
+    /// all it changes (`VirtRegs::store`), with no scheduler progress to
+    /// take in first. False, with nothing changed, when the whole path is
+    /// needed.
+    #[inline(always)]
+    pub fn store_register(&mut self, offset: u64, value: u64, size: u32) -> bool {
+        self.link.inbox.is_empty() && self.state.regs.store(offset, value, size)
+    }
+
     /// The GTT window, the bochs-compatible areas, and refusals.
     #[inline(never)]
     fn read_other(&self, offset: u64, size: u32) -> Result<u64, RegError> {

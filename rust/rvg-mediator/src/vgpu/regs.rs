@@ -51,7 +51,7 @@ pub enum RegWrite {
 }
 
 /// Every register a reset puts back, and the EDID blob it does not.
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VirtRegs {
     pub global: GlobalBlock,
     pub engine: EngineState,
@@ -147,6 +147,26 @@ impl VirtRegs {
                 })
             }),
             _ => Err(RegError::NoRegister { offset, size }),
+        }
+    }
+
+    /// The common write: one whose stored value is all it changes (each
+    /// block's `store`: SCRATCH, the ring's base and size, the plane's
+    /// registers but its base, which flips). Done, and true; false, with
+    /// nothing changed, for every other write, which `write` carries out.
+    #[inline(always)]
+    pub fn store(&mut self, offset: u64, value: u64, size: u32) -> bool {
+        match Bar2Target::decode(offset) {
+            Bar2Target::Global(rel) => {
+                find(rel, size).is_some_and(|(reg, lane)| self.global.store(reg, lane, value))
+            }
+            Bar2Target::Engine(rel) => {
+                find(rel, size).is_some_and(|(reg, lane)| self.engine.store(reg, lane, value))
+            }
+            Bar2Target::Display(rel) => find(rel, size).is_some_and(|(reg, lane)| {
+                reg != DisplayReg::PlaneBase && self.display.store(reg, lane, value)
+            }),
+            _ => false,
         }
     }
 
@@ -379,6 +399,60 @@ mod tests {
         // The high half alone latches nothing.
         assert_eq!(r.write(base + 4, 0, 4), Ok(RegWrite::Done));
         assert_eq!(r.display.get(DisplayReg::FlipCount), 1);
+    }
+
+    /// The register path's shortcuts agree with the whole path: at every
+    /// byte of the three blocks, for every access size, `read_register`
+    /// declines or reads what `read` reads, and `store` declines having
+    /// changed nothing, or leaves the registers as `write` does, with
+    /// nothing more for the vGPU to do.
+    #[test]
+    fn the_shortcuts_agree_with_the_whole_path() {
+        let mut r = regs();
+        let scratch = bar2::GLOBAL + GlobalReg::Scratch.offset();
+        let ring_base = bar2::ENGINE + EngineReg::RingBase.offset();
+        let width = bar2::DISPLAY + DisplayReg::PlaneWidth.offset();
+        for (at, v, size) in [
+            (scratch, 0x1122_3344_5566_7788, 8),
+            (ring_base, 0x8000, 8),
+            (width, 640, 4),
+        ] {
+            r.write(at, v, size).unwrap();
+        }
+        let value = 0xa5a5_5a5a_0f0f_f0f0;
+        let (mut reads, mut stores) = (0, 0);
+        for block in [bar2::GLOBAL, bar2::ENGINE, bar2::DISPLAY] {
+            for offset in block..block + 0x100 {
+                for size in [0, 1, 2, 3, 4, 8, 16] {
+                    if let Some(v) = r.read_register(offset, size) {
+                        assert_eq!(r.read(offset, size), Ok(RegRead::Value(v)), "{offset:#x}");
+                        reads += 1;
+                    }
+                    let (mut shortcut, mut whole) = (r.clone(), r.clone());
+                    if shortcut.store(offset, value, size) {
+                        let outcome = whole.write(offset, value, size);
+                        let nothing_more = RegWrite::Engine {
+                            reset: false,
+                            enabled: None,
+                            kick: false,
+                        };
+                        assert!(
+                            matches!(outcome, Ok(w) if w == RegWrite::Done || w == nothing_more),
+                            "{size} bytes at {offset:#x}: {outcome:?}"
+                        );
+                        assert_eq!(shortcut, whole, "{size} bytes at {offset:#x}");
+                        stores += 1;
+                    } else {
+                        assert_eq!(shortcut, r, "{size} bytes at {offset:#x}");
+                    }
+                }
+            }
+        }
+        assert!(reads > 100 && stores > 50, "{reads} reads, {stores} stores");
+        assert!(r.store(scratch, 1, 4));
+        let mask = bar2::GLOBAL + GlobalReg::IntMask.offset();
+        let base = bar2::DISPLAY + DisplayReg::PlaneBase.offset();
+        assert!(!r.store(mask, 1, 4) && !r.store(base, 0x1000, 8));
     }
 
     #[test]
