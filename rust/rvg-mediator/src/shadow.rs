@@ -213,6 +213,7 @@ impl GttShadow {
     }
 
     /// Guest write to entry `index`, byte `within`, `size` bytes.
+    #[inline]
     pub fn write(
         &mut self,
         index: u64,

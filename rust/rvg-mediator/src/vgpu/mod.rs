@@ -275,55 +275,81 @@ impl Vgpu {
                 ..Effects::default()
             },
             Ok(RegWrite::DeviceReset) => self.reset(),
-            Ok(next) => self.carry_out(next, offset, value, size, before),
+            Ok(RegWrite::Gtt { index, within }) => {
+                self.write_gtt(index, within, offset, value, size, before)
+            }
+            Ok(RegWrite::Engine {
+                reset,
+                enabled,
+                kick,
+            }) => self.engine_changed(reset, enabled, kick, offset, value, before),
             Err(e) => refused_write(offset, value, e),
         }
     }
 
-    /// What a write to the GTT window or the engine block sets going.
+    /// A write to the GTT window: the shadow's business.
     #[inline(never)]
-    fn carry_out(
+    fn write_gtt(
         &mut self,
-        next: RegWrite,
+        index: u64,
+        within: u64,
         offset: u64,
         value: u64,
         size: u32,
         before: IrqLine,
     ) -> Effects {
         let mut fx = Effects::default();
+        let result = self
+            .link
+            .gtt_write(&mut self.state, index, within, value, size, &mut fx);
+        finish_write(fx, before, offset, value, result)
+    }
+
+    /// An engine register changed: reset the context, tell the scheduler
+    /// whether the engine is enabled, scan what the tail now covers.
+    #[inline(never)]
+    fn engine_changed(
+        &mut self,
+        reset: bool,
+        enabled: Option<bool>,
+        kick: bool,
+        offset: u64,
+        value: u64,
+        before: IrqLine,
+    ) -> Effects {
+        let mut fx = Effects::default();
         let Vgpu {
             link, state: st, ..
         } = self;
-        let result = match next {
-            RegWrite::Gtt { index, within } => {
-                link.gtt_write(st, index, within, value, size, &mut fx)
-            }
-            RegWrite::Engine {
-                reset,
-                enabled,
-                kick,
-            } => {
-                let sched = link.gpu.scheduler();
-                if reset {
-                    st.generation = sched.reset_context(link.ctx);
-                    st.scan_head = 0;
-                }
-                if let Some(on) = enabled {
-                    sched.set_enabled(link.ctx, on);
-                }
-                if kick {
-                    link.submit(st, &mut fx);
-                }
-                Ok(())
-            }
-            RegWrite::Done | RegWrite::Interrupt(_) | RegWrite::DeviceReset => Ok(()),
-        };
-        if let Some(line) = fx.irq {
-            fx.irq = line.changed_from(before);
+        let sched = link.gpu.scheduler();
+        if reset {
+            st.generation = sched.reset_context(link.ctx);
+            st.scan_head = 0;
         }
-        fx.check_write(offset, value, result);
-        fx
+        if let Some(on) = enabled {
+            sched.set_enabled(link.ctx, on);
+        }
+        if kick {
+            link.submit(st, &mut fx);
+        }
+        finish_write(fx, before, offset, value, Ok(()))
     }
+}
+
+/// The effects of a write that went beyond the registers: the interrupt
+/// line only if the host must act on it, a refusal logged.
+fn finish_write(
+    mut fx: Effects,
+    before: IrqLine,
+    offset: u64,
+    value: u64,
+    result: Result<(), RegError>,
+) -> Effects {
+    if let Some(line) = fx.irq {
+        fx.irq = line.changed_from(before);
+    }
+    fx.check_write(offset, value, result);
+    fx
 }
 
 #[cold]
