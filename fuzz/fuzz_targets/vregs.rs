@@ -2,15 +2,15 @@
 //! writes at any BAR2 offset, of any size from 0 to 16 bytes, with any
 //! value. Nothing panics; every access in the GTT window goes to the
 //! shadow as `RegRead::Gtt` / `RegWrite::Gtt` with its entry and byte;
-//! the display settings the registers end up with are a surface the
-//! display may show, or refused.
+//! the register path's shortcuts (`read_register`, `store`) agree with the
+//! whole path; the display settings the registers end up with are a
+//! surface the display may show, or refused.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use rvg_mediator::display::scanout::{self, Choice, Source};
 use rvg_mediator::vgpu::{RegRead, RegWrite, VirtRegs};
-use rvg_model::effects::Effects;
 use rvg_model::regs::bar2;
 
 const VRAM: u64 = 16 << 20;
@@ -39,8 +39,11 @@ fuzz_target!(|ops: Vec<Op>| {
             |off: u64| (off >= bar2::GTT).then(|| ((off - bar2::GTT) / 8, (off - bar2::GTT) % 8));
         match *op {
             Op::Read { offset: o, size } => {
-                let off = offset(o);
-                let got = r.read(off, u32::from(size % 17));
+                let (off, size) = (offset(o), u32::from(size % 17));
+                let got = r.read(off, size);
+                if let Some(v) = r.read_register(off, size) {
+                    assert_eq!(got, Ok(RegRead::Value(v)));
+                }
                 match gtt(off) {
                     Some((index, within)) => assert_eq!(got, Ok(RegRead::Gtt { index, within })),
                     None => assert!(!matches!(got, Ok(RegRead::Gtt { .. }))),
@@ -51,9 +54,19 @@ fuzz_target!(|ops: Vec<Op>| {
                 value,
                 size,
             } => {
-                let off = offset(o);
-                let mut fx = Effects::default();
-                let got = r.write(off, value, u32::from(size % 17), &mut fx);
+                let (off, size) = (offset(o), u32::from(size % 17));
+                let mut shortcut = r.clone();
+                let stored = shortcut.store(off, value, size);
+                let got = r.write(off, value, size);
+                if stored {
+                    let nothing_more = RegWrite::Engine {
+                        reset: false,
+                        enabled: None,
+                        kick: false,
+                    };
+                    assert!(matches!(got, Ok(w) if w == RegWrite::Done || w == nothing_more));
+                    assert_eq!(shortcut, r);
+                }
                 match gtt(off) {
                     Some((index, within)) => assert_eq!(got, Ok(RegWrite::Gtt { index, within })),
                     None => assert!(!matches!(got, Ok(RegWrite::Gtt { .. }))),
