@@ -4,6 +4,7 @@
 #
 #   install-deps.sh            what make run and make check need
 #   install-deps.sh qemu-fuzz  also clang and its libFuzzer (make fuzz-qemu)
+#   install-deps.sh bench      also valgrind (scripts/mmio-cost.py)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -21,6 +22,10 @@ packages=(
 if [ "${1:-}" = qemu-fuzz ]; then
     # QEMU's fuzzers build with clang and link clang's libFuzzer runtime.
     packages+=(clang-14 libclang-rt-14-dev)
+fi
+if [ "${1:-}" = bench ]; then
+    # callgrind counts the instructions of a trapped access.
+    packages+=(valgrind)
 fi
 
 missing=()

@@ -9,8 +9,10 @@
 //!
 //! - `vgpu-read`: 4-byte read of the global `ID` register;
 //! - `vgpu-write`: 4-byte write to the low half of `SCRATCH`;
-//! - `gtt-write`: 8-byte write of 0 (not `VALID`) to the vGPU's last GTT
-//!   entry: the whole shadow path runs, nothing is pinned or mapped;
+//! - `gtt-write`: 8-byte write to the vGPU's last GTT entry, alternately
+//!   the first page of its VRAM (`LOCAL | VALID`) and 0: every write
+//!   changes the entry, so the whole shadow path runs (validation, the
+//!   physical entry written); nothing is pinned, and the entry ends at 0;
 //! - `doorbell`: 4-byte write of 0 to `RING_TAIL` with the engine disabled
 //!   (as after reset): the register decode and the submission check run,
 //!   nothing is scanned (an enabled engine with head == tail takes the same
@@ -50,6 +52,7 @@ use std::arch::asm;
 use std::path::Path;
 use std::time::Instant;
 
+use rvg_model::gtt::GttEntry;
 use rvg_model::regs::{bar2, pci, EngineReg, GlobalReg, Register, RVG_ID};
 
 use crate::bar::MappedBar;
@@ -95,19 +98,20 @@ impl Placement {
     }
 }
 
-/// Defines `$name(ptr, n, value)`: `n` (at least 1) accesses `$insn` at
-/// `ptr` (in `%rdx`, the value in `%rax`), counted down in `%rcx`.
+/// Defines `$name(ptr, n, value, toggle)`: `n` (at least 1) accesses
+/// `$insn` at `ptr` (in `%rdx`, the value in `%rax`, XORed with `toggle`
+/// in `%r8` before each access), counted down in `%rcx`.
 ///
-/// `last`: the loop's first block is `sub; access` and ends exactly at a
+/// `last`: the loop's first block is `sub; xor; access` and ends exactly at a
 /// page boundary (`$len` is the access's encoded length; the assembler
 /// checks it), so the access is the block's last instruction; `jnz` is the
-/// first instruction of the next page. `inline`: `sub; access; jnz` in one
+/// first instruction of the next page. `inline`: `sub; xor; access; jnz` in one
 /// 256-byte-aligned block, which no page boundary cuts.
 macro_rules! timed_loop {
     ($name:ident, last, $insn:literal, $len:literal) => {
         /// # Safety
         /// `ptr` must be valid for `n` volatile accesses of the loop's width.
-        unsafe fn $name(ptr: *mut u8, n: u64, value: u64) {
+        unsafe fn $name(ptr: *mut u8, n: u64, value: u64, toggle: u64) {
             // SAFETY: the caller vouches for `ptr`; the loop touches no
             // other memory, keeps the stack alone and restores nothing but
             // the registers declared here.
@@ -115,18 +119,20 @@ macro_rules! timed_loop {
                 asm!(
                     "jmp 3f",
                     ".p2align 12",
-                    concat!(".skip 4096 - 4 - ", $len, ", 0xcc"),
+                    concat!(".skip 4096 - 7 - ", $len, ", 0xcc"),
                     "3:",
                     "sub $1, %rcx",
+                    "xor %r8, %rax",
                     $insn,
                     "4:",
-                    concat!(".if 4b - 3b - 4 - ", $len),
+                    concat!(".if 4b - 3b - 7 - ", $len),
                     ".error \"the timed access does not end the page\"",
                     ".endif",
                     "jnz 3b",
                     inout("rcx") n => _,
                     inout("rax") value => _,
                     in("rdx") ptr,
+                    in("r8") toggle,
                     options(nostack, att_syntax),
                 )
             }
@@ -135,7 +141,7 @@ macro_rules! timed_loop {
     ($name:ident, inline, $insn:literal) => {
         /// # Safety
         /// `ptr` must be valid for `n` volatile accesses of the loop's width.
-        unsafe fn $name(ptr: *mut u8, n: u64, value: u64) {
+        unsafe fn $name(ptr: *mut u8, n: u64, value: u64, toggle: u64) {
             // SAFETY: as for the `last` loops.
             unsafe {
                 asm!(
@@ -143,11 +149,13 @@ macro_rules! timed_loop {
                     ".p2align 8",
                     "3:",
                     "sub $1, %rcx",
+                    "xor %r8, %rax",
                     $insn,
                     "jnz 3b",
                     inout("rcx") n => _,
                     inout("rax") value => _,
                     in("rdx") ptr,
+                    in("r8") toggle,
                     options(nostack, att_syntax),
                 )
             }
@@ -168,6 +176,8 @@ struct Case {
     access: Access,
     ptr: *mut u8,
     value: u64,
+    /// XORed into the value before each access (0: the same value).
+    toggle: u64,
 }
 
 impl Case {
@@ -185,7 +195,7 @@ impl Case {
         // SAFETY: every case's pointer comes from `MappedBar::at` (in bounds
         // and aligned for its width, the mapping alive until the end of
         // `run`) or points into the `ram` vector `run` keeps alive.
-        unsafe { run(self.ptr, n.max(1), self.value) };
+        unsafe { run(self.ptr, n.max(1), self.value, self.toggle) };
         start.elapsed().as_nanos() as f64 / n.max(1) as f64
     }
 }
@@ -329,42 +339,49 @@ fn run(opts: &Options) -> Result<()> {
             access: Access::Read32,
             ptr: mmio.at(global(GlobalReg::Id)),
             value: 0,
+            toggle: 0,
         },
         Case {
             name: "vgpu-write",
             access: Access::Write32,
             ptr: mmio.at::<u32>(global(GlobalReg::Scratch)).cast(),
             value: 0x5a5a_5a5a,
+            toggle: 0,
         },
         Case {
             name: "gtt-write",
             access: Access::Write64,
             ptr: mmio.at::<u64>(gtt_offset).cast(),
             value: 0,
+            toggle: GttEntry::new(0, true).0,
         },
         Case {
             name: "doorbell",
             access: Access::Write32,
             ptr: mmio.at::<u32>(engine(EngineReg::RingTail)).cast(),
             value: 0,
+            toggle: 0,
         },
         Case {
             name: "edu-read",
             access: Access::Read32,
             ptr: edu_bar.at::<u32>(EDU_ID).cast(),
             value: 0,
+            toggle: 0,
         },
         Case {
             name: "edu-write",
             access: Access::Write32,
             ptr: edu_bar.at::<u32>(EDU_LIVENESS).cast(),
             value: 0x5a5a_5a5a,
+            toggle: 0,
         },
         Case {
             name: "ram-read",
             access: Access::Read32,
             ptr: ram.as_ptr().cast_mut().cast(),
             value: 0,
+            toggle: 0,
         },
     ];
     let runs: Vec<(Placement, &Case)> = Placement::ALL
@@ -393,6 +410,7 @@ fn run(opts: &Options) -> Result<()> {
     }
 
     // Nothing may have happened but the stores.
+    mmio.write64(gtt_offset, 0);
     let error = mmio.read32(engine(EngineReg::Error));
     let after = mmio.read32(global(GlobalReg::GttFaults));
     let scratch = mmio.read32(global(GlobalReg::Scratch));
