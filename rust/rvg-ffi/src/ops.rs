@@ -359,9 +359,12 @@ unsafe fn mmio_read_whole(dev: *mut sys::RvgDevice, offset: u64, size: u32) -> u
 
 unsafe extern "C" fn rvg_mmio_write(dev: *mut sys::RvgDevice, offset: u64, value: u64, size: u32) {
     // As for reads: a write that only stores a register is done by code
-    // that calls nothing; every other write takes the whole path.
+    // that calls nothing; every other write takes the whole path. A GTT
+    // entry never only stores: it goes there without trying.
     // SAFETY: header contract.
-    if !unsafe { with_device(dev, false, |d| d.store_register(offset, value, size)) } {
+    if offset >= bar2::GTT
+        || !unsafe { with_device(dev, false, |d| d.store_register(offset, value, size)) }
+    {
         // SAFETY: header contract.
         unsafe { mmio_write_whole(dev, offset, value, size) }
     }
