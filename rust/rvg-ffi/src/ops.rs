@@ -361,10 +361,10 @@ unsafe extern "C" fn rvg_mmio_write(dev: *mut sys::RvgDevice, offset: u64, value
     // As for reads: a write that only stores a register is done by code
     // that calls nothing; every other write takes the whole path. A GTT
     // entry never only stores: it goes there without trying.
-    // SAFETY: header contract.
-    if offset >= bar2::GTT
-        || !unsafe { with_device(dev, false, |d| d.store_register(offset, value, size)) }
-    {
+    let stored = offset < bar2::GTT
+        // SAFETY: header contract.
+        && unsafe { with_device(dev, false, |d| d.store_register(offset, value, size)) };
+    if !stored {
         // SAFETY: header contract.
         unsafe { mmio_write_whole(dev, offset, value, size) }
     }
