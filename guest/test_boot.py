@@ -10,7 +10,8 @@ gives up after 240 s, or 60 s without a word on the serial console
 and checks: Linux's bochs-drm bound the vGPU and put a login prompt on
 it; rvg-demo ran its engine work and passed; and a QMP screendump of the
 vGPU's console shows exactly the picture rvg-demo says it drew (its
-"picture:" manifest) with the console's text beside it.
+"picture:" manifest) with the console's text beside it. A second boot
+runs rvg-bench (guest/bench.py's program) briefly to its end.
 """
 
 import os
@@ -159,6 +160,25 @@ class GuestBoot(unittest.TestCase):
         lit = sum(1 for y in range(min(top, 64)) for x in range(self.width)
                   if self.pixel(x, y) >> 16 > 0x80)
         self.assertGreater(lit, 500, "no console text on the screen")
+
+
+class BenchmarkProgramTest(unittest.TestCase):
+    """rvg-bench, which guest/bench.py runs, gets through a short run: every
+    timed loop ends, and its own checks find the devices as it left them
+    (SCRATCH written, the GTT entry back at 0, no fault, no engine error)."""
+
+    def test_rvg_bench_times_every_case_and_exits_0(self):
+        import argparse
+        import bench
+        kernel, initrd = build_demo_image("rvg-bench")
+        args = argparse.Namespace(rounds=1, accesses=1000, timeout=None,
+                                  first_output_timeout=None)
+        # A FAIL line, a non-zero exit or a loop that never ends raises.
+        rounds = bench.run_boot(kernel, initrd, args)
+        self.assertEqual(sorted(r["placement"] for r in rounds), ["inline", "last"])
+        for r in rounds:
+            self.assertEqual(sorted(r["ns"]), sorted(bench.CASES), r["placement"])
+            self.assertTrue(all(ns > 0 for ns in r["ns"].values()), r)
 
 
 if __name__ == "__main__":

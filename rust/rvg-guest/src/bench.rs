@@ -100,12 +100,13 @@ impl Placement {
 
 /// Defines `$name(ptr, n, value, toggle)`: `n` (at least 1) accesses
 /// `$insn` at `ptr` (in `%rdx`, the value in `%rax`, XORed with `toggle`
-/// in `%r8` before each access), counted down in `%rcx`.
+/// in `%r8` before each access), counted down in `%rcx` (after the XOR:
+/// `jnz` tests the count's flags, which the access leaves alone).
 ///
-/// `last`: the loop's first block is `sub; xor; access` and ends exactly at a
+/// `last`: the loop's first block is `xor; sub; access` and ends exactly at a
 /// page boundary (`$len` is the access's encoded length; the assembler
 /// checks it), so the access is the block's last instruction; `jnz` is the
-/// first instruction of the next page. `inline`: `sub; xor; access; jnz` in one
+/// first instruction of the next page. `inline`: `xor; sub; access; jnz` in one
 /// 256-byte-aligned block, which no page boundary cuts.
 macro_rules! timed_loop {
     ($name:ident, last, $insn:literal, $len:literal) => {
@@ -121,8 +122,8 @@ macro_rules! timed_loop {
                     ".p2align 12",
                     concat!(".skip 4096 - 7 - ", $len, ", 0xcc"),
                     "3:",
-                    "sub $1, %rcx",
                     "xor %r8, %rax",
+                    "sub $1, %rcx",
                     $insn,
                     "4:",
                     concat!(".if 4b - 3b - 7 - ", $len),
@@ -148,8 +149,8 @@ macro_rules! timed_loop {
                     "jmp 3f",
                     ".p2align 8",
                     "3:",
-                    "sub $1, %rcx",
                     "xor %r8, %rax",
+                    "sub $1, %rcx",
                     $insn,
                     "jnz 3b",
                     inout("rcx") n => _,
