@@ -283,7 +283,7 @@ impl Vgpu {
                 enabled,
                 kick,
             }) => self.engine_changed(reset, enabled, kick, offset, value, before),
-            Err(e) => refused_write(offset, value, e),
+            Err(e) => finish_write(Effects::default(), before, offset, value, Err(e)),
         }
     }
 
@@ -336,8 +336,8 @@ impl Vgpu {
     }
 }
 
-/// The effects of a write that went beyond the registers: the interrupt
-/// line only if the host must act on it, a refusal logged.
+/// The effects of a write that went beyond the registers, or was refused:
+/// the interrupt line only if the host must act on it, a refusal logged.
 fn finish_write(
     mut fx: Effects,
     before: IrqLine,
@@ -349,13 +349,6 @@ fn finish_write(
         fx.irq = line.changed_from(before);
     }
     fx.check_write(offset, value, result);
-    fx
-}
-
-#[cold]
-fn refused_write(offset: u64, value: u64, e: RegError) -> Effects {
-    let mut fx = Effects::default();
-    fx.check_write(offset, value, Err(e));
     fx
 }
 
