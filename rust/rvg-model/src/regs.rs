@@ -63,12 +63,8 @@ impl Bar2Target {
     #[inline(always)]
     pub fn decode(offset: u64) -> Bar2Target {
         use bar2::*;
-        if offset >= GTT {
-            let rel = offset - GTT;
-            return Bar2Target::Gtt {
-                index: rel / 8,
-                within: rel % 8,
-            };
+        if let Some((index, within)) = Self::gtt_slot(offset) {
+            return Bar2Target::Gtt { index, within };
         }
         let rel = offset % BLOCK_SIZE;
         // A register access picks its 4 KiB page first: one of the three
@@ -80,6 +76,14 @@ impl Bar2Target {
             0 => Self::decode_first_page(offset),
             _ => Bar2Target::Unassigned,
         }
+    }
+
+    /// The GTT window's part of `decode`: the entry `offset` falls in and
+    /// the byte within it, or None below the window.
+    #[inline(always)]
+    pub fn gtt_slot(offset: u64) -> Option<(u64, u64)> {
+        let rel = offset.checked_sub(bar2::GTT)?;
+        Some((rel / 8, rel % 8))
     }
 
     fn decode_first_page(offset: u64) -> Bar2Target {

@@ -4,11 +4,9 @@
 use std::io;
 use std::sync::Arc;
 
-use rvg_model::block::RegError;
 use rvg_model::effects::Effects;
 use rvg_model::engine::{error, EngineState};
 use rvg_model::gtt::{gfx_addr, GttEntry};
-use rvg_model::irq::IntSource;
 use rvg_model::regs::bar2;
 use rvg_vfio::contract::{Mapping, Region};
 use vmm_sys_util::eventfd::EventFd;
@@ -17,7 +15,7 @@ use super::inbox::Inbox;
 use super::{State, VgpuConfig, VGPU_GFX_SPACE};
 use crate::guest_gfx::GuestView;
 use crate::scan::Scanner;
-use crate::shadow::{GttWriteError, PhysGtt, SliceLayout, WriteOutcome};
+use crate::shadow::{PhysGtt, SliceLayout};
 use crate::shared::{CtxId, SharedGpu};
 
 /// The physical GTT through the contract: entries in BAR2's GTT window.
@@ -49,40 +47,6 @@ pub(super) struct Link {
 }
 
 impl Link {
-    #[inline]
-    pub(super) fn gtt_write(
-        &self,
-        st: &mut State,
-        index: u64,
-        within: u64,
-        value: u64,
-        size: u32,
-        fx: &mut Effects,
-    ) -> Result<(), RegError> {
-        let State { regs, gtt, mem, .. } = st;
-        let mut phys = ContractGtt(self.gpu.bar2());
-        match gtt.write(index, within, value, size, mem, &mut phys) {
-            Ok(WriteOutcome::Rejected(reason)) => {
-                fx.guest_error(format!(
-                    "GTT entry {index} = {:#x} rejected (FAULT_REASON {reason:#x}); scratch page mapped",
-                    gtt.entry(index as u32).map_or(0, |e| e.0)
-                ));
-                fx.irq = Some(regs.global.fault(
-                    gfx_addr(index as u32),
-                    reason,
-                    IntSource::GTT_FAULT,
-                ));
-                Ok(())
-            }
-            Ok(WriteOutcome::Pending | WriteOutcome::Shadowed(_)) => Ok(()),
-            Err(e @ GttWriteError::Shadow { .. }) => {
-                fx.host_error(e.to_string());
-                Ok(())
-            }
-            Err(GttWriteError::Access(e)) => Err(RegError::Refused(e.to_string())),
-        }
-    }
-
     /// Scan what the guest added to its ring since the last submission and
     /// hand the shadow copy to the scheduler; or stop the virtual engine
     /// with the scanner's error. The physical GPU sees nothing of a
