@@ -145,6 +145,7 @@ impl Gpu {
     /// A whole-entry write to the GTT window (`BAR2 + GTT + 8 * index`):
     /// what an aligned 8-byte MMIO write there does, without the decoding.
     /// Returns false for an index past the GTT.
+    #[inline]
     pub fn set_gtt_entry(&self, index: u32, entry: GttEntry) -> bool {
         match self.core.gtt.get(index as usize) {
             Some(slot) => {

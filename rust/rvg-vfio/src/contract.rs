@@ -302,11 +302,18 @@ impl Region {
     }
 
     /// Write all of `buf` at `offset` in the region, as `read` does.
+    #[inline]
     pub fn write(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
         if !self.info.writable() {
             return Err(errno(libc::EACCES));
         }
-        write_all_at(&*self.dev, buf, self.fd_offset(offset, buf.len())?)
+        let at = self.fd_offset(offset, buf.len())?;
+        // Almost every write is whole at the first call (a GTT entry, a
+        // register): only a short or interrupted one needs the loop.
+        match self.dev.pwrite(buf, at) {
+            Ok(n) if n == buf.len() => Ok(()),
+            first => write_rest(&*self.dev, buf, at, first),
+        }
     }
 
     pub fn read_u32(&self, offset: u64) -> io::Result<u32> {
@@ -354,6 +361,24 @@ pub fn read_exact_at(dev: &dyn VfioDevice, mut buf: &mut [u8], mut offset: u64) 
     Ok(())
 }
 
+/// `Region::write` after a first pwrite that did not write all of `buf`:
+/// the rest, from where that one stopped.
+#[cold]
+fn write_rest(
+    dev: &dyn VfioDevice,
+    buf: &[u8],
+    offset: u64,
+    first: io::Result<usize>,
+) -> io::Result<()> {
+    let done = match first {
+        Ok(0) => return Err(errno(libc::EIO)),
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+        Err(e) => return Err(e),
+    };
+    write_all_at(dev, &buf[done..], offset + done as u64)
+}
+
 /// pwrite until all of `buf` is written.
 pub fn write_all_at(dev: &dyn VfioDevice, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
     while !buf.is_empty() {
@@ -381,6 +406,21 @@ mod tests {
         chunk: usize,
         calls: AtomicUsize,
         data: parking_lot::Mutex<Vec<u8>>,
+        /// Bytes pwrite has written, for checking none is written twice.
+        written: AtomicUsize,
+    }
+
+    impl Choppy {
+        /// `first_call` 0 fails the first transfer with EINTR, 1 makes it
+        /// a short one.
+        fn new(chunk: usize, first_call: usize) -> Arc<Choppy> {
+            Arc::new(Choppy {
+                chunk,
+                calls: AtomicUsize::new(first_call),
+                data: parking_lot::Mutex::new(vec![0; 64]),
+                written: AtomicUsize::new(0),
+            })
+        }
     }
 
     impl VfioDevice for Choppy {
@@ -416,6 +456,7 @@ mod tests {
             let n = buf.len().min(self.chunk);
             let at = (offset - 0x1000) as usize;
             self.data.lock()[at..at + n].copy_from_slice(&buf[..n]);
+            self.written.fetch_add(n, Ordering::Relaxed);
             Ok(n)
         }
         fn mmap(&self, _: u64, _: u64) -> io::Result<Mapping> {
@@ -443,29 +484,26 @@ mod tests {
 
     #[test]
     fn short_transfers_and_eintr_are_completed() {
-        let dev = Arc::new(Choppy {
-            chunk: 3,
-            calls: AtomicUsize::new(0),
-            data: parking_lot::Mutex::new(vec![0; 64]),
-        });
-        let region = Region::new(dev, 0).unwrap();
-        region.write(8, &(0u8..20).collect::<Vec<_>>()).unwrap();
-        let mut back = [0u8; 20];
-        region.read(8, &mut back).unwrap();
-        assert_eq!(back.to_vec(), (0u8..20).collect::<Vec<_>>());
-        assert_eq!(
-            region.read_u64(8).unwrap(),
-            u64::from_le_bytes([0, 1, 2, 3, 4, 5, 6, 7])
-        );
+        // The first transfer interrupted, then short; or short at once.
+        for first_call in [0, 1] {
+            let dev = Choppy::new(3, first_call);
+            let region = Region::new(dev.clone(), 0).unwrap();
+            region.write(8, &(0u8..20).collect::<Vec<_>>()).unwrap();
+            // Each byte written once: a register's side effect happens once.
+            assert_eq!(dev.written.load(Ordering::Relaxed), 20);
+            let mut back = [0u8; 20];
+            region.read(8, &mut back).unwrap();
+            assert_eq!(back.to_vec(), (0u8..20).collect::<Vec<_>>());
+            assert_eq!(
+                region.read_u64(8).unwrap(),
+                u64::from_le_bytes([0, 1, 2, 3, 4, 5, 6, 7])
+            );
+        }
     }
 
     #[test]
     fn region_bounds_and_rights_are_checked() {
-        let dev = Arc::new(Choppy {
-            chunk: 64,
-            calls: AtomicUsize::new(1),
-            data: parking_lot::Mutex::new(vec![0; 64]),
-        });
+        let dev = Choppy::new(64, 1);
         let mut region = Region::new(dev, 0).unwrap();
         assert_eq!(
             region.read_u64(60).unwrap_err().raw_os_error(),
