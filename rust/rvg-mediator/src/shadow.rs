@@ -246,6 +246,7 @@ impl GttShadow {
     }
 
     /// Validate the guest's entry `i` and write its shadow.
+    #[inline(always)]
     fn rebuild(
         &mut self,
         i: u32,
