@@ -32,11 +32,20 @@ fn describe(payload: &(dyn Any + Send)) -> String {
 }
 
 /// Run `f`; if it panics, call `on_panic` with the panic's description and
-/// return `fallback`. Every entry point runs through here, every register
-/// access included: the no-panic path is the closure and a landing pad.
+/// return `fallback`. Every entry point that creates something (a GPU, a
+/// device) runs through here, and installs the hook on its first call.
 #[inline]
 pub fn catch<R>(fallback: R, on_panic: impl FnOnce(&str), f: impl FnOnce() -> R) -> R {
     install_hook();
+    catch_hooked(fallback, on_panic, f)
+}
+
+/// `catch` for an entry point reached only through something an entry
+/// point that ran `catch` created (a device's entries, after realize): the
+/// hook is in place. Every register access runs through here, so its
+/// no-panic path is the closure alone, with no check of the hook.
+#[inline(always)]
+pub fn catch_hooked<R>(fallback: R, on_panic: impl FnOnce(&str), f: impl FnOnce() -> R) -> R {
     match panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(payload) => {

@@ -68,7 +68,8 @@ unsafe fn with_device<R>(
 ) -> R {
     // SAFETY: forwarded contract.
     let d = unsafe { device(dev) };
-    guard::catch(fallback, |why| d.set_broken(why), || f(d))
+    // A device exists: realize, which made it, ran `catch`.
+    guard::catch_hooked(fallback, |why| d.set_broken(why), || f(d))
 }
 
 /// What a read of a disabled device returns: all ones, like an absent one.

@@ -4,7 +4,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use crate::access::{AccessError, Lane};
-use crate::regs::{RegKind, Register};
+use crate::regs::{RegKind, Register, MAX_REGISTERS};
 
 /// Why an access to a block was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,16 +72,19 @@ fn refusal<R: Register>(offset: u64, size: u32) -> RegError {
 }
 
 /// Plain storage for every register of a block, power-on value zero.
+/// A fixed array: a register's index is below `MAX_REGISTERS` by
+/// construction (checked when the block's table is built), so the register
+/// path has no bounds check that could panic.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegFile<R: Register> {
-    values: Vec<u64>,
+    values: [u64; MAX_REGISTERS],
     _block: PhantomData<R>,
 }
 
 impl<R: Register> Default for RegFile<R> {
     fn default() -> Self {
         RegFile {
-            values: vec![0; R::ALL.len()],
+            values: [0; MAX_REGISTERS],
             _block: PhantomData,
         }
     }

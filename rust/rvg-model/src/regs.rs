@@ -66,14 +66,24 @@ impl Bar2Target {
         if let Some((index, within)) = Self::gtt_slot(offset) {
             return Bar2Target::Gtt { index, within };
         }
-        let rel = offset % BLOCK_SIZE;
         // A register access picks its 4 KiB page first: one of the three
         // blocks, or the page of the small bochs-compatible areas.
+        match Self::register_block(offset) {
+            Bar2Target::Unassigned if offset < BLOCK_SIZE => Self::decode_first_page(offset),
+            target => target,
+        }
+    }
+
+    /// The register blocks' part of `decode`: `Global`, `Engine` or
+    /// `Display` for an offset in one of their pages, else `Unassigned`.
+    #[inline(always)]
+    pub fn register_block(offset: u64) -> Bar2Target {
+        use bar2::*;
+        let rel = offset % BLOCK_SIZE;
         match offset / BLOCK_SIZE {
             page if page == GLOBAL / BLOCK_SIZE => Bar2Target::Global(rel),
             page if page == ENGINE / BLOCK_SIZE => Bar2Target::Engine(rel),
             page if page == DISPLAY / BLOCK_SIZE => Bar2Target::Display(rel),
-            0 => Self::decode_first_page(offset),
             _ => Bar2Target::Unassigned,
         }
     }
@@ -142,13 +152,15 @@ pub trait Register: Copy + Eq + 'static {
 const DECODE_SPAN: usize = 0x80;
 /// A byte no register covers.
 const NO_REGISTER: u8 = u8::MAX;
+/// Registers a block may have: a `RegFile` holds this many values.
+pub const MAX_REGISTERS: usize = 32;
 
 /// For each byte of a block, the place in the block's table of the register
 /// covering it, or `NO_REGISTER`; from `(offset, width)` per register.
 /// Evaluated at compile time: a register past `DECODE_SPAN` or two that
 /// overlap stop the build.
 const fn place_table(regs: &[(u64, u64)]) -> [u8; DECODE_SPAN] {
-    assert!(regs.len() < NO_REGISTER as usize, "too many registers");
+    assert!(regs.len() <= MAX_REGISTERS, "more than MAX_REGISTERS registers");
     let mut table = [NO_REGISTER; DECODE_SPAN];
     let mut place = 0;
     while place < regs.len() {

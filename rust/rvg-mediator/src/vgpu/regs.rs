@@ -100,7 +100,7 @@ impl VirtRegs {
     /// other access, which `read` serves or refuses.
     #[inline(always)]
     pub fn read_register(&self, offset: u64, size: u32) -> Option<u64> {
-        match Bar2Target::decode(offset) {
+        match Bar2Target::register_block(offset) {
             Bar2Target::Global(rel) => {
                 find(rel, size).map(|(reg, lane)| lane.extract(self.global.value(reg)))
             }
@@ -156,7 +156,7 @@ impl VirtRegs {
     /// nothing changed, for every other write, which `write` carries out.
     #[inline(always)]
     pub fn store(&mut self, offset: u64, value: u64, size: u32) -> bool {
-        match Bar2Target::decode(offset) {
+        match Bar2Target::register_block(offset) {
             Bar2Target::Global(rel) => {
                 find(rel, size).is_some_and(|(reg, lane)| self.global.store(reg, lane, value))
             }
