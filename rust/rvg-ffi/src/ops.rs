@@ -136,7 +136,7 @@ fn build(config: &sys::RvgConfig, host: &Host) -> Result<Model, String> {
     };
     let vgpu = Vgpu::new(cfg, gpu).map_err(|e| e.to_string())?;
     host.watch_fd(vgpu.event_fd());
-    Ok(Model::Vgpu(Box::new(BqlCell::new(vgpu))))
+    Ok(Model::Vgpu(BqlCell::new(vgpu)))
 }
 
 /// What an `RvgGpu` pointer points to: the GPU the vGPUs share, and its
