@@ -160,7 +160,10 @@ pub const MAX_REGISTERS: usize = 32;
 /// Evaluated at compile time: a register past `DECODE_SPAN` or two that
 /// overlap stop the build.
 const fn place_table(regs: &[(u64, u64)]) -> [u8; DECODE_SPAN] {
-    assert!(regs.len() <= MAX_REGISTERS, "more than MAX_REGISTERS registers");
+    assert!(
+        regs.len() <= MAX_REGISTERS,
+        "more than MAX_REGISTERS registers"
+    );
     let mut table = [NO_REGISTER; DECODE_SPAN];
     let mut place = 0;
     while place < regs.len() {
