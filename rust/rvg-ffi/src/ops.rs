@@ -191,6 +191,7 @@ fn new_shared_gpu(config: &sys::RvgGpuConfig, log: HostLog) -> Result<GpuHandle,
     let sched = SchedConfig {
         timeslice: Duration::from_micros(u64::from(timeslice)),
         watchdog: Duration::from_millis(u64::from(watchdog)),
+        ..SchedConfig::default()
     };
     let (shared, soft) = soft_gpu(config.vram_size, sched, log, false)
         .map_err(|e| format!("soft GPU backend: {e}"))?;

@@ -28,7 +28,7 @@ use crate::error::{contract, GpuError, NoRoom};
 use crate::shadow::SliceLayout;
 use dma_refs::DmaRefs;
 pub use sched::{
-    CtxId, CtxStats, HostLog, PhysRing, Progress, ProgressSink, SchedConfig, Scheduler,
+    CtxId, CtxStats, HostLog, PhysRing, Policy, Progress, ProgressSink, SchedConfig, Scheduler,
 };
 use slices::{Slices, RESERVED_GTT_ENTRIES, RESERVED_VRAM};
 
@@ -52,6 +52,7 @@ impl Default for SchedConfig {
         SchedConfig {
             timeslice: TIMESLICE_DEFAULT,
             watchdog: WATCHDOG_DEFAULT,
+            policy: Policy::default(),
         }
     }
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use rvg_model::engine::{error, EngineError};
 
 use super::flight::{Chunk, Delivery, Flight};
+use super::share::{nanos, Policy, Share, BURST, DEFAULT_WEIGHT};
 use super::{CtxId, CtxStats, Progress};
 use crate::scan::Work;
 
@@ -32,6 +33,12 @@ pub(crate) struct Ctx {
     pub reloc: u64,
     /// Bytes of the vGPU's graphics space.
     pub space: u64,
+    /// Its weight under `Policy::FixedShare`.
+    pub weight: u32,
+    /// Engine time it may still use, in nanoseconds, under a capped
+    /// policy: earned at its share of wall time, spent while it owns the
+    /// ring; negative after an overrun.
+    pub credit: i64,
     pub stats: CtxStats,
 }
 
@@ -44,6 +51,8 @@ impl Ctx {
             offset: 0,
             reloc,
             space,
+            weight: DEFAULT_WEIGHT,
+            credit: 0,
             stats: CtxStats::default(),
         }
     }
@@ -108,6 +117,9 @@ pub(crate) struct Core {
     ring_size: u32,
     timeslice: Duration,
     watchdog: Duration,
+    policy: Policy,
+    /// Engine time and credit are accounted up to here.
+    accounted: Option<Instant>,
     /// When the work in flight last made progress, and the engine's head
     /// and seqno then.
     progress: Option<(Instant, Option<(u32, u32)>)>,
@@ -116,7 +128,7 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    pub fn new(ring_size: u32, timeslice: Duration, watchdog: Duration) -> Core {
+    pub fn new(ring_size: u32, timeslice: Duration, watchdog: Duration, policy: Policy) -> Core {
         Core {
             ctxs: BTreeMap::new(),
             next_id: 0,
@@ -126,6 +138,8 @@ impl Core {
             ring_size,
             timeslice,
             watchdog,
+            policy,
+            accounted: None,
             progress: None,
             hangs: 0,
         }
@@ -141,6 +155,16 @@ impl Core {
 
     pub fn hangs(&self) -> u64 {
         self.hangs
+    }
+
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// Share the engine another way from now on; credit starts over.
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+        self.ctxs.values_mut().for_each(|c| c.credit = 0);
     }
 
     pub fn owner(&self) -> Option<Owner> {
@@ -192,6 +216,7 @@ impl Core {
     /// The next thing to do at `now`.
     pub fn decide(&mut self, now: Instant) -> Step {
         debug_assert!(self.owner.is_some() || self.flight.idle());
+        self.account(now);
         // Work of a context reset or removed since it went in.
         if let Some(o) = self.owner {
             let current = self.ctxs.get(&o.id).map(|c| c.generation);
@@ -207,7 +232,7 @@ impl Core {
         // The slice ends between chunks, with the ring drained: when the
         // owner has nothing more, or its time is up and another waits.
         if let Some(o) = self.owner {
-            let mine = self.ctxs.get(&o.id).is_some_and(Ctx::runnable);
+            let mine = self.ctxs.get(&o.id).is_some_and(|c| self.may_run(c));
             if self.flight.idle() && (!mine || (now >= o.until && self.others_waiting(o.id))) {
                 self.owner = None;
             }
@@ -226,7 +251,12 @@ impl Core {
         }
         if let Some(o) = self.owner {
             let feed = self.flight.has_room() && (now < o.until || !self.others_waiting(o.id));
-            if let Some(ctx) = self.ctxs.get_mut(&o.id).filter(|c| feed && c.runnable()) {
+            let policy = self.policy;
+            if let Some(ctx) = self
+                .ctxs
+                .get_mut(&o.id)
+                .filter(|c| feed && c.runnable() && (!policy.capped() || c.credit > 0))
+            {
                 if self.flight.idle() {
                     self.progress = Some((now, None));
                 }
@@ -241,7 +271,7 @@ impl Core {
                 }
                 Step::Wait(Some(deadline.min(now + POLL_FALLBACK)))
             }
-            _ => Step::Wait(None),
+            _ => Step::Wait(self.next_credit(now)),
         }
     }
 
@@ -293,6 +323,7 @@ impl Core {
     /// Turn what the engine's registers say into progress for the
     /// contexts; on an engine error, halt the owner.
     pub fn collect(&mut self, snap: EngineSnapshot, now: Instant) -> Collected {
+        self.account(now);
         let mut out = Collected::default();
         if self.flight.idle() {
             return out;
@@ -331,10 +362,10 @@ impl Core {
         out
     }
 
-    /// The next context with work after the one that ran last.
+    /// The next context that may run after the one that ran last.
     fn pick(&self) -> Option<CtxId> {
         let after = self.last.map_or(0, |l| l.0 + 1);
-        let runnable = |(&id, c): (&CtxId, &Ctx)| c.runnable().then_some(id);
+        let runnable = |(&id, c): (&CtxId, &Ctx)| self.may_run(c).then_some(id);
         self.ctxs
             .range(CtxId(after)..)
             .chain(self.ctxs.range(..CtxId(after)))
@@ -342,10 +373,67 @@ impl Core {
     }
 
     fn others_waiting(&self, id: CtxId) -> bool {
-        self.ctxs.iter().any(|(&i, c)| i != id && c.runnable())
+        self.ctxs.iter().any(|(&i, c)| i != id && self.may_run(c))
+    }
+
+    /// Work to run and, under a capped policy, credit to run it with.
+    fn may_run(&self, c: &Ctx) -> bool {
+        c.runnable() && (!self.policy.capped() || c.credit > 0)
+    }
+
+    fn share(&self, c: &Ctx) -> Share {
+        let total = self.ctxs.values().map(|c| u64::from(c.weight)).sum();
+        Share::of(self.policy, c.weight, total, self.ctxs.len())
+    }
+
+    /// Charge the owner for the engine time since the last account, and
+    /// under a capped policy pay every context its share of that time.
+    fn account(&mut self, now: Instant) {
+        let Some(since) = self.accounted.replace(now) else {
+            return;
+        };
+        let elapsed = now.saturating_duration_since(since);
+        if elapsed.is_zero() {
+            return;
+        }
+        let ns = nanos(elapsed);
+        if let Some(c) = self.owner.and_then(|o| self.ctxs.get_mut(&o.id)) {
+            c.stats.engine_time += elapsed;
+            c.credit = c
+                .credit
+                .saturating_sub(i64::try_from(ns).unwrap_or(i64::MAX));
+        }
+        if !self.policy.capped() {
+            return;
+        }
+        let shares: Vec<Share> = self.ctxs.values().map(|c| self.share(c)).collect();
+        for (c, share) in self.ctxs.values_mut().zip(shares) {
+            let most = share.earned(nanos(BURST));
+            c.credit = c.credit.saturating_add(share.earned(ns)).min(most);
+        }
+    }
+
+    /// When a context with work but no credit will have credit again:
+    /// under a capped policy the engine idles until then.
+    fn next_credit(&self, now: Instant) -> Option<Instant> {
+        if !self.policy.capped() {
+            return None;
+        }
+        self.ctxs
+            .values()
+            .filter(|c| c.runnable() && c.credit <= 0)
+            .map(|c| {
+                let debt = c.credit.unsigned_abs() + 1;
+                now + Duration::from_nanos(self.share(c).time_to_earn(debt))
+            })
+            .min()
     }
 }
 
 #[cfg(test)]
 #[path = "core_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "share_tests.rs"]
+mod share_tests;

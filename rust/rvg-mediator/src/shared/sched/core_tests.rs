@@ -10,12 +10,12 @@ const RING: u32 = 64 << 10;
 const SLICE: Duration = Duration::from_millis(1);
 const WATCHDOG: Duration = Duration::from_millis(500);
 
-fn core() -> Core {
-    Core::new(RING, SLICE, WATCHDOG)
+pub(super) fn core() -> Core {
+    Core::new(RING, SLICE, WATCHDOG, Policy::BestEffort)
 }
 
 /// A context of an enabled vGPU.
-fn vgpu(core: &mut Core) -> CtxId {
+pub(super) fn vgpu(core: &mut Core) -> CtxId {
     let id = core.add(Ctx::new(1 << 27, 1 << 27));
     core.ctx(id).unwrap().enabled = true;
     id
@@ -23,7 +23,7 @@ fn vgpu(core: &mut Core) -> CtxId {
 
 /// `noops` NOOPs at guest ring offsets 0, 4, ..., then a FENCE with
 /// `seqno` (interrupting).
-fn work(noops: usize, seqno: u32) -> Work {
+pub(super) fn work(noops: usize, seqno: u32) -> Work {
     let mut w = Work::default();
     for i in 0..noops {
         w.cmds.push(CmdOrigin {
@@ -53,7 +53,7 @@ fn work(noops: usize, seqno: u32) -> Work {
     w
 }
 
-fn submit(core: &mut Core, id: CtxId, w: Work) {
+pub(super) fn submit(core: &mut Core, id: CtxId, w: Work) {
     core.ctx(id).unwrap().queue.push_back(w);
 }
 
@@ -65,7 +65,7 @@ fn push(step: Step) -> Chunk {
 }
 
 /// The engine's registers once it ran `chunk` to its end.
-fn ran(chunk: &Chunk) -> EngineSnapshot {
+pub(super) fn ran(chunk: &Chunk) -> EngineSnapshot {
     let end = chunk.at + chunk.dwords.len() as u64;
     EngineSnapshot {
         seqno: *chunk.dwords.last().unwrap(),

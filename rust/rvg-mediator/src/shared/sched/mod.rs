@@ -17,6 +17,7 @@
 
 mod core;
 mod flight;
+mod share;
 
 use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
@@ -34,6 +35,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use self::core::{Core, Ctx, EngineSnapshot, Step};
 use self::flight::{Chunk, Delivery};
+pub use self::share::{Policy, UnknownPolicy, BURST, DEFAULT_WEIGHT, WEIGHTS};
 use crate::scan::Work;
 
 /// An engine context on a scheduler. Never reused: a context removed and a
@@ -82,6 +84,8 @@ pub struct CtxStats {
     pub faults: u64,
     /// Halts by the watchdog (counted in `faults` too).
     pub hangs: u64,
+    /// Time the context owned the engine's ring.
+    pub engine_time: Duration,
 }
 
 /// How the scheduler shares the engine.
@@ -90,6 +94,7 @@ pub struct SchedConfig {
     pub timeslice: Duration,
     /// Work in the ring that makes no progress for this long is a hang.
     pub watchdog: Duration,
+    pub policy: Policy,
 }
 
 struct State {
@@ -155,7 +160,7 @@ impl Scheduler {
             bar2,
             ring,
             state: Mutex::new(State {
-                core: Core::new(ring.size, config.timeslice, config.watchdog),
+                core: Core::new(ring.size, config.timeslice, config.watchdog, config.policy),
                 sinks: BTreeMap::new(),
                 delivering: None,
                 shutdown: false,
@@ -210,6 +215,24 @@ impl Scheduler {
             ctx.queue.push_back(work);
         }
         drop(st);
+        self.shared.wake();
+    }
+
+    /// The context's weight under `Policy::FixedShare`, from now on.
+    pub fn set_weight(&self, id: CtxId, weight: u32) {
+        if let Some(ctx) = self.shared.state.lock().core.ctx(id) {
+            ctx.weight = weight;
+        }
+        self.shared.wake();
+    }
+
+    pub fn policy(&self) -> Policy {
+        self.shared.state.lock().core.policy()
+    }
+
+    /// Share the engine by `policy` from now on.
+    pub fn set_policy(&self, policy: Policy) {
+        self.shared.state.lock().core.set_policy(policy);
         self.shared.wake();
     }
 
