@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 /* Bumped whenever a table or struct below changes layout or meaning. */
-#define RVG_FFI_ABI_VERSION 7
+#define RVG_FFI_ABI_VERSION 8
 
 /* The Rust device. Only ever used through a shared reference on the Rust side. */
 typedef struct RvgDevice RvgDevice;
@@ -82,6 +82,7 @@ typedef struct RvgConfig {
     const char *host;
     const char *sysfsdev;
     const char *vfio_iommu;
+    uint32_t weight; /* vGPU: engine share under fixed-share; validated by Rust */
 } RvgConfig;
 
 /* The console's surface: 32-bit x:R:G:B pixels, little endian. */
@@ -96,6 +97,8 @@ typedef struct RvgGpuConfig {
     uint64_t vram_size;    /* bytes; validated by Rust */
     uint32_t timeslice_us; /* scheduler time slice; validated by Rust */
     uint32_t watchdog_ms;  /* scheduler watchdog; validated by Rust */
+    /* "best-effort", "equal-share" or "fixed-share"; NULL: best-effort */
+    const char *policy;
 } RvgGpuConfig;
 
 /* What the shim needs to build the PCI device once Rust accepted the config. */
@@ -233,6 +236,22 @@ typedef struct RvgOps {
     void (*display_refresh)(RvgDevice *dev);
     /* vGPU: the next refresh redraws the whole surface. */
     void (*display_invalidate)(RvgDevice *dev);
+
+    /*
+     * vGPU: its engine share's weight under the GPU's fixed-share policy,
+     * from now on (main loop, BQL held). On a bad weight returns false and
+     * reports through services->set_error(errp, ...).
+     */
+    bool (*set_weight)(RvgDevice *dev, uint32_t weight, RvgErrorSink *errp);
+    /*
+     * How the GPU shares its engine from now on: "best-effort",
+     * "equal-share" or "fixed-share". On another name returns false and
+     * reports through set_error(errp, ...).
+     */
+    bool (*gpu_set_policy)(RvgGpu *gpu, const char *policy,
+                           void (*set_error)(RvgErrorSink *errp,
+                                             const char *msg),
+                           RvgErrorSink *errp);
 } RvgOps;
 
 /* Defined by the Rust staticlib. */

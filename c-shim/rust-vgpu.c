@@ -17,6 +17,7 @@
 #include "qemu/module.h"
 #include "qemu/units.h"
 #include "qobject/qdict.h"
+#include "qapi/qapi-types-qom.h"
 #include "qapi/visitor.h"
 #include "qom/object_interfaces.h"
 #include "exec/address-spaces.h"
@@ -51,6 +52,7 @@ struct RustVgpuGpu {
     uint64_t vram_size;
     uint32_t timeslice_us;
     uint32_t watchdog_ms;
+    RustVgpuGpuPolicy policy;
     /* Test hook: the GPU's engine starts no command while set. */
     bool engine_hold;
 
@@ -81,6 +83,7 @@ struct RustVgpuState {
     char *host;
     char *sysfsdev;
     char *vfio_iommu;
+    uint32_t weight;
 
     MemoryRegion vram;
     MemoryRegion mmio;
@@ -478,6 +481,7 @@ static void rust_vgpu_instance_init(Object *obj)
     RustVgpuState *s = RUST_VGPU_BASE(obj);
 
     s->watched_fd = -1;
+    s->weight = 100;
     /* Decided at realize from the bus: a PCIe endpoint behind a root port. */
     PCI_DEVICE(obj)->cap_present |= QEMU_PCI_CAP_EXPRESS;
 }
@@ -510,6 +514,7 @@ static void rust_vgpu_realize(PCIDevice *pdev, Error **errp)
         .host = s->host,
         .sysfsdev = s->sysfsdev,
         .vfio_iommu = s->vfio_iommu,
+        .weight = s->weight,
     };
 
     if (rvg_ops.abi_version != RVG_FFI_ABI_VERSION) {
@@ -689,6 +694,28 @@ static void rust_vgpu_base_class_init(ObjectClass *klass, void *data)
     set_bit(DEVICE_CATEGORY_DISPLAY, dc->categories);
 }
 
+static void rust_vgpu_get_weight(Object *obj, Visitor *v, const char *name,
+                                 void *opaque, Error **errp)
+{
+    visit_type_uint32(v, name, &RUST_VGPU_BASE(obj)->weight, errp);
+}
+
+/* Settable at run time (qom-set): a realized vGPU hands it to Rust. */
+static void rust_vgpu_set_weight(Object *obj, Visitor *v, const char *name,
+                                 void *opaque, Error **errp)
+{
+    RustVgpuState *s = RUST_VGPU_BASE(obj);
+    uint32_t value;
+
+    if (!visit_type_uint32(v, name, &value, errp)) {
+        return;
+    }
+    if (s->dev && !rvg_ops.set_weight(s->dev, value, (RvgErrorSink *)errp)) {
+        return;
+    }
+    s->weight = value;
+}
+
 static void rust_vgpu_class_init(ObjectClass *klass, void *data)
 {
     DeviceClass *dc = DEVICE_CLASS(klass);
@@ -716,6 +743,13 @@ static void rust_vgpu_class_init(ObjectClass *klass, void *data)
         "how to reach a VFIO device's IOMMU: legacy (group and container), "
         "iommufd (device cdev), or auto (iommufd where the kernel offers "
         "it), default auto");
+    object_class_property_add(klass, "weight", "uint32",
+                              rust_vgpu_get_weight, rust_vgpu_set_weight,
+                              NULL, NULL);
+    object_class_property_set_description(klass, "weight",
+        "the vGPU's share of its GPU's engine under the GPU's fixed-share "
+        "policy, against the other vGPUs' weights: 1 to 10000, default 100; "
+        "settable at run time with qom-set");
 }
 
 static void rust_vgpu_hw_class_init(ObjectClass *klass, void *data)
@@ -743,6 +777,7 @@ static void rust_vgpu_gpu_complete(UserCreatable *uc, Error **errp)
         .vram_size = g->vram_size,
         .timeslice_us = g->timeslice_us,
         .watchdog_ms = g->watchdog_ms,
+        .policy = RustVgpuGpuPolicy_str(g->policy),
     };
 
     if (rvg_ops.abi_version != RVG_FFI_ABI_VERSION) {
@@ -853,6 +888,24 @@ static void rust_vgpu_gpu_set_engine_hold(Object *obj, bool value,
     }
 }
 
+static int rust_vgpu_gpu_get_policy(Object *obj, Error **errp)
+{
+    return RUST_VGPU_GPU(obj)->policy;
+}
+
+/* Settable at run time (qom-set): a created GPU hands it to Rust. */
+static void rust_vgpu_gpu_set_policy(Object *obj, int value, Error **errp)
+{
+    RustVgpuGpu *g = RUST_VGPU_GPU(obj);
+
+    if (g->gpu && !rvg_ops.gpu_set_policy(g->gpu, RustVgpuGpuPolicy_str(value),
+                                          host_set_error,
+                                          (RvgErrorSink *)errp)) {
+        return;
+    }
+    g->policy = value;
+}
+
 static void rust_vgpu_gpu_class_init(ObjectClass *klass, void *data)
 {
     UserCreatableClass *ucc = USER_CREATABLE_CLASS(klass);
@@ -880,6 +933,15 @@ static void rust_vgpu_gpu_class_init(ObjectClass *klass, void *data)
         "how long work on the engine may make no progress before the "
         "engine is reset and the vGPU it belongs to is halted with HANG, "
         "in milliseconds (100 to 600000), default 5000");
+    object_class_property_add_enum(klass, "policy", "RustVgpuGpuPolicy",
+                                   &RustVgpuGpuPolicy_lookup,
+                                   rust_vgpu_gpu_get_policy,
+                                   rust_vgpu_gpu_set_policy);
+    object_class_property_set_description(klass, "policy",
+        "how the vGPUs share the engine: best-effort (any vGPU with work "
+        "runs), equal-share (each gets 1/N, busy or not) or fixed-share "
+        "(each gets its weight's part, never more); default best-effort; "
+        "settable at run time with qom-set");
     object_class_property_add_bool(klass, "x-engine-hold",
                                    rust_vgpu_gpu_get_engine_hold,
                                    rust_vgpu_gpu_set_engine_hold);

@@ -13,6 +13,7 @@ use rvg_vfio::HostRange;
 
 use crate::bql::BqlCell;
 use crate::host::{Host, HostDisplay, LogKind};
+use crate::sys;
 
 // The vGPU in place, not boxed: every register access reaches it with
 // one dependent load fewer. The device is boxed whole anyway.
@@ -141,6 +142,18 @@ impl FfiDevice {
                 self.apply(fx);
             }
         }
+    }
+
+    /// The vGPU's engine share weight; false, with the reason reported
+    /// to `errp`, for a bad weight or a device that is no vGPU.
+    pub fn set_weight(&self, weight: u32, errp: *mut sys::RvgErrorSink) -> bool {
+        let result = match &self.model {
+            Model::Vgpu(v) => v.borrow_mut().set_weight(weight).map_err(|e| e.to_string()),
+            Model::Hw(_) => Err("rust-vgpu-hw has no engine share weight".to_string()),
+        };
+        result
+            .map_err(|msg| self.host.set_error(errp, &msg))
+            .is_ok()
     }
 
     /// The device leaves the bus: shut every path that could call into

@@ -35,6 +35,7 @@ struct Services {
     display_resize: unsafe extern "C" fn(*mut sys::RvgHost, u32, u32),
     display_surface: unsafe extern "C" fn(*mut sys::RvgHost, *mut sys::RvgSurface) -> bool,
     display_update: unsafe extern "C" fn(*mut sys::RvgHost, u32, u32),
+    set_error: unsafe extern "C" fn(*mut sys::RvgErrorSink, *const c_char),
 }
 
 /// Interrupts delivered, for introspection.
@@ -95,6 +96,7 @@ impl Host {
                 display_update: services
                     .display_update
                     .ok_or_else(|| missing("display_update"))?,
+                set_error: services.set_error.ok_or_else(|| missing("set_error"))?,
             },
             counts: Arc::default(),
             closed: Arc::default(),
@@ -193,6 +195,14 @@ impl Host {
     pub fn unwatch_fd(&self, fd: c_int) {
         // SAFETY: present service, own host pointer.
         unsafe { (self.services.unwatch_fd)(self.host, fd) }
+    }
+
+    /// Fill the Error the shim passed in for the current call.
+    pub fn set_error(&self, errp: *mut sys::RvgErrorSink, msg: &str) {
+        let text = c_message(msg);
+        // SAFETY: present service; `errp` is the sink of the current call,
+        // `text` outlives it.
+        unsafe { (self.services.set_error)(errp, text.as_ptr()) }
     }
 
     /// Append `text` to the report the shim passed in.

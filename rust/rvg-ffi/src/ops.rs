@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rvg_gpu::{Gpu, GpuConfig};
-use rvg_mediator::shared::{HostLog, SchedConfig};
+use rvg_mediator::shared::{HostLog, Policy, SchedConfig};
 use rvg_mediator::{MemKind, SharedGpu, Vgpu, VgpuConfig};
 use rvg_model::regs::{bar2, pci};
 use rvg_vfio::{HostRange, SoftGpu};
@@ -44,6 +44,8 @@ pub static rvg_ops: sys::RvgOps = sys::RvgOps {
     gpu_set_engine_hold: Some(rvg_gpu_set_engine_hold),
     display_refresh: Some(rvg_display_refresh),
     display_invalidate: Some(rvg_display_invalidate),
+    set_weight: Some(rvg_set_weight),
+    gpu_set_policy: Some(rvg_gpu_set_policy),
 };
 
 /// Turn the opaque pointer back into the device.
@@ -104,6 +106,7 @@ fn build(config: &sys::RvgConfig, host: &Host) -> Result<Model, String> {
         vram_size: config.vram_size,
         xres: config.xres,
         yres: config.yres,
+        weight: config.weight,
     };
     cfg.validate().map_err(|e| e.to_string())?;
     // SAFETY: the shim passes NULL or NUL-terminated property strings that
@@ -188,10 +191,15 @@ fn new_shared_gpu(config: &sys::RvgGpuConfig, log: HostLog) -> Result<GpuHandle,
     rvg_model::config::check_vram_size(config.vram_size).map_err(|e| e.to_string())?;
     let timeslice = check_range("timeslice-us", config.timeslice_us, TIMESLICE_US)?;
     let watchdog = check_range("watchdog-ms", config.watchdog_ms, WATCHDOG_MS)?;
+    // SAFETY: the shim passes NULL or a NUL-terminated string for the call.
+    let policy = match unsafe { c_property(config.policy) } {
+        Some(name) => name.parse::<Policy>().map_err(|e| e.to_string())?,
+        None => Policy::default(),
+    };
     let sched = SchedConfig {
         timeslice: Duration::from_micros(u64::from(timeslice)),
         watchdog: Duration::from_millis(u64::from(watchdog)),
-        ..SchedConfig::default()
+        policy,
     };
     let (shared, soft) = soft_gpu(config.vram_size, sched, log, false)
         .map_err(|e| format!("soft GPU backend: {e}"))?;
@@ -254,6 +262,47 @@ unsafe extern "C" fn rvg_gpu_set_engine_hold(gpu: *mut sys::RvgGpu, hold: bool) 
     // SAFETY: a live handle from rvg_gpu_new (the shim's object owns it).
     let gpu = unsafe { &*(gpu as *const GpuHandle) };
     guard::catch((), |_| {}, || gpu.soft.gpu().set_engine_hold(hold));
+}
+
+unsafe extern "C" fn rvg_gpu_set_policy(
+    gpu: *mut sys::RvgGpu,
+    policy: *const c_char,
+    set_error: Option<unsafe extern "C" fn(*mut sys::RvgErrorSink, *const c_char)>,
+    errp: *mut sys::RvgErrorSink,
+) -> bool {
+    let fail = |msg: &str| {
+        if let Some(set_error) = set_error {
+            let text = c_message(msg);
+            // SAFETY: the shim's own service with the sink it passed in.
+            unsafe { set_error(errp, text.as_ptr()) }
+        }
+        false
+    };
+    // SAFETY: a live handle from rvg_gpu_new (the shim's object owns it);
+    // `policy` is NULL or a NUL-terminated string for the call.
+    let (gpu, name) = unsafe { (&*(gpu as *const GpuHandle), c_property(policy)) };
+    guard::catch(
+        false,
+        |why| {
+            fail(&format!("internal error setting the policy: {why}"));
+        },
+        || match name.unwrap_or_default().parse::<Policy>() {
+            Ok(policy) => {
+                gpu.shared.scheduler().set_policy(policy);
+                true
+            }
+            Err(e) => fail(&e.to_string()),
+        },
+    )
+}
+
+unsafe extern "C" fn rvg_set_weight(
+    dev: *mut sys::RvgDevice,
+    weight: u32,
+    errp: *mut sys::RvgErrorSink,
+) -> bool {
+    // SAFETY: header contract.
+    unsafe { with_device(dev, false, |d| d.set_weight(weight, errp)) }
 }
 
 fn device_info(model: &Model) -> sys::RvgDeviceInfo {

@@ -145,6 +145,7 @@ fn realize_on(
         host: ptr::null(),
         sysfsdev: ptr::null(),
         vfio_iommu: ptr::null(),
+        weight: 100,
     };
     let mut info = sys::RvgDeviceInfo::default();
     let mut err = String::new();
@@ -322,6 +323,7 @@ fn shared_gpu() -> *mut sys::RvgGpu {
         vram_size: 32 << 20,
         timeslice_us: 1000,
         watchdog_ms: 5000,
+        policy: ptr::null(),
     };
     let mut err = String::new();
     // SAFETY: valid config and sink for the call.
@@ -436,4 +438,63 @@ fn the_hw_model_raises_nothing_after_exit() {
         rvg_ops.unrealize.unwrap()(dev);
     }
     assert_eq!(*host.calls.lock().unwrap(), ["intx 0"]);
+}
+
+/// A GPU's policy and a vGPU's weight change at run time; a bad name or
+/// weight is refused with the reason and changes nothing.
+#[test]
+fn policy_and_weight_change_at_run_time_and_bad_values_are_refused() {
+    let gpu = shared_gpu();
+    let host = Recorder::default();
+    let (dev, _, err) = realize_on(&host, VGPU, 4 << 20, gpu);
+    assert!(!dev.is_null(), "{err}");
+    let ops = &rvg_ops;
+    let report = || {
+        let mut report = String::new();
+        // SAFETY: a live device and a String sink for the call.
+        unsafe { ops.describe.unwrap()(dev, &mut report as *mut String as *mut sys::RvgTextSink) };
+        report
+    };
+    assert!(report().contains("policy=best-effort"), "{}", report());
+    assert!(report().contains("weight=100 "), "{}", report());
+    let set_policy = |name: &std::ffi::CStr| {
+        let mut err = String::new();
+        // SAFETY: a live GPU, a C string and a String sink for the call.
+        let ok = unsafe {
+            ops.gpu_set_policy.unwrap()(
+                gpu,
+                name.as_ptr(),
+                Some(set_error),
+                &mut err as *mut String as *mut sys::RvgErrorSink,
+            )
+        };
+        (ok, err)
+    };
+    let set_weight = |weight| {
+        let mut err = String::new();
+        // SAFETY: a live device and a String sink for the call.
+        let ok = unsafe {
+            ops.set_weight.unwrap()(
+                dev,
+                weight,
+                &mut err as *mut String as *mut sys::RvgErrorSink,
+            )
+        };
+        (ok, err)
+    };
+    assert_eq!(set_policy(c"fixed-share"), (true, String::new()));
+    assert_eq!(set_weight(300), (true, String::new()));
+    assert!(report().contains("policy=fixed-share"), "{}", report());
+    assert!(report().contains("weight=300 "), "{}", report());
+    let (ok, err) = set_policy(c"fair");
+    assert!(!ok && err.contains("'fair' is not one of"), "{err}");
+    let (ok, err) = set_weight(0);
+    assert!(!ok && err.contains("property 'weight' is 0"), "{err}");
+    assert!(report().contains("policy=fixed-share"), "{}", report());
+    assert!(report().contains("weight=300 "), "{}", report());
+    // SAFETY: the device and GPU are live and dropped once.
+    unsafe {
+        ops.unrealize.unwrap()(dev);
+        ops.gpu_free.unwrap()(gpu);
+    }
 }

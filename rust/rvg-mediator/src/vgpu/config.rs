@@ -3,6 +3,7 @@
 use rvg_model::config::{check_vgpu_vram_size, human_size, ConfigError};
 
 use crate::display::edid;
+use crate::shared::sched::{DEFAULT_WEIGHT, WEIGHTS};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VgpuConfig {
@@ -11,6 +12,8 @@ pub struct VgpuConfig {
     /// first of [`AUTO_MODES`] that fits the VRAM.
     pub xres: u32,
     pub yres: u32,
+    /// Its engine share's weight under the GPU's `fixed-share` policy.
+    pub weight: u32,
 }
 
 /// Preferred modes to pick from when none is given, best first.
@@ -28,6 +31,7 @@ impl VgpuConfig {
             vram_size,
             xres: 0,
             yres: 0,
+            weight: DEFAULT_WEIGHT,
         }
     }
 
@@ -44,6 +48,7 @@ impl VgpuConfig {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_vgpu_vram_size(self.vram_size)?;
+        check_weight(self.weight)?;
         // 0 is "unset"; a value that is set must be in range.
         let side = |property, value: u32, min, max| {
             if value == 0 || (min..=max).contains(&value) {
@@ -93,4 +98,20 @@ impl VgpuConfig {
     pub fn private_gpu_vram(&self) -> u64 {
         2 * self.vram_size
     }
+}
+
+/// A vGPU's weight: one of `WEIGHTS`.
+pub fn check_weight(weight: u32) -> Result<(), ConfigError> {
+    if WEIGHTS.contains(&weight) {
+        return Ok(());
+    }
+    Err(ConfigError::BadProperty {
+        property: "weight",
+        value: weight.to_string(),
+        expected: format!(
+            "it must be {} to {} (default {DEFAULT_WEIGHT})",
+            WEIGHTS.start(),
+            WEIGHTS.end()
+        ),
+    })
 }

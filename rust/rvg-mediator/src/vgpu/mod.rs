@@ -20,6 +20,7 @@ mod report;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
+use rvg_model::config::ConfigError;
 use rvg_model::effects::Effects;
 use rvg_model::gtt::{gfx_addr, PAGE_SIZE};
 use rvg_model::irq::{IntSource, IrqLine};
@@ -37,7 +38,7 @@ use inbox::Inbox;
 use link::{ContractGtt, Link};
 
 pub use crate::shared::slices::{RESERVED_GTT_ENTRIES, RESERVED_VRAM, VGPU_GTT_ENTRIES};
-pub use config::{VgpuConfig, AUTO_MODES};
+pub use config::{check_weight, VgpuConfig, AUTO_MODES};
 pub use regs::{RegRead, RegWrite, VirtRegs};
 pub use report::VgpuReport;
 
@@ -136,6 +137,7 @@ impl Vgpu {
             gfx_addr(layout.gtt_base),
             VGPU_GFX_SPACE,
         );
+        gpu.scheduler().set_weight(ctx, config.weight);
         Ok(Vgpu {
             link: Link {
                 config,
@@ -409,6 +411,8 @@ impl Vgpu {
             attached,
             capacity,
             timeslice: sched.timeslice(),
+            policy: sched.policy(),
+            weight: link.config.weight,
             gpu_resets: link.gpu.resets(),
             watchdog: sched.watchdog(),
             watchdog_resets: sched.hangs(),
@@ -421,6 +425,14 @@ impl Vgpu {
             display: display.describe(),
             display_stats: display.stats(),
         }
+    }
+
+    /// Its engine share's weight under `fixed-share`, from now on.
+    pub fn set_weight(&mut self, weight: u32) -> Result<(), ConfigError> {
+        check_weight(weight)?;
+        self.link.config.weight = weight;
+        self.link.gpu.scheduler().set_weight(self.link.ctx, weight);
+        Ok(())
     }
 
     /// The report for `info rust-vgpu`, as text.

@@ -11,7 +11,7 @@ use rvg_model::regs::{GlobalReg, Register};
 use super::StreamStats;
 use crate::display::DisplayStats;
 use crate::shadow::{ShadowStats, SliceLayout};
-use crate::shared::CtxStats;
+use crate::shared::{CtxStats, Policy};
 
 /// The GTT fault registers of the vGPU's global block.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -40,6 +40,8 @@ pub struct VgpuReport {
     pub attached: usize,
     pub capacity: usize,
     pub timeslice: Duration,
+    pub policy: Policy,
+    pub weight: u32,
     pub gpu_resets: u64,
     pub watchdog: Duration,
     pub watchdog_resets: u64,
@@ -60,10 +62,11 @@ impl fmt::Display for VgpuReport {
         writeln!(f, "  backend: {}", self.backend)?;
         writeln!(
             f,
-            "  gpu: {} vGPUs attached (GTT room for {}), timeslice={}us resets={} \
+            "  gpu: {} vGPUs attached (GTT room for {}), policy={} timeslice={}us resets={} \
              watchdog={}ms watchdog-resets={}",
             self.attached,
             self.capacity,
+            self.policy,
             self.timeslice.as_micros(),
             self.gpu_resets,
             self.watchdog.as_millis(),
@@ -119,6 +122,12 @@ impl fmt::Display for VgpuReport {
             self.sched.slices,
             self.sched.faults,
             self.sched.hangs
+        )?;
+        writeln!(
+            f,
+            "  engine-share: weight={} engine-time={}us",
+            self.weight,
+            self.sched.engine_time.as_micros()
         )?;
         writeln!(f, "  display: {}", self.display)?;
         let d = &self.display_stats;

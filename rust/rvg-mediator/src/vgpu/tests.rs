@@ -268,9 +268,9 @@ fn detach_leaves_the_gpu_clean() {
 fn display_properties_are_checked() {
     let bad = |xres, yres, vram_size| {
         VgpuConfig {
-            vram_size,
             xres,
             yres,
+            ..VgpuConfig::new(vram_size)
         }
         .validate()
         .unwrap_err()
@@ -299,6 +299,24 @@ fn display_properties_are_checked() {
         assert!(c.validate().is_ok());
         assert_eq!(c.preferred_mode(), mode);
     }
+}
+
+#[test]
+fn the_weight_is_checked() {
+    let weight = |weight| {
+        VgpuConfig {
+            weight,
+            ..VgpuConfig::new(64 << 20)
+        }
+        .validate()
+        .map_err(|e| e.to_string())
+    };
+    assert_eq!(weight(1), Ok(()));
+    assert_eq!(weight(10_000), Ok(()));
+    assert_eq!(
+        weight(0),
+        Err("property 'weight' is 0: it must be 1 to 10000 (default 100)".to_string())
+    );
 }
 
 #[test]

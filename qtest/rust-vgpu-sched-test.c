@@ -1,0 +1,298 @@
+/*
+ * rust-vgpu scheduling qtests: three vGPUs on one rust-vgpu-gpu under each
+ * policy. Each vGPU that is busy keeps its ring full of long fills; the
+ * engine time each gets, from `info rust-vgpu`, is held against the share
+ * its policy gives it.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/units.h"
+#include "qobject/qdict.h"
+
+#include "rvg-engine.h"
+
+#define VGPUS 3
+#define VRAM_SIZE (4 * MiB)
+#define RING_SIZE (64 * KiB)
+/* Fills queued at most per vGPU: well inside the ring (36 bytes each). */
+#define QUEUED 600
+/* Measured shares are within this much of the engine of the asked ones. */
+#define TOLERANCE 0.08
+
+typedef struct Trio {
+    QOSState *qs;
+    Rvg r[VGPUS];
+    Eng e[VGPUS];
+    /* Fences emitted per vGPU: the seqno of its last fill. */
+    uint32_t emitted[VGPUS];
+} Trio;
+
+static void collect(QPCIDevice *dev, int devfn, void *data)
+{
+    QPCIDevice **found = data;
+    int i = 0;
+
+    while (found[i]) {
+        i++;
+    }
+    found[i] = dev;
+}
+
+/* vGPUs v0, v1, v2 on GPU gpu0 (`policy`), with `weights`. */
+static Trio *start(const char *policy, const uint32_t weights[VGPUS])
+{
+    Trio *t = g_new0(Trio, 1);
+    QPCIDevice *found[VGPUS + 1] = { NULL };
+
+    t->qs = qtest_pc_boot("-nodefaults "
+                          "-object rust-vgpu-gpu,id=gpu0,vram-size=16M,policy=%s "
+                          "-device rust-vgpu,id=v0,gpu=gpu0,vram-size=4M,addr=04.0,weight=%u "
+                          "-device rust-vgpu,id=v1,gpu=gpu0,vram-size=4M,addr=05.0,weight=%u "
+                          "-device rust-vgpu,id=v2,gpu=gpu0,vram-size=4M,addr=06.0,weight=%u",
+                          policy, weights[0], weights[1], weights[2]);
+    qpci_device_foreach(t->qs->pcibus, RVG_PCI_VENDOR_ID, RVG_PCI_DEVICE_ID_VGPU,
+                        collect, found);
+    for (int i = 0; i < VGPUS; i++) {
+        g_assert_nonnull(found[i]);
+        /* The bus is walked in slot order: v0, v1, v2. */
+        t->r[i] = (Rvg) { .qs = t->qs, .dev = found[i] };
+        eng_init(&t->e[i], &t->r[i], RING_SIZE);
+        eng_map_vram(&t->e[i], VRAM_SIZE / 4096);
+    }
+    return t;
+}
+
+static void stop(Trio *t)
+{
+    for (int i = 0; i < VGPUS; i++) {
+        g_free(t->r[i].dev);
+    }
+    qtest_pc_shutdown(t->qs);
+    g_free(t);
+}
+
+/* Put `n` dwords in `e`'s ring at the tail in one or two bulk writes. */
+static void emit_bulk(Eng *e, const uint32_t *dw, size_t n)
+{
+    size_t bytes = n * 4;
+    size_t first = MIN(bytes, e->ring_size - e->tail);
+
+    qpci_memwrite(e->r->dev, e->vram, e->tail, dw, first);
+    qpci_memwrite(e->r->dev, e->vram, 0, (const uint8_t *)dw + first, bytes - first);
+    e->tail = (e->tail + bytes) % e->ring_size;
+}
+
+/*
+ * Top up the ring of every vGPU in `busy` to QUEUED fills of its slice
+ * past the ring, each with a fence.
+ */
+static void feed(Trio *t, const bool busy[VGPUS])
+{
+    for (int i = 0; i < VGPUS; i++) {
+        Eng *e = &t->e[i];
+        g_autofree uint32_t *dw = NULL;
+        uint32_t queued;
+        size_t n = 0;
+
+        if (!busy[i]) {
+            continue;
+        }
+        g_assert_cmpuint(eng_read(e, RVG_ENGINE_ERROR), ==, 0);
+        queued = t->emitted[i] - eng_read(e, RVG_ENGINE_SEQNO);
+        if (queued > QUEUED / 2) {
+            continue;
+        }
+        dw = g_new(uint32_t, (QUEUED - queued) * 9);
+        for (; queued < QUEUED; queued++) {
+            uint32_t seqno = ++t->emitted[i];
+            const uint32_t fill[] = {
+                FILL_RECT(RING_SIZE, 4096, 1024, (VRAM_SIZE - RING_SIZE) / 4096, seqno),
+                FENCE(seqno, false)
+            };
+
+            memcpy(dw + n, fill, sizeof(fill));
+            n += ARRAY_SIZE(fill);
+        }
+        emit_bulk(e, dw, n);
+        eng_kick(e);
+    }
+}
+
+static uint64_t engine_time_us(Trio *t, int i)
+{
+    g_autofree char *id = g_strdup_printf("v%d", i);
+
+    return rvg_info_value(t->qs->qts, id, "engine-time=");
+}
+
+/*
+ * Keep the vGPUs in `busy` busy for `ms` milliseconds; `share[i]` is the
+ * part of that wall time the engine spent on vGPU i.
+ */
+static void run(Trio *t, const bool busy[VGPUS], int ms, double share[VGPUS])
+{
+    uint64_t before[VGPUS];
+    int64_t start, end;
+
+    feed(t, busy);
+    for (int i = 0; i < VGPUS; i++) {
+        before[i] = engine_time_us(t, i);
+    }
+    start = g_get_monotonic_time();
+    end = start + ms * 1000;
+    while (g_get_monotonic_time() < end) {
+        feed(t, busy);
+        g_usleep(5000);
+    }
+    for (int i = 0; i < VGPUS; i++) {
+        share[i] = (double)(engine_time_us(t, i) - before[i]) /
+                   (g_get_monotonic_time() - start);
+    }
+    g_test_message("engine shares: %.3f %.3f %.3f", share[0], share[1], share[2]);
+}
+
+/* Each share of the engine's busy time (all three busy) near `want`. */
+static void assert_relative(const double share[VGPUS], const double want[VGPUS])
+{
+    double total = share[0] + share[1] + share[2];
+
+    g_assert_cmpfloat(total, >, 0.5);
+    for (int i = 0; i < VGPUS; i++) {
+        g_assert_cmpfloat_with_epsilon(share[i] / total, want[i], TOLERANCE);
+    }
+}
+
+static const bool ALL[VGPUS] = { true, true, true };
+static const uint32_t EQUAL[VGPUS] = { 100, 100, 100 };
+
+/* Best effort: the busy share the engine; one alone takes it all. */
+static void test_best_effort(void)
+{
+    Trio *t = start("best-effort", EQUAL);
+    const bool lone[VGPUS] = { true, false, false };
+    const double third[VGPUS] = { 1.0 / 3, 1.0 / 3, 1.0 / 3 };
+    double share[VGPUS];
+
+    run(t, ALL, 300, share);
+    run(t, ALL, 1500, share);
+    assert_relative(share, third);
+    /* The others drain what they have queued, then v0 is alone. */
+    run(t, lone, 1000, share);
+    run(t, lone, 1500, share);
+    g_assert_cmpfloat(share[0], >, 0.7);
+    stop(t);
+}
+
+/* Equal share: a third each, and a lone busy vGPU still only a third. */
+static void test_equal_share(void)
+{
+    const uint32_t weights[VGPUS] = { 1000, 100, 100 };
+    Trio *t = start("equal-share", weights);
+    const bool lone[VGPUS] = { true, false, false };
+    const double third[VGPUS] = { 1.0 / 3, 1.0 / 3, 1.0 / 3 };
+    double share[VGPUS];
+
+    run(t, ALL, 300, share);
+    run(t, ALL, 1500, share);
+    assert_relative(share, third);
+    run(t, lone, 1000, share);
+    run(t, lone, 1500, share);
+    g_assert_cmpfloat_with_epsilon(share[0], 1.0 / 3, TOLERANCE);
+    stop(t);
+}
+
+/*
+ * Fixed share: the weights' parts; a lone busy vGPU gets its part and no
+ * more; a weight set at run time (qom-set) takes effect.
+ */
+static void test_fixed_share(void)
+{
+    const uint32_t weights[VGPUS] = { 100, 200, 100 };
+    Trio *t = start("fixed-share", weights);
+    const bool lone[VGPUS] = { false, true, false };
+    const double parts[VGPUS] = { 0.25, 0.5, 0.25 };
+    const double reweighed[VGPUS] = { 0.6, 0.2, 0.2 };
+    double share[VGPUS];
+
+    run(t, ALL, 300, share);
+    run(t, ALL, 1500, share);
+    assert_relative(share, parts);
+    run(t, lone, 1000, share);
+    run(t, lone, 1500, share);
+    g_assert_cmpfloat_with_epsilon(share[1], 0.5, TOLERANCE);
+
+    qtest_qmp_assert_success(t->qs->qts,
+                             "{'execute': 'qom-set', 'arguments': {"
+                             "'path': 'v0', 'property': 'weight', 'value': 300}}");
+    qtest_qmp_assert_success(t->qs->qts,
+                             "{'execute': 'qom-set', 'arguments': {"
+                             "'path': 'v1', 'property': 'weight', 'value': 100}}");
+    run(t, ALL, 300, share);
+    run(t, ALL, 1500, share);
+    assert_relative(share, reweighed);
+    stop(t);
+}
+
+/* A policy set at run time takes effect: fixed-share, then best effort. */
+static void test_policy_at_run_time(void)
+{
+    const uint32_t weights[VGPUS] = { 100, 100, 100 };
+    Trio *t = start("fixed-share", weights);
+    const bool lone[VGPUS] = { true, false, false };
+    double share[VGPUS];
+    g_autofree char *info = NULL;
+
+    run(t, lone, 300, share);
+    run(t, lone, 1500, share);
+    g_assert_cmpfloat_with_epsilon(share[0], 1.0 / 3, TOLERANCE);
+    qtest_qmp_assert_success(t->qs->qts,
+                             "{'execute': 'qom-set', 'arguments': {"
+                             "'path': '/objects/gpu0', 'property': 'policy', "
+                             "'value': 'best-effort'}}");
+    run(t, lone, 300, share);
+    run(t, lone, 1500, share);
+    g_assert_cmpfloat(share[0], >, 0.7);
+    info = qtest_hmp(t->qs->qts, "info rust-vgpu");
+    g_assert_nonnull(strstr(info, "policy=best-effort"));
+    stop(t);
+}
+
+/* Unknown policies and weights out of range are refused, with the reason. */
+static void test_bad_policy_and_weight(void)
+{
+    QTestState *qts = qtest_init("-machine none");
+    Trio *t;
+
+    rvg_expect_error(qtest_qmp(qts, "{'execute': 'object-add', 'arguments': {"
+                               "'qom-type': 'rust-vgpu-gpu', 'id': 'g', "
+                               "'policy': 'fair'}}"),
+                     "'fair'");
+    qtest_quit(qts);
+
+    t = start("equal-share", EQUAL);
+    rvg_expect_error(qtest_qmp(t->qs->qts,
+                               "{'execute': 'qom-set', 'arguments': {"
+                               "'path': 'v0', 'property': 'weight', 'value': 0}}"),
+                     "property 'weight' is 0: it must be 1 to 10000");
+    rvg_expect_error(qtest_qmp(t->qs->qts,
+                               "{'execute': 'qom-set', 'arguments': {"
+                               "'path': '/objects/gpu0', 'property': 'policy', "
+                               "'value': 'fair'}}"),
+                     "'fair'");
+    g_assert_cmpuint(rvg_info_value(t->qs->qts, "v0", "weight="), ==, 100);
+    stop(t);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    qtest_add_func("/rust-vgpu/sched/best-effort", test_best_effort);
+    qtest_add_func("/rust-vgpu/sched/equal-share", test_equal_share);
+    qtest_add_func("/rust-vgpu/sched/fixed-share", test_fixed_share);
+    qtest_add_func("/rust-vgpu/sched/policy-at-run-time", test_policy_at_run_time);
+    qtest_add_func("/rust-vgpu/sched/bad-policy-and-weight",
+                   test_bad_policy_and_weight);
+    return g_test_run();
+}
