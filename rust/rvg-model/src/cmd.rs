@@ -168,6 +168,25 @@ pub fn info(op: u8) -> Option<&'static CmdInfo> {
     COMMANDS.iter().find(|c| c.opcode == op)
 }
 
+/// Bytes of memory the command at the start of `dw` reads and writes
+/// through its graphics addresses, from the table: its rectangles' pixels,
+/// a stored dword (a batch's commands count on their own). What the
+/// scheduler sizes its chunks by. 0 for an unknown or cut-short command.
+pub fn bytes_touched(dw: &[u32]) -> u64 {
+    let Some(info) = dw.first().and_then(|&h| header_info(h)) else {
+        return 0;
+    };
+    let field = |i: usize| dw.get(i).map_or(0, |&v| u64::from(v));
+    info.addrs
+        .iter()
+        .map(|r| match *r {
+            GfxRef::Dword { .. } => 4,
+            GfxRef::Batch { .. } => 0,
+            GfxRef::Rect { width, height, .. } => field(width) * field(height) * PIXEL_BYTES,
+        })
+        .sum()
+}
+
 /// The opcode of a command's header dword.
 pub fn opcode_of(header: u32) -> u8 {
     (header >> 24) as u8

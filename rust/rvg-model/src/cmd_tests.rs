@@ -223,3 +223,32 @@ fn accepted_dwords_are_exactly_what_encoding_gives_back() {
         }
     }
 }
+
+#[test]
+fn bytes_touched_counts_rectangles_and_stores() {
+    let fill = Command::FillRect {
+        dst: 0x1000,
+        pitch: 4096,
+        width: 1024,
+        height: 16,
+        color: 0,
+    };
+    assert_eq!(bytes_touched(&fill.encode()), 1024 * 16 * 4);
+    let copy = Command::CopyRect {
+        src: 0,
+        src_pitch: 256,
+        dst: 0x8000,
+        dst_pitch: 256,
+        width: 64,
+        height: 2,
+    };
+    // Read and written.
+    assert_eq!(bytes_touched(&copy.encode()), 2 * 64 * 2 * 4);
+    let store = Command::StoreDw { addr: 8, value: 1 };
+    assert_eq!(bytes_touched(&store.encode()), 4);
+    assert_eq!(bytes_touched(&Command::Noop.encode()), 0);
+    // Cut short or unknown: nothing, no panic.
+    assert_eq!(bytes_touched(&fill.encode()[..5]), 0);
+    assert_eq!(bytes_touched(&[0xff00_0000]), 0);
+    assert_eq!(bytes_touched(&[]), 0);
+}

@@ -282,6 +282,80 @@ fn two_chunks_at_most_are_in_the_ring() {
     push(c.decide(t));
 }
 
+/// `n` FILL_RECTs of 1024 pixels by `rows` rows, then a FENCE with `seqno`.
+fn fills(n: usize, rows: u32, seqno: u32) -> Work {
+    let mut w = Work::default();
+    let fill = Command::FillRect {
+        dst: 0,
+        pitch: 4096,
+        width: 1024,
+        height: rows,
+        color: 0,
+    }
+    .encode();
+    for i in 0..n {
+        w.cmds.push(CmdOrigin {
+            at: w.dwords.len(),
+            head: (i * fill.len() * 4) as u32,
+        });
+        w.dwords.extend(&fill);
+    }
+    let fence_head = (n * fill.len() * 4) as u32;
+    w.cmds.push(CmdOrigin {
+        at: w.dwords.len(),
+        head: fence_head,
+    });
+    w.fences.push(FenceMark {
+        at: w.dwords.len(),
+        seqno,
+        interrupt: false,
+    });
+    w.dwords.extend(
+        Command::Fence {
+            seqno: 0,
+            interrupt: false,
+        }
+        .encode(),
+    );
+    w.tail = fence_head + 8;
+    w.guest_commands = n as u64 + 1;
+    w
+}
+
+/// The guest commands in a chunk (its closing fence left out).
+fn commands_in(chunk: &Chunk) -> usize {
+    let mut at = 0;
+    let mut n = 0;
+    while at < chunk.dwords.len() {
+        at += rvg_model::cmd::header_info(chunk.dwords[at]).unwrap().len;
+        n += 1;
+    }
+    n - 1
+}
+
+/// Long commands make short chunks: a chunk ends once its commands touch
+/// CHUNK_BYTES, so what a slice can overrun by stays short.
+#[test]
+fn long_commands_make_short_chunks() {
+    let t = Instant::now();
+    // 4 MiB fills: two make a chunk.
+    let mut c = core();
+    let a = vgpu(&mut c);
+    submit(&mut c, a, fills(10, 1024, 1));
+    assert_eq!(commands_in(&push(c.decide(t))), 2);
+    // 64 KiB fills: a chunk is 32 commands, as for short ones.
+    let mut c = core();
+    let a = vgpu(&mut c);
+    submit(&mut c, a, fills(64, 16, 1));
+    assert_eq!(commands_in(&push(c.decide(t))), CHUNK);
+    // A 128 MiB fill is a chunk of its own.
+    let mut c = core();
+    let a = vgpu(&mut c);
+    submit(&mut c, a, fills(3, 32768, 1));
+    assert_eq!(commands_in(&push(c.decide(t))), 1);
+    assert_eq!(commands_in(&push(c.decide(t))), 1);
+}
+
 /// Work that makes no progress for the watchdog's time: the engine is
 /// reset, its owner halted with HANG, and the others go on.
 #[test]

@@ -11,8 +11,13 @@ use rvg_model::irq::IntSource;
 use super::core::Ctx;
 use super::{CtxId, Progress};
 
-/// Guest commands per chunk: the unit of preemption.
+/// Guest commands per chunk at most: the unit of preemption.
 pub(crate) const CHUNK_COMMANDS: usize = 32;
+/// A chunk also ends once its commands touch this much memory (fewer
+/// than 32 long commands), at least one command: a slice then overruns by
+/// at most two chunks of about a third of a millisecond of the soft
+/// engine, or two single commands however long.
+pub(crate) const CHUNK_BYTES: u64 = 8 << 20;
 /// Chunks in the ring at once: the engine has the next while the scheduler
 /// learns about the last.
 pub(crate) const CHUNKS_IN_FLIGHT: usize = 2;
@@ -91,10 +96,12 @@ impl Flight {
         let work = ctx.queue.front().expect("a runnable context has work");
         let start = ctx.offset;
         let mut end = start;
+        let mut bytes = 0;
         for _ in 0..CHUNK_COMMANDS {
-            if end >= work.dwords.len() {
+            if end >= work.dwords.len() || bytes >= CHUNK_BYTES {
                 break;
             }
+            bytes += cmd::bytes_touched(&work.dwords[end..]);
             let info = cmd::header_info(work.dwords[end]);
             end += info.expect("the scanner emits known commands").len;
         }
