@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 /* Bumped whenever a table or struct below changes layout or meaning. */
-#define RVG_FFI_ABI_VERSION 8
+#define RVG_FFI_ABI_VERSION 9
 
 /* The Rust device. Only ever used through a shared reference on the Rust side. */
 typedef struct RvgDevice RvgDevice;
@@ -100,6 +100,22 @@ typedef struct RvgGpuConfig {
     /* "best-effort", "equal-share" or "fixed-share"; NULL: best-effort */
     const char *policy;
 } RvgGpuConfig;
+
+/* A vGPU's state for x-query-rust-vgpu. */
+typedef struct RvgReport {
+    const char *policy;   /* its GPU's policy: a static NUL-terminated name */
+    uint32_t vgpus_on_gpu;
+    uint32_t weight;
+    uint64_t engine_time_us;
+    uint64_t slices;
+    uint64_t submitted_dwords;
+    uint64_t engine_faults;
+    uint64_t hangs;
+    uint64_t scanned_commands;
+    uint64_t rejected_streams;
+    uint64_t gtt_faults;
+    uint64_t pinned_pages;
+} RvgReport;
 
 /* What the shim needs to build the PCI device once Rust accepted the config. */
 typedef struct RvgDeviceInfo {
@@ -252,6 +268,12 @@ typedef struct RvgOps {
                            void (*set_error)(RvgErrorSink *errp,
                                              const char *msg),
                            RvgErrorSink *errp);
+    /*
+     * vGPU: its state for x-query-rust-vgpu into `out`, the description of
+     * its GPU appended to `backend`. False (and nothing filled) for a
+     * device that is no vGPU.
+     */
+    bool (*report)(RvgDevice *dev, RvgReport *out, RvgTextSink *backend);
 } RvgOps;
 
 /* Defined by the Rust staticlib. */

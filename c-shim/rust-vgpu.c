@@ -17,6 +17,7 @@
 #include "qemu/module.h"
 #include "qemu/units.h"
 #include "qobject/qdict.h"
+#include "qapi/qapi-commands-rust-vgpu.h"
 #include "qapi/qapi-types-qom.h"
 #include "qapi/visitor.h"
 #include "qom/object_interfaces.h"
@@ -1020,6 +1021,52 @@ static void hmp_info_rust_vgpu(Monitor *mon, const QDict *qdict)
     object_child_foreach_recursive(qdev_get_machine(), rust_vgpu_describe_one,
                                    out);
     monitor_puts(mon, out->len ? out->str : "no rust-vgpu devices\n");
+}
+
+/* ---- QMP: x-query-rust-vgpu ---- */
+
+static int rust_vgpu_query_one(Object *obj, void *opaque)
+{
+    RustVgpuState *s = (RustVgpuState *)object_dynamic_cast(obj,
+                                                            TYPE_RUST_VGPU_BASE);
+    RustVgpuInfoList ***tail = opaque;
+    g_autoptr(GString) backend = g_string_new("");
+    RvgReport r = { 0 };
+    RustVgpuInfo *info;
+
+    if (!s || !s->dev ||
+        !rvg_ops.report(s->dev, &r, (RvgTextSink *)backend)) {
+        return 0;
+    }
+    info = g_new0(RustVgpuInfo, 1);
+    info->qom_path = object_get_canonical_path(obj);
+    info->id = g_strdup(DEVICE(s)->id);
+    info->backend = g_strdup(backend->str);
+    info->vgpus_on_gpu = r.vgpus_on_gpu;
+    info->policy = qapi_enum_parse(&RustVgpuGpuPolicy_lookup, r.policy,
+                                   RUST_VGPU_GPU_POLICY_BEST_EFFORT,
+                                   &error_abort);
+    info->weight = r.weight;
+    info->engine_time_us = r.engine_time_us;
+    info->slices = r.slices;
+    info->submitted_dwords = r.submitted_dwords;
+    info->engine_faults = r.engine_faults;
+    info->hangs = r.hangs;
+    info->scanned_commands = r.scanned_commands;
+    info->rejected_streams = r.rejected_streams;
+    info->gtt_faults = r.gtt_faults;
+    info->pinned_pages = r.pinned_pages;
+    QAPI_LIST_APPEND(*tail, info);
+    return 0;
+}
+
+RustVgpuInfoList *qmp_x_query_rust_vgpu(Error **errp)
+{
+    RustVgpuInfoList *head = NULL, **tail = &head;
+
+    object_child_foreach_recursive(qdev_get_machine(), rust_vgpu_query_one,
+                                   &tail);
+    return head;
 }
 
 static void hmp_info_rust_vgpu_gtt(Monitor *mon, const QDict *qdict)

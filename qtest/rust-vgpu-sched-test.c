@@ -1,7 +1,7 @@
 /*
  * rust-vgpu scheduling qtests: three vGPUs on one rust-vgpu-gpu under each
  * policy. Each vGPU that is busy keeps its ring full of long fills; the
- * engine time each gets, from `info rust-vgpu`, is held against the share
+ * engine time each gets, from x-query-rust-vgpu, is held against the share
  * its policy gives it.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -10,6 +10,7 @@
 #include "qemu/osdep.h"
 #include "qemu/units.h"
 #include "qobject/qdict.h"
+#include "qobject/qlist.h"
 
 #include "rvg-engine.h"
 
@@ -120,11 +121,37 @@ static void feed(Trio *t, const bool busy[VGPUS])
     }
 }
 
-static uint64_t engine_time_us(Trio *t, int i)
+/*
+ * x-query-rust-vgpu's entry for each vGPU, in order v0, v1, v2; the
+ * caller unrefs `resp`.
+ */
+static void query(Trio *t, QDict **resp, QDict *entry[VGPUS])
 {
-    g_autofree char *id = g_strdup_printf("v%d", i);
+    QListEntry *e;
 
-    return rvg_info_value(t->qs->qts, id, "engine-time=");
+    *resp = qtest_qmp(t->qs->qts, "{'execute': 'x-query-rust-vgpu'}");
+    memset(entry, 0, VGPUS * sizeof(entry[0]));
+    QLIST_FOREACH_ENTRY(qdict_get_qlist(*resp, "return"), e) {
+        QDict *d = qobject_to(QDict, qlist_entry_obj(e));
+        const char *id = qdict_get_str(d, "id");
+
+        g_assert_true(id[0] == 'v' && id[1] >= '0' && id[1] < '0' + VGPUS);
+        entry[id[1] - '0'] = d;
+    }
+    for (int i = 0; i < VGPUS; i++) {
+        g_assert_nonnull(entry[i]);
+    }
+}
+
+static void engine_times_us(Trio *t, uint64_t us[VGPUS])
+{
+    QDict *resp, *entry[VGPUS];
+
+    query(t, &resp, entry);
+    for (int i = 0; i < VGPUS; i++) {
+        us[i] = qdict_get_int(entry[i], "engine-time-us");
+    }
+    qobject_unref(resp);
 }
 
 /*
@@ -133,22 +160,20 @@ static uint64_t engine_time_us(Trio *t, int i)
  */
 static void run(Trio *t, const bool busy[VGPUS], int ms, double share[VGPUS])
 {
-    uint64_t before[VGPUS];
+    uint64_t before[VGPUS], after[VGPUS];
     int64_t start, end;
 
     feed(t, busy);
-    for (int i = 0; i < VGPUS; i++) {
-        before[i] = engine_time_us(t, i);
-    }
+    engine_times_us(t, before);
     start = g_get_monotonic_time();
     end = start + ms * 1000;
     while (g_get_monotonic_time() < end) {
         feed(t, busy);
         g_usleep(5000);
     }
+    engine_times_us(t, after);
     for (int i = 0; i < VGPUS; i++) {
-        share[i] = (double)(engine_time_us(t, i) - before[i]) /
-                   (g_get_monotonic_time() - start);
+        share[i] = (double)(after[i] - before[i]) / (g_get_monotonic_time() - start);
     }
     g_test_message("engine shares: %.3f %.3f %.3f", share[0], share[1], share[2]);
 }
@@ -232,6 +257,25 @@ static void test_fixed_share(void)
     run(t, ALL, 300, share);
     run(t, ALL, 1500, share);
     assert_relative(share, reweighed);
+
+    /* What tools read: the policy, each vGPU's weight, its GPU. */
+    {
+        QDict *resp, *entry[VGPUS];
+        const uint32_t now[VGPUS] = { 300, 100, 100 };
+
+        query(t, &resp, entry);
+        for (int i = 0; i < VGPUS; i++) {
+            g_assert_cmpstr(qdict_get_str(entry[i], "policy"), ==, "fixed-share");
+            g_assert_cmpuint(qdict_get_int(entry[i], "weight"), ==, now[i]);
+            g_assert_cmpuint(qdict_get_int(entry[i], "vgpus-on-gpu"), ==, VGPUS);
+            g_assert_cmpuint(qdict_get_int(entry[i], "engine-faults"), ==, 0);
+            g_assert_cmpuint(qdict_get_int(entry[i], "scanned-commands"), >, 0);
+            g_assert_true(g_str_has_prefix(qdict_get_str(entry[i], "qom-path"),
+                                           "/machine/peripheral/v"));
+            g_assert_cmpstr(qdict_get_str(entry[i], "backend"), !=, "");
+        }
+        qobject_unref(resp);
+    }
     stop(t);
 }
 
@@ -242,7 +286,7 @@ static void test_policy_at_run_time(void)
     Trio *t = start("fixed-share", weights);
     const bool lone[VGPUS] = { true, false, false };
     double share[VGPUS];
-    g_autofree char *info = NULL;
+    QDict *resp, *entry[VGPUS];
 
     run(t, lone, 300, share);
     run(t, lone, 1500, share);
@@ -254,8 +298,9 @@ static void test_policy_at_run_time(void)
     run(t, lone, 300, share);
     run(t, lone, 1500, share);
     g_assert_cmpfloat(share[0], >, 0.7);
-    info = qtest_hmp(t->qs->qts, "info rust-vgpu");
-    g_assert_nonnull(strstr(info, "policy=best-effort"));
+    query(t, &resp, entry);
+    g_assert_cmpstr(qdict_get_str(entry[0], "policy"), ==, "best-effort");
+    qobject_unref(resp);
     stop(t);
 }
 
@@ -263,6 +308,7 @@ static void test_policy_at_run_time(void)
 static void test_bad_policy_and_weight(void)
 {
     QTestState *qts = qtest_init("-machine none");
+    QDict *resp, *entry[VGPUS];
     Trio *t;
 
     rvg_expect_error(qtest_qmp(qts, "{'execute': 'object-add', 'arguments': {"
@@ -281,7 +327,10 @@ static void test_bad_policy_and_weight(void)
                                "'path': '/objects/gpu0', 'property': 'policy', "
                                "'value': 'fair'}}"),
                      "'fair'");
-    g_assert_cmpuint(rvg_info_value(t->qs->qts, "v0", "weight="), ==, 100);
+    query(t, &resp, entry);
+    g_assert_cmpuint(qdict_get_int(entry[0], "weight"), ==, 100);
+    g_assert_cmpstr(qdict_get_str(entry[0], "policy"), ==, "equal-share");
+    qobject_unref(resp);
     stop(t);
 }
 

@@ -1,10 +1,12 @@
 //! The object behind the opaque `RvgDevice` pointer: one of the two models,
 //! the host services, and the broken flag the panic guard sets.
 
+use std::ffi::CStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rvg_gpu::Gpu;
+use rvg_mediator::shared::Policy;
 use rvg_mediator::{MemKind, Vgpu};
 use rvg_model::block::{refused_read, RegError};
 use rvg_model::effects::{Diag, Effects};
@@ -144,6 +146,31 @@ impl FfiDevice {
         }
     }
 
+    /// A vGPU's state for `x-query-rust-vgpu`, its GPU's description
+    /// appended to `backend`; false for a device that is no vGPU.
+    pub fn report(&self, out: &mut sys::RvgReport, backend: *mut sys::RvgTextSink) -> bool {
+        let Model::Vgpu(v) = &self.model else {
+            return false;
+        };
+        let r = v.borrow_mut().report();
+        *out = sys::RvgReport {
+            policy: policy_c_name(r.policy).as_ptr(),
+            vgpus_on_gpu: u32::try_from(r.attached).unwrap_or(u32::MAX),
+            weight: r.weight,
+            engine_time_us: u64::try_from(r.sched.engine_time.as_micros()).unwrap_or(u64::MAX),
+            slices: r.sched.slices,
+            submitted_dwords: r.sched.submitted,
+            engine_faults: r.sched.faults,
+            hangs: r.sched.hangs,
+            scanned_commands: r.streams.scanned_commands,
+            rejected_streams: r.streams.rejected_streams,
+            gtt_faults: r.global.gtt_faults,
+            pinned_pages: r.shadow.pinned_pages as u64,
+        };
+        self.host.append(backend, &r.backend);
+        true
+    }
+
     /// The vGPU's engine share weight; false, with the reason reported
     /// to `errp`, for a bad weight or a device that is no vGPU.
     pub fn set_weight(&self, weight: u32, errp: *mut sys::RvgErrorSink) -> bool {
@@ -271,6 +298,28 @@ impl Drop for FfiDevice {
         if let Model::Vgpu(v) = &mut self.model {
             // No fd_ready may run for an eventfd about to be closed.
             self.host.unwatch_fd(v.get_mut().event_fd());
+        }
+    }
+}
+
+/// A policy's name as a C string that lives as long as the program, for
+/// `RvgReport.policy`: the same as `Policy::name`.
+fn policy_c_name(policy: Policy) -> &'static CStr {
+    match policy {
+        Policy::BestEffort => c"best-effort",
+        Policy::EqualShare => c"equal-share",
+        Policy::FixedShare => c"fixed-share",
+    }
+}
+
+#[cfg(test)]
+mod policy_name_tests {
+    use super::*;
+
+    #[test]
+    fn c_names_are_the_policy_names() {
+        for p in Policy::ALL {
+            assert_eq!(policy_c_name(p).to_str(), Ok(p.name()));
         }
     }
 }

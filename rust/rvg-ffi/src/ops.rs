@@ -46,6 +46,7 @@ pub static rvg_ops: sys::RvgOps = sys::RvgOps {
     display_invalidate: Some(rvg_display_invalidate),
     set_weight: Some(rvg_set_weight),
     gpu_set_policy: Some(rvg_gpu_set_policy),
+    report: Some(rvg_report),
 };
 
 /// Turn the opaque pointer back into the device.
@@ -498,6 +499,17 @@ unsafe extern "C" fn rvg_display_invalidate(dev: *mut sys::RvgDevice) {
 unsafe extern "C" fn rvg_describe(dev: *mut sys::RvgDevice, sink: *mut sys::RvgTextSink) {
     // SAFETY: header contract.
     unsafe { with_device(dev, (), |d| d.host.append(sink, &d.describe())) }
+}
+
+unsafe extern "C" fn rvg_report(
+    dev: *mut sys::RvgDevice,
+    out: *mut sys::RvgReport,
+    backend: *mut sys::RvgTextSink,
+) -> bool {
+    // SAFETY: header contract: `out` is the shim's, valid for the call.
+    let out = unsafe { &mut *out };
+    // SAFETY: header contract.
+    unsafe { with_device(dev, false, |d| d.report(out, backend)) }
 }
 
 unsafe extern "C" fn rvg_gtt_dump(

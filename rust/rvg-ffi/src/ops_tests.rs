@@ -492,6 +492,26 @@ fn policy_and_weight_change_at_run_time_and_bad_values_are_refused() {
     assert!(!ok && err.contains("property 'weight' is 0"), "{err}");
     assert!(report().contains("policy=fixed-share"), "{}", report());
     assert!(report().contains("weight=300 "), "{}", report());
+    // The same for tools, as x-query-rust-vgpu gets it.
+    let mut out = sys::RvgReport::default();
+    let mut backend = String::new();
+    // SAFETY: a live device, a report and a String sink for the call.
+    let ok = unsafe {
+        ops.report.unwrap()(
+            dev,
+            &mut out,
+            &mut backend as *mut String as *mut sys::RvgTextSink,
+        )
+    };
+    assert!(ok);
+    // SAFETY: the policy is a static C string.
+    let policy = unsafe { CStr::from_ptr(out.policy) };
+    assert_eq!(policy.to_str(), Ok("fixed-share"));
+    assert_eq!(
+        (out.weight, out.vgpus_on_gpu, out.engine_faults),
+        (300, 1, 0)
+    );
+    assert!(backend.contains("soft"), "{backend}");
     // SAFETY: the device and GPU are live and dropped once.
     unsafe {
         ops.unrealize.unwrap()(dev);
