@@ -178,6 +178,17 @@ static void run(Trio *t, const bool busy[VGPUS], int ms, double share[VGPUS])
     g_test_message("engine shares: %.3f %.3f %.3f", share[0], share[1], share[2]);
 }
 
+/*
+ * Let `busy` settle for `settle_ms` (the others' queues drain, credit
+ * builds up), then measure its shares over 1.5 s.
+ */
+static void measure(Trio *t, const bool busy[VGPUS], int settle_ms,
+                    double share[VGPUS])
+{
+    run(t, busy, settle_ms, share);
+    run(t, busy, 1500, share);
+}
+
 /* Each share of the engine's busy time (all three busy) near `want`. */
 static void assert_relative(const double share[VGPUS], const double want[VGPUS])
 {
@@ -190,22 +201,19 @@ static void assert_relative(const double share[VGPUS], const double want[VGPUS])
 }
 
 static const bool ALL[VGPUS] = { true, true, true };
+static const bool V0_ALONE[VGPUS] = { true, false, false };
 static const uint32_t EQUAL[VGPUS] = { 100, 100, 100 };
+static const double THIRDS[VGPUS] = { 1.0 / 3, 1.0 / 3, 1.0 / 3 };
 
 /* Best effort: the busy share the engine; one alone takes it all. */
 static void test_best_effort(void)
 {
     Trio *t = start("best-effort", EQUAL);
-    const bool lone[VGPUS] = { true, false, false };
-    const double third[VGPUS] = { 1.0 / 3, 1.0 / 3, 1.0 / 3 };
     double share[VGPUS];
 
-    run(t, ALL, 300, share);
-    run(t, ALL, 1500, share);
-    assert_relative(share, third);
-    /* The others drain what they have queued, then v0 is alone. */
-    run(t, lone, 1000, share);
-    run(t, lone, 1500, share);
+    measure(t, ALL, 300, share);
+    assert_relative(share, THIRDS);
+    measure(t, V0_ALONE, 1000, share);
     g_assert_cmpfloat(share[0], >, 0.7);
     stop(t);
 }
@@ -215,15 +223,11 @@ static void test_equal_share(void)
 {
     const uint32_t weights[VGPUS] = { 1000, 100, 100 };
     Trio *t = start("equal-share", weights);
-    const bool lone[VGPUS] = { true, false, false };
-    const double third[VGPUS] = { 1.0 / 3, 1.0 / 3, 1.0 / 3 };
     double share[VGPUS];
 
-    run(t, ALL, 300, share);
-    run(t, ALL, 1500, share);
-    assert_relative(share, third);
-    run(t, lone, 1000, share);
-    run(t, lone, 1500, share);
+    measure(t, ALL, 300, share);
+    assert_relative(share, THIRDS);
+    measure(t, V0_ALONE, 1000, share);
     g_assert_cmpfloat_with_epsilon(share[0], 1.0 / 3, TOLERANCE);
     stop(t);
 }
@@ -241,11 +245,9 @@ static void test_fixed_share(void)
     const double reweighed[VGPUS] = { 0.6, 0.2, 0.2 };
     double share[VGPUS];
 
-    run(t, ALL, 300, share);
-    run(t, ALL, 1500, share);
+    measure(t, ALL, 300, share);
     assert_relative(share, parts);
-    run(t, lone, 1000, share);
-    run(t, lone, 1500, share);
+    measure(t, lone, 1000, share);
     g_assert_cmpfloat_with_epsilon(share[1], 0.5, TOLERANCE);
 
     qtest_qmp_assert_success(t->qs->qts,
@@ -254,8 +256,7 @@ static void test_fixed_share(void)
     qtest_qmp_assert_success(t->qs->qts,
                              "{'execute': 'qom-set', 'arguments': {"
                              "'path': 'v1', 'property': 'weight', 'value': 100}}");
-    run(t, ALL, 300, share);
-    run(t, ALL, 1500, share);
+    measure(t, ALL, 300, share);
     assert_relative(share, reweighed);
 
     /* What tools read: the policy, each vGPU's weight, its GPU. */
@@ -282,21 +283,17 @@ static void test_fixed_share(void)
 /* A policy set at run time takes effect: fixed-share, then best effort. */
 static void test_policy_at_run_time(void)
 {
-    const uint32_t weights[VGPUS] = { 100, 100, 100 };
-    Trio *t = start("fixed-share", weights);
-    const bool lone[VGPUS] = { true, false, false };
+    Trio *t = start("fixed-share", EQUAL);
     double share[VGPUS];
     QDict *resp, *entry[VGPUS];
 
-    run(t, lone, 300, share);
-    run(t, lone, 1500, share);
+    measure(t, V0_ALONE, 300, share);
     g_assert_cmpfloat_with_epsilon(share[0], 1.0 / 3, TOLERANCE);
     qtest_qmp_assert_success(t->qs->qts,
                              "{'execute': 'qom-set', 'arguments': {"
                              "'path': '/objects/gpu0', 'property': 'policy', "
                              "'value': 'best-effort'}}");
-    run(t, lone, 300, share);
-    run(t, lone, 1500, share);
+    measure(t, V0_ALONE, 300, share);
     g_assert_cmpfloat(share[0], >, 0.7);
     query(t, &resp, entry);
     g_assert_cmpstr(qdict_get_str(entry[0], "policy"), ==, "best-effort");
