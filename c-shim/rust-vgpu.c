@@ -1,10 +1,12 @@
 /*
  * rust-vgpu: the C QOM shim.
  *
- * QOM types, qdev properties, BARs, MSI/MSI-X/INTx plumbing and the host
- * services Rust calls. Device behaviour lives in the Rust staticlib behind
- * rvg_ops (c-shim/rust-vgpu-ffi.h); nothing here decides what a register
- * means.
+ * The PCI devices (rust-vgpu, rust-vgpu-hw): qdev properties, BARs,
+ * MSI/MSI-X/INTx plumbing and the host services Rust calls. The shared GPU
+ * object is in rust-vgpu-gpu.c, the monitor commands in
+ * rust-vgpu-monitor.c, their common types in rust-vgpu.h. Device behaviour
+ * lives in the Rust staticlib behind rvg_ops (c-shim/rust-vgpu-ffi.h);
+ * nothing here decides what a register means.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -17,10 +19,7 @@
 #include "qemu/module.h"
 #include "qemu/units.h"
 #include "qobject/qdict.h"
-#include "qapi/qapi-commands-rust-vgpu.h"
-#include "qapi/qapi-types-qom.h"
 #include "qapi/visitor.h"
-#include "qom/object_interfaces.h"
 #include "exec/address-spaces.h"
 #include "exec/memory.h"
 #include "hw/boards.h"
@@ -35,74 +34,7 @@
 #include "ui/console.h"
 #include "trace.h"
 
-#include "rust-vgpu-ffi.h"
-
-#define TYPE_RUST_VGPU_BASE "rust-vgpu-base"
-#define TYPE_RUST_VGPU "rust-vgpu"
-#define TYPE_RUST_VGPU_HW "rust-vgpu-hw"
-#define TYPE_RUST_VGPU_GPU "rust-vgpu-gpu"
-
-OBJECT_DECLARE_TYPE(RustVgpuState, RustVgpuClass, RUST_VGPU_BASE)
-OBJECT_DECLARE_SIMPLE_TYPE(RustVgpuGpu, RUST_VGPU_GPU)
-
-/* -object rust-vgpu-gpu: a GPU several rust-vgpu devices share. */
-struct RustVgpuGpu {
-    Object parent_obj;
-
-    /* properties */
-    uint64_t vram_size;
-    uint32_t timeslice_us;
-    uint32_t watchdog_ms;
-    RustVgpuGpuPolicy policy;
-    /* Test hook: the GPU's engine starts no command while set. */
-    bool engine_hold;
-
-    RvgGpu *gpu;
-    /* rust-vgpu devices realized on it: it cannot be deleted under them. */
-    unsigned users;
-};
-
-enum {
-    RVG_BAR_VRAM = 0,
-    RVG_BAR_MMIO = 2,
-    RVG_BAR_MSIX = 4,
-};
-
-struct RustVgpuClass {
-    PCIDeviceClass parent_class;
-    RvgModelKind model;
-};
-
-struct RustVgpuState {
-    PCIDevice parent_obj;
-
-    /* properties */
-    uint64_t vram_size;
-    RustVgpuGpu *gpu;
-    uint32_t xres;
-    uint32_t yres;
-    char *host;
-    char *sysfsdev;
-    char *vfio_iommu;
-    uint32_t weight;
-
-    MemoryRegion vram;
-    MemoryRegion mmio;
-    /* vGPU only: guest RAM as the mediator must see it. */
-    MemoryListener listener;
-    bool listening;
-    int watched_fd;
-    /* vGPU only: its console, and BAR0's dirty log during a refresh. */
-    QemuConsole *con;
-    DirtyBitmapSnapshot *vram_dirty;
-    RvgDevice *dev;
-    RvgDeviceInfo info;
-    /*
-     * The device left the bus (exit ran): no host service touches the PCI
-     * device any more. Set and read under the BQL.
-     */
-    bool exited;
-};
+#include "rust-vgpu.h"
 
 /* ---- host services: what Rust may ask of QEMU ---- */
 
@@ -189,7 +121,7 @@ static void host_log(RvgHost *host, RvgLogKind kind, const char *msg)
     }
 }
 
-static void host_set_error(RvgErrorSink *errp, const char *msg)
+void rust_vgpu_set_error(RvgErrorSink *errp, const char *msg)
 {
     error_setg((Error **)errp, "%s", msg);
 }
@@ -285,7 +217,7 @@ static const RvgHostServices rust_vgpu_host_services = {
     .msi_notify = host_msi_notify,
     .intx_set = host_intx_set,
     .log = host_log,
-    .set_error = host_set_error,
+    .set_error = rust_vgpu_set_error,
     .dma_rw = host_dma_rw,
     .watch_fd = host_watch_fd,
     .unwatch_fd = host_unwatch_fd,
@@ -764,193 +696,6 @@ static void rust_vgpu_hw_class_init(ObjectClass *klass, void *data)
         "VRAM size (BAR0): a power of two from 1 MiB to 1 GiB, default 64M");
 }
 
-/* ---- the shared GPU object ---- */
-
-static void rust_vgpu_gpu_log(const char *msg)
-{
-    error_report("rust-vgpu-gpu: %s", msg);
-}
-
-static void rust_vgpu_gpu_complete(UserCreatable *uc, Error **errp)
-{
-    RustVgpuGpu *g = RUST_VGPU_GPU(uc);
-    RvgGpuConfig config = {
-        .vram_size = g->vram_size,
-        .timeslice_us = g->timeslice_us,
-        .watchdog_ms = g->watchdog_ms,
-        .policy = RustVgpuGpuPolicy_str(g->policy),
-    };
-
-    if (rvg_ops.abi_version != RVG_FFI_ABI_VERSION) {
-        error_setg(errp, "Rust library ABI %u does not match the shim's %u",
-                   rvg_ops.abi_version, RVG_FFI_ABI_VERSION);
-        return;
-    }
-    g->gpu = rvg_ops.gpu_new(&config, rust_vgpu_gpu_log, host_set_error,
-                             (RvgErrorSink *)errp);
-    if (g->gpu && g->engine_hold) {
-        rvg_ops.gpu_set_engine_hold(g->gpu, true);
-    }
-}
-
-static bool rust_vgpu_gpu_can_be_deleted(UserCreatable *uc)
-{
-    return RUST_VGPU_GPU(uc)->users == 0;
-}
-
-static void rust_vgpu_gpu_instance_init(Object *obj)
-{
-    RustVgpuGpu *g = RUST_VGPU_GPU(obj);
-
-    g->vram_size = 256 * MiB;
-    g->timeslice_us = 1000;
-    g->watchdog_ms = 5000;
-}
-
-static void rust_vgpu_gpu_instance_finalize(Object *obj)
-{
-    RustVgpuGpu *g = RUST_VGPU_GPU(obj);
-
-    if (g->gpu) {
-        rvg_ops.gpu_free(g->gpu);
-        g->gpu = NULL;
-    }
-}
-
-/* Properties are fixed once the GPU exists. */
-static bool rust_vgpu_gpu_settable(RustVgpuGpu *g, const char *name,
-                                   Error **errp)
-{
-    if (g->gpu) {
-        error_setg(errp, "property '%s' of rust-vgpu-gpu cannot change "
-                   "once it is created", name);
-        return false;
-    }
-    return true;
-}
-
-static void rust_vgpu_gpu_get_vram_size(Object *obj, Visitor *v,
-                                        const char *name, void *opaque,
-                                        Error **errp)
-{
-    visit_type_size(v, name, &RUST_VGPU_GPU(obj)->vram_size, errp);
-}
-
-static void rust_vgpu_gpu_set_vram_size(Object *obj, Visitor *v,
-                                        const char *name, void *opaque,
-                                        Error **errp)
-{
-    RustVgpuGpu *g = RUST_VGPU_GPU(obj);
-    uint64_t value;
-
-    if (rust_vgpu_gpu_settable(g, name, errp) &&
-        visit_type_size(v, name, &value, errp)) {
-        g->vram_size = value;
-    }
-}
-
-/* A uint32 field of RustVgpuGpu, at offset `opaque`. */
-static uint32_t *rust_vgpu_gpu_u32(Object *obj, void *opaque)
-{
-    return (uint32_t *)((char *)RUST_VGPU_GPU(obj) + (uintptr_t)opaque);
-}
-
-static void rust_vgpu_gpu_get_u32(Object *obj, Visitor *v, const char *name,
-                                  void *opaque, Error **errp)
-{
-    visit_type_uint32(v, name, rust_vgpu_gpu_u32(obj, opaque), errp);
-}
-
-static void rust_vgpu_gpu_set_u32(Object *obj, Visitor *v, const char *name,
-                                  void *opaque, Error **errp)
-{
-    uint32_t value;
-
-    if (rust_vgpu_gpu_settable(RUST_VGPU_GPU(obj), name, errp) &&
-        visit_type_uint32(v, name, &value, errp)) {
-        *rust_vgpu_gpu_u32(obj, opaque) = value;
-    }
-}
-
-static bool rust_vgpu_gpu_get_engine_hold(Object *obj, Error **errp)
-{
-    return RUST_VGPU_GPU(obj)->engine_hold;
-}
-
-/* The one property that changes at run time: a test holds the engine. */
-static void rust_vgpu_gpu_set_engine_hold(Object *obj, bool value,
-                                          Error **errp)
-{
-    RustVgpuGpu *g = RUST_VGPU_GPU(obj);
-
-    g->engine_hold = value;
-    if (g->gpu) {
-        rvg_ops.gpu_set_engine_hold(g->gpu, value);
-    }
-}
-
-static int rust_vgpu_gpu_get_policy(Object *obj, Error **errp)
-{
-    return RUST_VGPU_GPU(obj)->policy;
-}
-
-/* Settable at run time (qom-set): a created GPU hands it to Rust. */
-static void rust_vgpu_gpu_set_policy(Object *obj, int value, Error **errp)
-{
-    RustVgpuGpu *g = RUST_VGPU_GPU(obj);
-
-    if (g->gpu && !rvg_ops.gpu_set_policy(g->gpu, RustVgpuGpuPolicy_str(value),
-                                          host_set_error,
-                                          (RvgErrorSink *)errp)) {
-        return;
-    }
-    g->policy = value;
-}
-
-static void rust_vgpu_gpu_class_init(ObjectClass *klass, void *data)
-{
-    UserCreatableClass *ucc = USER_CREATABLE_CLASS(klass);
-
-    ucc->complete = rust_vgpu_gpu_complete;
-    ucc->can_be_deleted = rust_vgpu_gpu_can_be_deleted;
-    object_class_property_add(klass, "vram-size", "size",
-                              rust_vgpu_gpu_get_vram_size,
-                              rust_vgpu_gpu_set_vram_size, NULL, NULL);
-    object_class_property_set_description(klass, "vram-size",
-        "VRAM the vGPUs' slices come from: a power of two from 1 MiB to "
-        "1 GiB, default 256M");
-    object_class_property_add(klass, "timeslice-us", "uint32",
-                              rust_vgpu_gpu_get_u32, rust_vgpu_gpu_set_u32,
-                              NULL,
-                              (void *)offsetof(RustVgpuGpu, timeslice_us));
-    object_class_property_set_description(klass, "timeslice-us",
-        "how long one vGPU's commands run before another's get the engine, "
-        "in microseconds (100 to 1000000), default 1000");
-    object_class_property_add(klass, "watchdog-ms", "uint32",
-                              rust_vgpu_gpu_get_u32, rust_vgpu_gpu_set_u32,
-                              NULL,
-                              (void *)offsetof(RustVgpuGpu, watchdog_ms));
-    object_class_property_set_description(klass, "watchdog-ms",
-        "how long work on the engine may make no progress before the "
-        "engine is reset and the vGPU it belongs to is halted with HANG, "
-        "in milliseconds (100 to 600000), default 5000");
-    object_class_property_add_enum(klass, "policy", "RustVgpuGpuPolicy",
-                                   &RustVgpuGpuPolicy_lookup,
-                                   rust_vgpu_gpu_get_policy,
-                                   rust_vgpu_gpu_set_policy);
-    object_class_property_set_description(klass, "policy",
-        "how the vGPUs share the engine: best-effort (any vGPU with work "
-        "runs), equal-share (each gets 1/N, busy or not) or fixed-share "
-        "(each gets its weight's part, never more); default best-effort; "
-        "settable at run time with qom-set");
-    object_class_property_add_bool(klass, "x-engine-hold",
-                                   rust_vgpu_gpu_get_engine_hold,
-                                   rust_vgpu_gpu_set_engine_hold);
-    object_class_property_set_description(klass, "x-engine-hold",
-        "test hook: while true the GPU's engine starts no command "
-        "(settable at run time with qom-set)");
-}
-
 static const TypeInfo rust_vgpu_types[] = {
     {
         .name = TYPE_RUST_VGPU_BASE,
@@ -977,127 +722,11 @@ static const TypeInfo rust_vgpu_types[] = {
         .parent = TYPE_RUST_VGPU_BASE,
         .class_init = rust_vgpu_hw_class_init,
     },
-    {
-        .name = TYPE_RUST_VGPU_GPU,
-        .parent = TYPE_OBJECT,
-        .instance_size = sizeof(RustVgpuGpu),
-        .instance_init = rust_vgpu_gpu_instance_init,
-        .instance_finalize = rust_vgpu_gpu_instance_finalize,
-        .class_init = rust_vgpu_gpu_class_init,
-        .interfaces = (InterfaceInfo[]) {
-            { TYPE_USER_CREATABLE },
-            { },
-        },
-    },
 };
-
-/* ---- monitor: info rust-vgpu, info rust-vgpu-gtt ---- */
-
-static int rust_vgpu_describe_one(Object *obj, void *opaque)
-{
-    RustVgpuState *s = (RustVgpuState *)object_dynamic_cast(obj,
-                                                            TYPE_RUST_VGPU_BASE);
-    GString *out = opaque;
-    DeviceState *d;
-    PCIDevice *pdev;
-
-    if (!s || !s->dev) {
-        return 0;
-    }
-    d = DEVICE(s);
-    pdev = PCI_DEVICE(s);
-    g_string_append_printf(out, "%s \"%s\" at %02x:%02x.%x\n",
-                           object_get_typename(obj), d->id ? d->id : "",
-                           pci_dev_bus_num(pdev), PCI_SLOT(pdev->devfn),
-                           PCI_FUNC(pdev->devfn));
-    rvg_ops.describe(s->dev, (RvgTextSink *)out);
-    return 0;
-}
-
-static void hmp_info_rust_vgpu(Monitor *mon, const QDict *qdict)
-{
-    g_autoptr(GString) out = g_string_new("");
-
-    object_child_foreach_recursive(qdev_get_machine(), rust_vgpu_describe_one,
-                                   out);
-    monitor_puts(mon, out->len ? out->str : "no rust-vgpu devices\n");
-}
-
-/* ---- QMP: x-query-rust-vgpu ---- */
-
-static int rust_vgpu_query_one(Object *obj, void *opaque)
-{
-    RustVgpuState *s = (RustVgpuState *)object_dynamic_cast(obj,
-                                                            TYPE_RUST_VGPU_BASE);
-    RustVgpuInfoList ***tail = opaque;
-    g_autoptr(GString) backend = g_string_new("");
-    RvgReport r = { 0 };
-    RustVgpuInfo *info;
-
-    if (!s || !s->dev ||
-        !rvg_ops.report(s->dev, &r, (RvgTextSink *)backend)) {
-        return 0;
-    }
-    info = g_new0(RustVgpuInfo, 1);
-    info->qom_path = object_get_canonical_path(obj);
-    info->id = g_strdup(DEVICE(s)->id);
-    info->backend = g_strdup(backend->str);
-    info->vgpus_on_gpu = r.vgpus_on_gpu;
-    info->policy = qapi_enum_parse(&RustVgpuGpuPolicy_lookup, r.policy,
-                                   RUST_VGPU_GPU_POLICY_BEST_EFFORT,
-                                   &error_abort);
-    info->weight = r.weight;
-    info->engine_time_us = r.engine_time_us;
-    info->slices = r.slices;
-    info->submitted_dwords = r.submitted_dwords;
-    info->engine_faults = r.engine_faults;
-    info->hangs = r.hangs;
-    info->scanned_commands = r.scanned_commands;
-    info->rejected_streams = r.rejected_streams;
-    info->gtt_faults = r.gtt_faults;
-    info->pinned_pages = r.pinned_pages;
-    QAPI_LIST_APPEND(*tail, info);
-    return 0;
-}
-
-RustVgpuInfoList *qmp_x_query_rust_vgpu(Error **errp)
-{
-    RustVgpuInfoList *head = NULL, **tail = &head;
-
-    object_child_foreach_recursive(qdev_get_machine(), rust_vgpu_query_one,
-                                   &tail);
-    return head;
-}
-
-static void hmp_info_rust_vgpu_gtt(Monitor *mon, const QDict *qdict)
-{
-    const char *id = qdict_get_str(qdict, "id");
-    int64_t first = qdict_get_int(qdict, "first");
-    int64_t count = qdict_get_try_int(qdict, "count", 1);
-    DeviceState *d = qdev_find_recursive(sysbus_get_default(), id);
-    RustVgpuState *s = d ? (RustVgpuState *)object_dynamic_cast(OBJECT(d),
-                                            TYPE_RUST_VGPU_BASE) : NULL;
-    g_autoptr(GString) out = g_string_new("");
-
-    if (!s || !s->dev) {
-        monitor_printf(mon, "no rust-vgpu device with id '%s'\n", id);
-        return;
-    }
-    if (first < 0 || first > UINT32_MAX || count < 1 || count > 4096) {
-        monitor_printf(mon, "entries %" PRId64 "+%" PRId64
-                       ": first must be >= 0 and count 1 to 4096\n",
-                       first, count);
-        return;
-    }
-    rvg_ops.gtt_dump(s->dev, first, count, (RvgTextSink *)out);
-    monitor_puts(mon, out->str);
-}
 
 static void rust_vgpu_register(void)
 {
     type_register_static_array(rust_vgpu_types, ARRAY_SIZE(rust_vgpu_types));
-    monitor_register_hmp("rust-vgpu", true, hmp_info_rust_vgpu);
-    monitor_register_hmp("rust-vgpu-gtt", true, hmp_info_rust_vgpu_gtt);
 }
 
 type_init(rust_vgpu_register)
