@@ -250,13 +250,10 @@ impl Core {
             }
         }
         if let Some(o) = self.owner {
-            let feed = self.flight.has_room() && (now < o.until || !self.others_waiting(o.id));
-            let policy = self.policy;
-            if let Some(ctx) = self
-                .ctxs
-                .get_mut(&o.id)
-                .filter(|c| feed && c.runnable() && (!policy.capped() || c.credit > 0))
-            {
+            let feed = self.flight.has_room()
+                && (now < o.until || !self.others_waiting(o.id))
+                && self.ctxs.get(&o.id).is_some_and(|c| self.may_run(c));
+            if let Some(ctx) = self.ctxs.get_mut(&o.id).filter(|_| feed) {
                 if self.flight.idle() {
                     self.progress = Some((now, None));
                 }
