@@ -254,7 +254,12 @@ static void G_NO_INLINE rust_vgpu_trace_write(hwaddr addr, unsigned size,
     trace_rust_vgpu_mmio_write(addr, size, val);
 }
 
-static uint64_t rust_vgpu_mmio_read(void *opaque, hwaddr addr, unsigned size)
+/*
+ * The BAR2 handlers start on a cache line, as the Rust library's functions
+ * do: their cost then does not depend on where the linker put them.
+ */
+static uint64_t QEMU_ALIGNED(64) rust_vgpu_mmio_read(void *opaque, hwaddr addr,
+                                                      unsigned size)
 {
     RustVgpuState *s = opaque;
     uint64_t val = rvg_ops.mmio_read(s->dev, addr, size);
@@ -265,8 +270,8 @@ static uint64_t rust_vgpu_mmio_read(void *opaque, hwaddr addr, unsigned size)
     return val;
 }
 
-static void rust_vgpu_mmio_write(void *opaque, hwaddr addr, uint64_t val,
-                                 unsigned size)
+static void QEMU_ALIGNED(64) rust_vgpu_mmio_write(void *opaque, hwaddr addr,
+                                                   uint64_t val, unsigned size)
 {
     RustVgpuState *s = opaque;
 
