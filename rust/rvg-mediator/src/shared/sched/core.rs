@@ -378,9 +378,12 @@ impl Core {
         c.runnable() && (!self.policy.capped() || c.credit > 0)
     }
 
-    fn share(&self, c: &Ctx) -> Share {
+    /// A context's share, with the totals it depends on taken once.
+    fn share_of(&self) -> impl Fn(&Ctx) -> Share {
+        let policy = self.policy;
         let total = self.ctxs.values().map(|c| u64::from(c.weight)).sum();
-        Share::of(self.policy, c.weight, total, self.ctxs.len())
+        let contexts = self.ctxs.len();
+        move |c| Share::of(policy, c.weight, total, contexts)
     }
 
     /// Charge the owner for the engine time since the last account, and
@@ -403,8 +406,9 @@ impl Core {
         if !self.policy.capped() {
             return;
         }
-        let shares: Vec<Share> = self.ctxs.values().map(|c| self.share(c)).collect();
-        for (c, share) in self.ctxs.values_mut().zip(shares) {
+        let share_of = self.share_of();
+        for c in self.ctxs.values_mut() {
+            let share = share_of(c);
             let most = share.earned(nanos(BURST));
             c.credit = c.credit.saturating_add(share.earned(ns)).min(most);
         }
@@ -416,12 +420,13 @@ impl Core {
         if !self.policy.capped() {
             return None;
         }
+        let share_of = self.share_of();
         self.ctxs
             .values()
             .filter(|c| c.runnable() && c.credit <= 0)
             .map(|c| {
                 let debt = c.credit.unsigned_abs() + 1;
-                now + Duration::from_nanos(self.share(c).time_to_earn(debt))
+                now + Duration::from_nanos(share_of(c).time_to_earn(debt))
             })
             .min()
     }
