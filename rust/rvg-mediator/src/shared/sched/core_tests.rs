@@ -435,6 +435,14 @@ fn a_gpu_reset_under_the_scheduler_empties_the_ring() {
 /// owner's work after a decision.
 #[test]
 fn ownership_invariants_over_random_interleavings() {
+    // Under every policy: a capped one also leaves contexts without credit
+    // while their neighbours' work is in the ring, reset or faulted.
+    for policy in Policy::ALL {
+        ownership_invariants_under(policy);
+    }
+}
+
+fn ownership_invariants_under(policy: Policy) {
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};
 
@@ -463,6 +471,7 @@ fn ownership_invariants_over_random_interleavings() {
     runner
         .run(&proptest::collection::vec(ev, 1..200), |events| {
             let mut c = core();
+            c.set_policy(policy);
             let mut t = Instant::now();
             let ids: Vec<_> = (0..3).map(|_| vgpu(&mut c)).collect();
             let mut ring: Vec<Chunk> = Vec::new();
@@ -507,6 +516,8 @@ fn ownership_invariants_over_random_interleavings() {
                 match c.decide(t) {
                     Step::Push(chunk) => ring.push(chunk),
                     Step::ResetEngine(_) => ring.clear(),
+                    // Nothing in the ring, but a context waits for credit.
+                    Step::Wait(Some(until)) if ring.is_empty() => t = t.max(until),
                     Step::Wait(_) if ring.is_empty() => break,
                     Step::Wait(_) => {
                         let chunk = ring.remove(0);
