@@ -15,7 +15,7 @@ use rvg_gpu::gfx_mem::GfxMem;
 use rvg_gpu::vram::Vram;
 use rvg_model::cmd::Command;
 use rvg_model::dma::NoDma;
-use rvg_model::engine::{ring_ctl, EngineState};
+use rvg_model::engine::{ring_ctl, EngineState, Signal};
 use rvg_model::gtt::GttEntry;
 use rvg_model::memory::GfxMemory;
 
@@ -59,7 +59,7 @@ fn run(mem: &GfxMem, c: Command) {
         ctl: ring_ctl::ENABLE,
         ..Default::default()
     };
-    let out = e.run(mem, 1, &|| false);
+    let out = e.run(mem, 1, &|| Signal::Run);
     assert_eq!((out.commands, e.error), (1, 0));
 }
 

@@ -14,7 +14,7 @@ use rvg_model::block::{RegError, RegFile};
 use rvg_model::config::{check_vram_size, ConfigError, GpuConfig};
 use rvg_model::dma::{DmaSpace, NoDma};
 use rvg_model::effects::Effects;
-use rvg_model::engine::EngineState;
+use rvg_model::engine::{EngineState, Signal};
 use rvg_model::global::{GlobalBlock, GlobalWrite};
 use rvg_model::gtt::GttEntry;
 use rvg_model::irq::IrqLine;
@@ -386,8 +386,14 @@ impl Core {
                 vram: &self.vram,
                 dma: &*dma,
             };
-            let cancelled = || self.generation.load(Ordering::Acquire) != generation;
-            let out = engine.run(&mem, budget, &cancelled);
+            let signal = || {
+                if self.generation.load(Ordering::Acquire) != generation {
+                    Signal::Cancel
+                } else {
+                    Signal::Run
+                }
+            };
+            let out = engine.run(&mem, budget, &signal);
 
             st = self.state.lock();
             st.running = false;

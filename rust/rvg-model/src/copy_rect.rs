@@ -153,7 +153,7 @@ mod tests {
     ) {
         m.write(base, before).unwrap();
         submit(e, m, &[c]);
-        e.run(m, 10, &|| false);
+        e.run(m, 10, &|| crate::engine::Signal::Run);
         assert_eq!(e.error, error::NONE, "{c:x?}");
         let mut after = vec![0u8; before.len()];
         m.read(base, &mut after).unwrap();
@@ -254,7 +254,7 @@ mod tests {
             &m,
             &[copy(0x3c000, 0x400, 0x3cc00, 0x1000, 0x100, 5)],
         );
-        e.run(&m, 10, &|| false);
+        e.run(&m, 10, &|| crate::engine::Signal::Run);
         assert_eq!((e.error, e.error_addr), (error::BAD_ADDRESS, 0x40c00));
         let mut after = vec![0u8; pattern.len()];
         m.read(0x3b000, &mut after).unwrap();

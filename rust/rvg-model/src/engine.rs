@@ -19,6 +19,9 @@ pub mod ring_ctl {
     pub const ENABLE: u32 = 1 << 0;
     /// Writing 1 resets the engine: head to 0, error cleared, halt lifted.
     pub const RESET: u32 = 1 << 1;
+    /// Writing 1 asks the engine to stop at its next preemption point;
+    /// reads 1 until it has. Physical GPU only: the engine arbiter's.
+    pub const PREEMPT: u32 = 1 << 2;
 }
 
 /// `ERROR` codes.
@@ -40,6 +43,10 @@ pub mod error {
     /// scheduler's watchdog time: the context was halted and the engine
     /// reset (raised by the mediator's scheduler).
     pub const HANG: u32 = 11;
+    /// The context's time was up and the engine did not stop for the
+    /// preemption request within the GPU's preemption timeout: the context
+    /// was halted and the engine reset (raised by the mediator's scheduler).
+    pub const PREEMPT_TIMEOUT: u32 = 12;
 }
 
 /// Smallest and largest ring, bytes; the size must be a power of two.
@@ -97,6 +104,22 @@ pub struct EngineState {
     pub seqno: u32,
     pub error: u32,
     pub error_addr: u64,
+    /// Rows of the command at head already done: set when a preemption
+    /// stops the engine inside a rectangle, honoured when it starts that
+    /// command again, cleared when a command completes.
+    pub resume: u32,
+}
+
+/// What a run is told at each preemption point (between commands, and
+/// between bands of rows inside a rectangle).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// Go on.
+    Run,
+    /// Stop here and save where: a preemption request.
+    Preempt,
+    /// Stop here, the results will be dropped: the engine is being reset.
+    Cancel,
 }
 
 /// What a run did.
@@ -108,6 +131,9 @@ pub struct RunOutcome {
     pub commands: u64,
     /// Work remains (the budget ran out before the tail).
     pub more: bool,
+    /// The run stopped for a preemption request: `ENABLE` and `PREEMPT`
+    /// are clear, `resume` says where the command at head stands.
+    pub preempted: bool,
 }
 
 /// What a register write asks of whoever runs the engine.
@@ -117,6 +143,9 @@ pub struct EngineWrite {
     pub kick: bool,
     /// The engine was reset: discard a run in flight.
     pub reset: bool,
+    /// Preemption was asked for: stop a run in flight at its next
+    /// preemption point (or now, if none is running).
+    pub preempt: bool,
 }
 
 impl EngineState {
@@ -132,6 +161,7 @@ impl EngineState {
             EngineReg::Seqno => u64::from(self.seqno),
             EngineReg::Error => u64::from(self.error),
             EngineReg::ErrorAddr => self.error_addr,
+            EngineReg::RingResume => u64::from(self.resume),
         }
     }
 
@@ -168,7 +198,10 @@ impl EngineState {
                     w.reset = true;
                 }
                 // RESET reads back as zero; undefined bits are not kept.
-                self.ctl = ctl & ring_ctl::ENABLE;
+                // PREEMPT is a request: writing 0 does not withdraw one.
+                let pending = self.ctl & ring_ctl::PREEMPT;
+                self.ctl = ctl & (ring_ctl::ENABLE | ring_ctl::PREEMPT) | pending;
+                w.preempt = ctl & ring_ctl::PREEMPT != 0;
                 w.kick = true;
             }
             _ => unreachable!("read-only and storage registers were handled above"),
@@ -186,6 +219,7 @@ impl EngineState {
             EngineReg::RingSize => {
                 self.ring_size = lane.merge(u64::from(self.ring_size), value) as u32
             }
+            EngineReg::RingResume => self.resume = lane.merge(u64::from(self.resume), value) as u32,
             _ => return false,
         }
         true
@@ -209,6 +243,8 @@ impl EngineState {
         self.head = 0;
         self.error = error::NONE;
         self.error_addr = 0;
+        self.resume = 0;
+        self.ctl &= !ring_ctl::PREEMPT;
     }
 
     /// Base, size, head and tail describe a usable ring.
@@ -236,14 +272,14 @@ impl EngineState {
         Ok(out)
     }
 
-    /// Run up to `budget` commands from head towards tail, stopping early
-    /// between commands once `cancelled` says so. On error the engine halts
+    /// Run up to `budget` commands from head towards tail, asking `signal`
+    /// at each preemption point whether to stop. On error the engine halts
     /// with `ERROR`/`ERROR_ADDR` set and head on the command.
     pub fn run(
         &mut self,
         mem: &dyn GfxMemory,
         budget: u64,
-        cancelled: &dyn Fn() -> bool,
+        signal: &dyn Fn() -> Signal,
     ) -> RunOutcome {
         let mut out = RunOutcome::default();
         if !self.runnable() {
@@ -257,7 +293,7 @@ impl EngineState {
                 out.more = true;
                 return out;
             }
-            if cancelled() {
+            if signal() == Signal::Cancel {
                 return out;
             }
             let at = self.ring_base + u64::from(self.head);

@@ -53,7 +53,7 @@ fn store_fence_and_fill() {
             },
         ],
     );
-    let out = e.run(&m, 100, &|| false);
+    let out = e.run(&m, 100, &|| Signal::Run);
     assert_eq!(
         (out.commands, out.raise, e.head, e.seqno),
         (3, IntSource::FENCE, e.tail, 5)
@@ -91,7 +91,7 @@ fn overlapping_copies_in_both_directions() {
             height: 4,
         };
         submit(&mut e, &m, &[copy]);
-        e.run(&m, 10, &|| false);
+        e.run(&m, 10, &|| Signal::Run);
         for i in 0..16u32 {
             let at = dst + u64::from(i / 4) * 64 + u64::from(i % 4) * 4;
             assert_eq!(m.read_u32(at), Ok(i), "copy to {dst:#x}");
@@ -138,7 +138,7 @@ fn fences_complete_in_order_after_the_work_before_them() {
     // before it is in memory, and SEQNO never goes back.
     let mut seen = vec![];
     while e.head != e.tail {
-        let out = e.run(&m, 1, &|| false);
+        let out = e.run(&m, 1, &|| Signal::Run);
         assert_eq!(out.commands, 1);
         seen.push(e.seqno);
         if e.seqno >= 1 {
@@ -189,7 +189,7 @@ fn batches_run_and_return() {
             },
         ],
     );
-    let out = e.run(&m, 100, &|| false);
+    let out = e.run(&m, 100, &|| Signal::Run);
     assert_eq!(
         (m.read_u32(0x9000), m.read_u32(0x9004)),
         (Ok(7), Ok(0)),
@@ -206,7 +206,7 @@ fn error_of(cmds: &[Command], raw: &[u32]) -> (EngineState, RunOutcome) {
         m.write(u64::from(e.tail), &dw.to_le_bytes()).unwrap();
         e.tail += 4;
     }
-    let out = e.run(&m, 100, &|| false);
+    let out = e.run(&m, 100, &|| Signal::Run);
     (e, out)
 }
 
@@ -296,7 +296,7 @@ fn nested_batches_are_refused_and_reset_recovers() {
             len: 16,
         }],
     );
-    e.run(&m, 10, &|| false);
+    e.run(&m, 10, &|| Signal::Run);
     assert_eq!((e.error, e.error_addr), (error::BATCH_NESTING, 0x30000));
     e.reset();
     e.tail = 0;
@@ -308,7 +308,7 @@ fn nested_batches_are_refused_and_reset_recovers() {
             interrupt: false,
         }],
     );
-    e.run(&m, 10, &|| false);
+    e.run(&m, 10, &|| Signal::Run);
     assert_eq!((e.error, e.seqno), (error::NONE, 9));
 }
 
@@ -342,11 +342,14 @@ fn budget_and_bad_rings() {
     let m = setup();
     let mut e = engine();
     submit(&mut e, &m, &[Command::Noop, Command::Noop, Command::Noop]);
-    let out = e.run(&m, 2, &|| false);
+    let out = e.run(&m, 2, &|| Signal::Run);
     assert!(out.more && e.head == 8);
     let mut bad = engine();
     bad.ring_size = 3000;
     bad.tail = 4;
-    assert_eq!(bad.run(&m, 10, &|| false).raise, IntSource::ENGINE_ERROR);
+    assert_eq!(
+        bad.run(&m, 10, &|| Signal::Run).raise,
+        IntSource::ENGINE_ERROR
+    );
     assert_eq!(bad.error, error::BAD_RING);
 }

@@ -16,6 +16,8 @@ bitflags! {
         const ENGINE_ERROR = 1 << 1;
         const GTT_FAULT = 1 << 2;
         const DISPLAY_FLIP = 1 << 3;
+        /// The engine stopped for a preemption request (physical GPU only).
+        const PREEMPTED = 1 << 4;
         const SOFTWARE = 1 << 31;
     }
 }

@@ -244,6 +244,7 @@ register_block! {
         Seqno = 0x18, 4, ReadOnly, "SEQNO";
         Error = 0x1c, 4, ReadOnly, "ERROR";
         ErrorAddr = 0x20, 8, ReadOnly, "ERROR_ADDR";
+        RingResume = 0x28, 4, ReadWrite, "RING_RESUME";
     }
 }
 

@@ -12,7 +12,8 @@ use rvg_model::engine::{ring_ctl, EngineError, EngineState, EngineWrite};
 use rvg_model::global::{GlobalBlock, GlobalWrite};
 use rvg_model::irq::{IntSource, IrqLine};
 use rvg_model::regs::{
-    bar2, Bar2Target, DispiReg, DisplayReg, QemuExtReg, Register, DISPI_ID5, QEXT_LITTLE_ENDIAN,
+    bar2, Bar2Target, DispiReg, DisplayReg, EngineReg, QemuExtReg, Register, DISPI_ID5,
+    QEXT_LITTLE_ENDIAN,
 };
 
 use crate::display::edid::{self, EDID_BLOCK};
@@ -160,9 +161,9 @@ impl VirtRegs {
             Bar2Target::Global(rel) => {
                 find(rel, size).is_some_and(|(reg, lane)| self.global.store(reg, lane, value))
             }
-            Bar2Target::Engine(rel) => {
-                find(rel, size).is_some_and(|(reg, lane)| self.engine.store(reg, lane, value))
-            }
+            Bar2Target::Engine(rel) => find(rel, size).is_some_and(|(reg, lane)| {
+                reg != EngineReg::RingResume && self.engine.store(reg, lane, value)
+            }),
             Bar2Target::Display(rel) => find(rel, size).is_some_and(|(reg, lane)| {
                 reg != DisplayReg::PlaneBase && self.display.store(reg, lane, value)
             }),
@@ -181,8 +182,17 @@ impl VirtRegs {
                 GlobalWrite::Reset => Ok(RegWrite::DeviceReset),
             },
             Bar2Target::Engine(rel) => {
+                // Preemption is the physical engine arbiter's: a vGPU's
+                // engine is the scheduler's to preempt, not the guest's.
+                if let Some((EngineReg::RingResume, _)) = find::<EngineReg>(rel, size) {
+                    return Err(RegError::Refused(format!(
+                        "RING_RESUME belongs to the physical GPU's engine arbiter, which a \
+                         vGPU has not; write of {value:#x} ignored"
+                    )));
+                }
                 let was_enabled = self.engine_enabled();
-                let EngineWrite { reset, kick } = self.engine.write(rel, value, size)?;
+                let EngineWrite { reset, kick, .. } = self.engine.write(rel, value, size)?;
+                self.engine.ctl &= !ring_ctl::PREEMPT;
                 let enabled = self.engine_enabled();
                 Ok(RegWrite::Engine {
                     reset,
@@ -322,10 +332,31 @@ fn vga_write(ports: &mut [u8], rel: u64, value: u64, size: u32) -> Result<RegWri
 mod tests {
     use super::*;
     use rvg_model::engine::error;
-    use rvg_model::regs::{EngineReg, GlobalReg};
+    use rvg_model::regs::GlobalReg;
 
     fn regs() -> VirtRegs {
         VirtRegs::new(16 << 20, 32768, (640, 480))
+    }
+
+    /// The arbiter's preemption belongs to the physical GPU: a guest can
+    /// neither request it nor forge where a command resumes.
+    #[test]
+    fn a_vgpu_has_no_preemption_registers() {
+        let mut r = regs();
+        let ctl = bar2::ENGINE + EngineReg::RingCtl.offset();
+        let resume = bar2::ENGINE + EngineReg::RingResume.offset();
+        let w = r.write(ctl, u64::from(ring_ctl::ENABLE | ring_ctl::PREEMPT), 4);
+        assert!(matches!(w, Ok(RegWrite::Engine { .. })), "{w:?}");
+        assert_eq!(r.engine.ctl, ring_ctl::ENABLE, "PREEMPT is not kept");
+        for size in [4, 2, 1] {
+            assert!(!r.store(resume, 7, size));
+            let w = r.write(resume, 7, size);
+            assert!(
+                matches!(&w, Err(RegError::Refused(why)) if why.contains("RING_RESUME")),
+                "{w:?}"
+            );
+        }
+        assert_eq!(r.read(resume, 4), Ok(RegRead::Value(0)));
     }
 
     #[test]
