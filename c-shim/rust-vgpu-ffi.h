@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 /* Bumped whenever a table or struct below changes layout or meaning. */
-#define RVG_FFI_ABI_VERSION 9
+#define RVG_FFI_ABI_VERSION 10
 
 /* The Rust device. Only ever used through a shared reference on the Rust side. */
 typedef struct RvgDevice RvgDevice;
@@ -97,6 +97,7 @@ typedef struct RvgGpuConfig {
     uint64_t vram_size;    /* bytes; validated by Rust */
     uint32_t timeslice_us; /* scheduler time slice; validated by Rust */
     uint32_t watchdog_ms;  /* scheduler watchdog; validated by Rust */
+    uint32_t preempt_timeout_ms; /* scheduler preemption timeout; validated by Rust */
     /* "best-effort", "equal-share" or "fixed-share"; NULL: best-effort */
     const char *policy;
 } RvgGpuConfig;
@@ -111,6 +112,8 @@ typedef struct RvgReport {
     uint64_t submitted_dwords;
     uint64_t engine_faults;
     uint64_t hangs;
+    uint64_t preemptions;
+    uint64_t preempt_timeouts;
     uint64_t scanned_commands;
     uint64_t rejected_streams;
     uint64_t gtt_faults;

@@ -29,6 +29,7 @@ static void rust_vgpu_gpu_complete(UserCreatable *uc, Error **errp)
         .vram_size = g->vram_size,
         .timeslice_us = g->timeslice_us,
         .watchdog_ms = g->watchdog_ms,
+        .preempt_timeout_ms = g->preempt_timeout_ms,
         .policy = RustVgpuGpuPolicy_str(g->policy),
     };
 
@@ -56,6 +57,7 @@ static void rust_vgpu_gpu_instance_init(Object *obj)
     g->vram_size = 256 * MiB;
     g->timeslice_us = 1000;
     g->watchdog_ms = 5000;
+    g->preempt_timeout_ms = 250;
 }
 
 static void rust_vgpu_gpu_instance_finalize(Object *obj)
@@ -185,6 +187,16 @@ static void rust_vgpu_gpu_class_init(ObjectClass *klass, void *data)
         "how long work on the engine may make no progress before the "
         "engine is reset and the vGPU it belongs to is halted with HANG, "
         "in milliseconds (100 to 600000), default 5000");
+    object_class_property_add(klass, "preempt-timeout-ms", "uint32",
+                              rust_vgpu_gpu_get_u32, rust_vgpu_gpu_set_u32,
+                              NULL,
+                              (void *)offsetof(RustVgpuGpu,
+                                               preempt_timeout_ms));
+    object_class_property_set_description(klass, "preempt-timeout-ms",
+        "how long the engine may take to stop for a preemption when a "
+        "vGPU's time slice is over and another waits, before the engine "
+        "is reset and the vGPU is halted with PREEMPT_TIMEOUT, in "
+        "milliseconds (1 to 600000), default 250");
     object_class_property_add_enum(klass, "policy", "RustVgpuGpuPolicy",
                                    &RustVgpuGpuPolicy_lookup,
                                    rust_vgpu_gpu_get_policy,

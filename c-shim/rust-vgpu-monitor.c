@@ -77,6 +77,8 @@ static int rust_vgpu_query_one(Object *obj, void *opaque)
     info->submitted_dwords = r.submitted_dwords;
     info->engine_faults = r.engine_faults;
     info->hangs = r.hangs;
+    info->preemptions = r.preemptions;
+    info->preempt_timeouts = r.preempt_timeouts;
     info->scanned_commands = r.scanned_commands;
     info->rejected_streams = r.rejected_streams;
     info->gtt_faults = r.gtt_faults;

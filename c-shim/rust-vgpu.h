@@ -30,6 +30,7 @@ struct RustVgpuGpu {
     uint64_t vram_size;
     uint32_t timeslice_us;
     uint32_t watchdog_ms;
+    uint32_t preempt_timeout_ms;
     RustVgpuGpuPolicy policy;
     /* Test hook: the GPU's engine starts no command while set. */
     bool engine_hold;

@@ -162,6 +162,8 @@ impl FfiDevice {
             submitted_dwords: r.sched.submitted,
             engine_faults: r.sched.faults,
             hangs: r.sched.hangs,
+            preemptions: r.sched.preemptions,
+            preempt_timeouts: r.sched.preempt_timeouts,
             scanned_commands: r.streams.scanned_commands,
             rejected_streams: r.streams.rejected_streams,
             gtt_faults: r.global.gtt_faults,

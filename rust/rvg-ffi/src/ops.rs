@@ -176,6 +176,7 @@ fn soft_gpu(
 const TIMESLICE_US: RangeInclusive<u32> = 100..=1_000_000;
 /// Watchdog times a `rust-vgpu-gpu` accepts, milliseconds.
 const WATCHDOG_MS: RangeInclusive<u32> = 100..=600_000;
+const PREEMPT_TIMEOUT_MS: RangeInclusive<u32> = 1..=600_000;
 
 fn check_range(property: &str, value: u32, range: RangeInclusive<u32>) -> Result<u32, String> {
     if range.contains(&value) {
@@ -192,6 +193,11 @@ fn new_shared_gpu(config: &sys::RvgGpuConfig, log: HostLog) -> Result<GpuHandle,
     rvg_model::config::check_vram_size(config.vram_size).map_err(|e| e.to_string())?;
     let timeslice = check_range("timeslice-us", config.timeslice_us, TIMESLICE_US)?;
     let watchdog = check_range("watchdog-ms", config.watchdog_ms, WATCHDOG_MS)?;
+    let preempt_timeout = check_range(
+        "preempt-timeout-ms",
+        config.preempt_timeout_ms,
+        PREEMPT_TIMEOUT_MS,
+    )?;
     // SAFETY: the shim passes NULL or a NUL-terminated string for the call.
     let policy = match unsafe { c_property(config.policy) } {
         Some(name) => name.parse::<Policy>().map_err(|e| e.to_string())?,
@@ -200,6 +206,7 @@ fn new_shared_gpu(config: &sys::RvgGpuConfig, log: HostLog) -> Result<GpuHandle,
     let sched = SchedConfig {
         timeslice: Duration::from_micros(u64::from(timeslice)),
         watchdog: Duration::from_millis(u64::from(watchdog)),
+        preempt_timeout: Duration::from_millis(u64::from(preempt_timeout)),
         policy,
     };
     let (shared, soft) = soft_gpu(config.vram_size, sched, log, false)

@@ -317,14 +317,56 @@ fn gtt_dump_rejects_a_bad_range() {
     );
 }
 
-/// A GPU to share, as `-object rust-vgpu-gpu` makes it.
-fn shared_gpu() -> *mut sys::RvgGpu {
-    let config = sys::RvgGpuConfig {
+/// A GPU's configuration as `-object rust-vgpu-gpu` gives it by default.
+fn gpu_config() -> sys::RvgGpuConfig {
+    sys::RvgGpuConfig {
         vram_size: 32 << 20,
         timeslice_us: 1000,
         watchdog_ms: 5000,
+        preempt_timeout_ms: 250,
         policy: ptr::null(),
-    };
+    }
+}
+
+/// The scheduler's numbers are checked when the GPU is made, each error
+/// naming the property and the value.
+#[test]
+fn a_gpu_with_bad_scheduler_numbers_is_refused() {
+    let bad = [
+        (
+            sys::RvgGpuConfig {
+                preempt_timeout_ms: 0,
+                ..gpu_config()
+            },
+            "property 'preempt-timeout-ms' is 0: it must be from 1 to 600000",
+        ),
+        (
+            sys::RvgGpuConfig {
+                watchdog_ms: 99,
+                ..gpu_config()
+            },
+            "property 'watchdog-ms' is 99: it must be from 100 to 600000",
+        ),
+    ];
+    for (config, want) in bad {
+        let mut err = String::new();
+        // SAFETY: valid config and sink for the call.
+        let gpu = unsafe {
+            rvg_ops.gpu_new.unwrap()(
+                &config,
+                None,
+                Some(set_error),
+                &mut err as *mut String as *mut sys::RvgErrorSink,
+            )
+        };
+        assert!(gpu.is_null());
+        assert!(err.contains(want), "{err}");
+    }
+}
+
+/// A GPU to share, as `-object rust-vgpu-gpu` makes it.
+fn shared_gpu() -> *mut sys::RvgGpu {
+    let config = gpu_config();
     let mut err = String::new();
     // SAFETY: valid config and sink for the call.
     let gpu = unsafe {

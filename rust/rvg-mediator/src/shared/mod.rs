@@ -47,11 +47,17 @@ pub const TIMESLICE_DEFAULT: Duration = Duration::from_millis(1);
 /// (32 commands, each at most one 128 MiB rectangle).
 pub const WATCHDOG_DEFAULT: Duration = Duration::from_secs(5);
 
+/// Default preemption timeout: several times the longest command the
+/// engine cannot preempt inside (a 128 MiB copy between overlapping
+/// rectangles of different pitches), so only a stuck engine reaches it.
+pub const PREEMPT_TIMEOUT_DEFAULT: Duration = Duration::from_millis(250);
+
 impl Default for SchedConfig {
     fn default() -> SchedConfig {
         SchedConfig {
             timeslice: TIMESLICE_DEFAULT,
             watchdog: WATCHDOG_DEFAULT,
+            preempt_timeout: PREEMPT_TIMEOUT_DEFAULT,
             policy: Policy::default(),
         }
     }

@@ -416,6 +416,8 @@ impl Vgpu {
             gpu_resets: link.gpu.resets(),
             watchdog: sched.watchdog(),
             watchdog_resets: sched.hangs(),
+            preempt_timeout: sched.preempt_timeout(),
+            preempt_timeouts: sched.preempt_timeouts(),
             layout: link.layout,
             shadow: st.gtt.stats(),
             global: report::GlobalReport::of(&st.regs.global),

@@ -45,6 +45,8 @@ pub struct VgpuReport {
     pub gpu_resets: u64,
     pub watchdog: Duration,
     pub watchdog_resets: u64,
+    pub preempt_timeout: Duration,
+    pub preempt_timeouts: u64,
     pub layout: SliceLayout,
     pub shadow: ShadowStats,
     pub global: GlobalReport,
@@ -63,14 +65,16 @@ impl fmt::Display for VgpuReport {
         writeln!(
             f,
             "  gpu: {} vGPUs attached (GTT room for {}), policy={} timeslice={}us resets={} \
-             watchdog={}ms watchdog-resets={}",
+             watchdog={}ms watchdog-resets={} preempt-timeout={}ms preempt-timeouts={}",
             self.attached,
             self.capacity,
             self.policy,
             self.timeslice.as_micros(),
             self.gpu_resets,
             self.watchdog.as_millis(),
-            self.watchdog_resets
+            self.watchdog_resets,
+            self.preempt_timeout.as_millis(),
+            self.preempt_timeouts
         )?;
         writeln!(
             f,
@@ -115,13 +119,15 @@ impl fmt::Display for VgpuReport {
         writeln!(
             f,
             "  commands: scanned={} rejected-streams={} shadow-dwords={} slices={} \
-             engine-faults={} hangs={}",
+             engine-faults={} hangs={} preemptions={} preempt-timeouts={}",
             self.streams.scanned_commands,
             self.streams.rejected_streams,
             self.sched.submitted,
             self.sched.slices,
             self.sched.faults,
-            self.sched.hangs
+            self.sched.hangs,
+            self.sched.preemptions,
+            self.sched.preempt_timeouts
         )?;
         writeln!(
             f,

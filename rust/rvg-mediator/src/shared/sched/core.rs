@@ -3,19 +3,23 @@
 //! The ring is owned by at most one context at a time, and ownership is one
 //! value: which context, in which generation, until when. Everything in the
 //! ring is the owner's, so an engine error is the owner's, and the ring is
-//! only given up empty (or by resetting the engine). Work in the ring that
-//! no longer belongs to anyone (its context was reset or removed) and work
-//! that makes no progress for the watchdog's time are both cleared by an
-//! engine reset; only in the second case is the context halted.
+//! only given up empty (or by resetting the engine). A slice that is over
+//! while another context waits ends by preemption: the engine stops at its
+//! next preemption point, and what is left of the owner's work goes back to
+//! the owner, to run first when its turn comes. Work in the ring that no
+//! longer belongs to anyone (its context was reset or removed), work that
+//! makes no progress for the watchdog's time, and work whose engine does
+//! not stop within the preemption timeout are all cleared by an engine
+//! reset; in the last two cases the context is halted.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use rvg_model::engine::{error, EngineError};
+use rvg_model::engine::{error, ring_ctl, EngineError};
 
-use super::flight::{Chunk, Delivery, Flight};
+use super::flight::{Chunk, Delivery, Flight, Saved};
 use super::share::{nanos, Policy, Share, BURST, DEFAULT_WEIGHT};
-use super::{CtxId, CtxStats, Progress};
+use super::{CtxId, CtxStats, Progress, SchedConfig};
 use crate::scan::Work;
 
 /// How long to wait for an interrupt before looking at the engine anyway.
@@ -29,6 +33,8 @@ pub(crate) struct Ctx {
     pub queue: VecDeque<Work>,
     /// Shadow dwords of the front work already in the ring.
     pub offset: usize,
+    /// What a preemption took out of the ring: it runs before the queue.
+    pub saved: Option<Saved>,
     /// Added to the vGPU's graphics addresses: its slice's base.
     pub reloc: u64,
     /// Bytes of the vGPU's graphics space.
@@ -49,6 +55,7 @@ impl Ctx {
             enabled: false,
             queue: VecDeque::new(),
             offset: 0,
+            saved: None,
             reloc,
             space,
             weight: DEFAULT_WEIGHT,
@@ -58,13 +65,14 @@ impl Ctx {
     }
 
     fn runnable(&self) -> bool {
-        self.enabled && !self.queue.is_empty()
+        self.enabled && (self.saved.is_some() || !self.queue.is_empty())
     }
 
     /// Drop everything queued: the context starts over.
     fn drop_work(&mut self) {
         self.queue.clear();
         self.offset = 0;
+        self.saved = None;
     }
 }
 
@@ -80,17 +88,32 @@ pub(crate) struct Owner {
 /// What the engine's registers read when the scheduler looked.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct EngineSnapshot {
+    /// `RING_CTL`, read first: once it shows the engine stopped, the rest
+    /// is final.
+    pub ctl: u32,
     pub seqno: u32,
     pub error: u32,
     pub error_addr: u64,
     pub head: u32,
+    pub resume: u32,
+}
+
+impl EngineSnapshot {
+    /// The engine stopped for a preemption request (the scheduler keeps it
+    /// enabled otherwise).
+    fn preempted(&self) -> bool {
+        self.ctl & ring_ctl::ENABLE == 0 && self.error == error::NONE
+    }
 }
 
 /// What the scheduler thread does next.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Step {
-    /// Copy the chunk into the ring and move the tail past it.
+    /// Copy the chunk into the ring and move the tail (after `RING_RESUME`,
+    /// if the chunk says).
     Push(Chunk),
+    /// Ask the engine to stop at its next preemption point.
+    Preempt,
     /// Reset the engine onto an empty ring, then deliver (a halted
     /// context's error).
     ResetEngine(Option<Delivery>),
@@ -117,18 +140,24 @@ pub(crate) struct Core {
     ring_size: u32,
     timeslice: Duration,
     watchdog: Duration,
+    preempt_timeout: Duration,
     policy: Policy,
     /// Engine time and credit are accounted up to here.
     accounted: Option<Instant>,
     /// When the work in flight last made progress, and the engine's head
     /// and seqno then.
     progress: Option<(Instant, Option<(u32, u32)>)>,
+    /// When the scheduler asked the engine to stop: until it has, nothing
+    /// more goes into the ring.
+    preempting: Option<Instant>,
     /// Engine resets by the watchdog.
     hangs: u64,
+    /// Engine resets because a preemption was not answered in time.
+    preempt_timeouts: u64,
 }
 
 impl Core {
-    pub fn new(ring_size: u32, timeslice: Duration, watchdog: Duration, policy: Policy) -> Core {
+    pub fn new(ring_size: u32, config: &SchedConfig) -> Core {
         Core {
             ctxs: BTreeMap::new(),
             next_id: 0,
@@ -136,12 +165,15 @@ impl Core {
             last: None,
             flight: Flight::new(),
             ring_size,
-            timeslice,
-            watchdog,
-            policy,
+            timeslice: config.timeslice,
+            watchdog: config.watchdog,
+            preempt_timeout: config.preempt_timeout,
+            policy: config.policy,
             accounted: None,
             progress: None,
+            preempting: None,
             hangs: 0,
+            preempt_timeouts: 0,
         }
     }
 
@@ -155,6 +187,14 @@ impl Core {
 
     pub fn hangs(&self) -> u64 {
         self.hangs
+    }
+
+    pub fn preempt_timeout(&self) -> Duration {
+        self.preempt_timeout
+    }
+
+    pub fn preempt_timeouts(&self) -> u64 {
+        self.preempt_timeouts
     }
 
     pub fn policy(&self) -> Policy {
@@ -174,6 +214,12 @@ impl Core {
     /// Work is in the ring.
     pub fn busy(&self) -> bool {
         !self.flight.idle()
+    }
+
+    /// The engine's registers have something to say: work is in the ring,
+    /// or a preemption request waits for its answer.
+    pub fn watching(&self) -> bool {
+        self.busy() || self.preempting.is_some()
     }
 
     pub fn ctx(&mut self, id: CtxId) -> Option<&mut Ctx> {
@@ -208,9 +254,15 @@ impl Core {
     /// The engine was reset behind the scheduler's back (the whole GPU was):
     /// the ring is empty and nobody owns it.
     pub fn engine_was_reset(&mut self) {
-        self.flight.clear();
+        self.ring_emptied();
         self.owner = None;
+    }
+
+    /// The ring was (or is about to be) emptied by an engine reset.
+    fn ring_emptied(&mut self) {
+        self.flight.clear();
         self.progress = None;
+        self.preempting = None;
     }
 
     /// The next thing to do at `now`.
@@ -222,19 +274,33 @@ impl Core {
             let current = self.ctxs.get(&o.id).map(|c| c.generation);
             if current != Some(o.generation) {
                 self.owner = None;
-                if !self.flight.idle() {
-                    self.flight.clear();
-                    self.progress = None;
+                if self.watching() {
+                    self.ring_emptied();
                     return Step::ResetEngine(None);
                 }
             }
         }
-        // The slice ends between chunks, with the ring drained: when the
-        // owner has nothing more, or its time is up and another waits.
+        // A preemption asked for: nothing goes in until the engine stopped.
+        if let Some(since) = self.preempting {
+            let deadline = since + self.preempt_timeout;
+            if now >= deadline {
+                return self.preempt_timed_out();
+            }
+            return Step::Wait(Some(deadline.min(now + POLL_FALLBACK)));
+        }
+        // The slice ends when the owner has nothing more, or its time (or
+        // its credit) is up and another waits: with the ring drained, or
+        // else by preemption.
         if let Some(o) = self.owner {
-            let mine = self.ctxs.get(&o.id).is_some_and(|c| self.may_run(c));
-            if self.flight.idle() && (!mine || (now >= o.until && self.others_waiting(o.id))) {
+            let ctx = self.ctxs.get(&o.id);
+            let mine = ctx.is_some_and(|c| self.may_run(c));
+            let spent = self.policy.capped() && ctx.is_some_and(|c| c.credit <= 0);
+            let over = (now >= o.until || spent) && self.others_waiting(o.id);
+            if self.flight.idle() && (!mine || over) {
                 self.owner = None;
+            } else if over {
+                self.preempting = Some(now);
+                return Step::Preempt;
             }
         }
         if self.owner.is_none() {
@@ -257,7 +323,11 @@ impl Core {
                 if self.flight.idle() {
                     self.progress = Some((now, None));
                 }
-                return Step::Push(self.flight.take_chunk(o.id, ctx));
+                let chunk = match ctx.saved.take() {
+                    Some(saved) => self.flight.restore(saved),
+                    None => self.flight.take_chunk(o.id, ctx),
+                };
+                return Step::Push(chunk);
             }
         }
         match self.progress {
@@ -266,7 +336,13 @@ impl Core {
                 if now >= deadline {
                     return self.hang();
                 }
-                Step::Wait(Some(deadline.min(now + POLL_FALLBACK)))
+                // Wake at the slice's end too, to preempt a long command.
+                let slice_end = self
+                    .owner
+                    .filter(|o| o.until > now && self.others_waiting(o.id))
+                    .map(|o| o.until);
+                let poll = deadline.min(now + POLL_FALLBACK);
+                Step::Wait(Some(slice_end.map_or(poll, |end| end.min(poll))))
             }
             _ => Step::Wait(self.next_credit(now)),
         }
@@ -276,16 +352,28 @@ impl Core {
     /// the ring and halt its owner with `HANG`.
     fn hang(&mut self) -> Step {
         self.hangs += 1;
+        self.halt_owner(error::HANG, |s| s.hangs += 1)
+    }
+
+    /// The engine did not stop within the preemption timeout of the
+    /// request: clear the ring and halt its owner with `PREEMPT_TIMEOUT`.
+    fn preempt_timed_out(&mut self) -> Step {
+        self.preempt_timeouts += 1;
+        self.halt_owner(error::PREEMPT_TIMEOUT, |s| s.preempt_timeouts += 1)
+    }
+
+    /// Halt the owner with `code` (head on the command the engine was last
+    /// seen on, `ERROR_ADDR` 0), counted by `count`; the engine is reset.
+    fn halt_owner(&mut self, code: u32, count: impl FnOnce(&mut CtxStats)) -> Step {
         let head = self.progress.and_then(|(_, seen)| seen).map(|(h, _)| h);
         let guest_head = head.map(|h| self.flight.guest_head_at(h, self.ring_size));
-        self.flight.clear();
-        self.progress = None;
+        self.ring_emptied();
         let Some(o) = self.owner.take() else {
             return Step::ResetEngine(None);
         };
-        let delivery = self.halt(o, |_| EngineError::at(error::HANG, 0), guest_head);
+        let delivery = self.halt(o, |_| EngineError::at(code, 0), guest_head);
         if let Some(ctx) = self.ctxs.get_mut(&o.id) {
-            ctx.stats.hangs += 1;
+            count(&mut ctx.stats);
         }
         Step::ResetEngine(delivery)
     }
@@ -322,6 +410,9 @@ impl Core {
     pub fn collect(&mut self, snap: EngineSnapshot, now: Instant) -> Collected {
         self.account(now);
         let mut out = Collected::default();
+        if self.preempting.is_some() && snap.preempted() {
+            return self.preempted(snap);
+        }
         if self.flight.idle() {
             return out;
         }
@@ -335,8 +426,7 @@ impl Core {
             return out;
         }
         let head = self.flight.guest_head_at(snap.head, self.ring_size);
-        self.flight.clear();
-        self.progress = None;
+        self.ring_emptied();
         out.reset_engine = true;
         let Some(o) = self.owner else {
             return out;
@@ -357,6 +447,29 @@ impl Core {
         );
         out.deliveries.extend(fault);
         out
+    }
+
+    /// The engine stopped for the preemption request: what completed is
+    /// progress, what is left goes back to the owner (if it is still in the
+    /// generation that submitted it), and the ring is given up: the engine
+    /// is reset onto it empty, which enables it again.
+    fn preempted(&mut self, snap: EngineSnapshot) -> Collected {
+        let deliveries = self.flight.retire(snap.seqno);
+        let left = self
+            .flight
+            .take_remainder(snap.head, self.ring_size, snap.resume);
+        self.ring_emptied();
+        if let Some(o) = self.owner.take() {
+            let ctx = (self.ctxs.get_mut(&o.id)).filter(|c| c.generation == o.generation);
+            if let (Some(ctx), Some(left)) = (ctx, left) {
+                ctx.stats.preemptions += 1;
+                ctx.saved = Some(left);
+            }
+        }
+        Collected {
+            reset_engine: true,
+            deliveries,
+        }
     }
 
     /// The next context that may run after the one that ran last.
@@ -439,3 +552,11 @@ mod tests;
 #[cfg(test)]
 #[path = "share_tests.rs"]
 mod share_tests;
+
+#[cfg(test)]
+#[path = "preempt_tests.rs"]
+mod preempt_tests;
+
+#[cfg(test)]
+#[path = "interleave_tests.rs"]
+mod interleave_tests;

@@ -1,7 +1,8 @@
 //! What the mediator's physical ring holds: the chunks written into it, the
 //! fences whose completion is progress for a context, and where each command
-//! came from in its guest's ring. Pure bookkeeping: the scheduler thread
-//! does the writing.
+//! came from in its guest's ring; and, when a preemption stops the engine
+//! inside them, what is left of them for their context to run later. Pure
+//! bookkeeping: the scheduler thread does the writing.
 
 use std::collections::VecDeque;
 
@@ -23,8 +24,10 @@ pub(crate) const CHUNK_BYTES: u64 = 8 << 20;
 pub(crate) const CHUNKS_IN_FLIGHT: usize = 2;
 
 /// A fence in the ring and what its completion means.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Mark {
+    /// Its position: dwords written into the ring before it.
+    at: u64,
     tag: u32,
     ctx: CtxId,
     progress: Progress,
@@ -38,6 +41,22 @@ pub(crate) struct Chunk {
     /// Where it goes: dwords written into the ring before it.
     pub at: u64,
     pub dwords: Vec<u32>,
+    /// Rows of its first command a preemption left done: `RING_RESUME`
+    /// before the tail moves (0: none).
+    pub resume: u32,
+}
+
+/// What a preemption left of a context's work in the ring: its commands
+/// from the one the engine stopped on, with their fences and origins, to be
+/// written into the ring again when the context's turn comes.
+#[derive(Debug)]
+pub(crate) struct Saved {
+    dwords: Vec<u32>,
+    /// Marks with `at` relative to the first dword.
+    marks: Vec<Mark>,
+    /// `(relative position, guest head)`, the first at 0.
+    origins: Vec<(u64, u32)>,
+    resume: u32,
 }
 
 /// Progress for one context, to hand to its sink.
@@ -57,6 +76,10 @@ pub(crate) struct Flight {
     marks: VecDeque<Mark>,
     /// `(position, guest head)` of the commands in the ring, oldest first.
     origins: VecDeque<(u64, u32)>,
+    /// The dwords in the ring from position `kept_from` to `written`: what
+    /// a preemption may have to take out again.
+    kept: VecDeque<u32>,
+    kept_from: u64,
     chunks: usize,
 }
 
@@ -67,6 +90,8 @@ impl Flight {
             next_tag: 1,
             marks: VecDeque::new(),
             origins: VecDeque::new(),
+            kept: VecDeque::new(),
+            kept_from: 0,
             chunks: 0,
         }
     }
@@ -88,6 +113,8 @@ impl Flight {
         self.chunks = 0;
         self.marks.clear();
         self.origins.clear();
+        self.kept.clear();
+        self.kept_from = 0;
     }
 
     /// Take up to a chunk of `ctx`'s front work; stamp its fences with tags
@@ -124,6 +151,7 @@ impl Flight {
                 IntSource::empty()
             };
             self.marks.push_back(Mark {
+                at: at + (fence.at - start) as u64,
                 tag,
                 ctx: id,
                 progress: Progress {
@@ -137,6 +165,7 @@ impl Flight {
             });
         }
         let tag = self.next_tag();
+        let closing = at + dwords.len() as u64;
         dwords.extend(
             Command::Fence {
                 seqno: tag,
@@ -145,6 +174,7 @@ impl Flight {
             .encode(),
         );
         self.marks.push_back(Mark {
+            at: closing,
             tag,
             ctx: id,
             progress: Progress {
@@ -161,9 +191,74 @@ impl Flight {
         } else {
             ctx.offset = end;
         }
-        self.written += dwords.len() as u64;
+        self.keep(&dwords);
         self.chunks += 1;
-        Chunk { at, dwords }
+        Chunk {
+            at,
+            dwords,
+            resume: 0,
+        }
+    }
+
+    /// Account for `dwords` written at the ring's write position.
+    fn keep(&mut self, dwords: &[u32]) {
+        if self.kept.is_empty() {
+            self.kept_from = self.written;
+        }
+        self.kept.extend(dwords);
+        self.written += dwords.len() as u64;
+    }
+
+    /// The engine stopped for a preemption with head on ring offset `head`,
+    /// `resume` rows into that command: take out what is left (everything
+    /// from that command on; the marks before it have retired) and empty
+    /// the ring. None if nothing is left.
+    pub fn take_remainder(&mut self, head: u32, ring_size: u32, resume: u32) -> Option<Saved> {
+        let from = self.position_of(head, ring_size);
+        let guest_head = self.guest_head_at(head, ring_size);
+        let skip = from.saturating_sub(self.kept_from) as usize;
+        let saved = (from < self.written).then(|| Saved {
+            dwords: self.kept.iter().skip(skip).copied().collect(),
+            marks: (self.marks.iter())
+                .filter(|m| m.at >= from)
+                .map(|m| Mark {
+                    at: m.at - from,
+                    ..m.clone()
+                })
+                .collect(),
+            origins: std::iter::once((0, guest_head))
+                .chain(
+                    (self.origins.iter())
+                        .filter(|&&(p, _)| p > from)
+                        .map(|&(p, h)| (p - from, h)),
+                )
+                .collect(),
+            resume,
+        });
+        self.clear();
+        saved
+    }
+
+    /// Put what a preemption took out back into the ring at the write
+    /// position, its fences stamped with new tags: the engine's `SEQNO`
+    /// has moved past the old ones meanwhile.
+    pub fn restore(&mut self, saved: Saved) -> Chunk {
+        let at = self.written;
+        let mut dwords = saved.dwords;
+        for mut m in saved.marks {
+            m.tag = self.next_tag();
+            dwords[m.at as usize + 1] = m.tag;
+            m.at += at;
+            self.chunks += usize::from(m.closes_chunk);
+            self.marks.push_back(m);
+        }
+        (self.origins).extend(saved.origins.into_iter().map(|(p, h)| (at + p, h)));
+        self.keep(&dwords);
+        Chunk {
+            at,
+            dwords,
+            resume: saved.resume,
+        }
     }
 
     /// Retire every mark the engine's `seqno` has passed, oldest first.
@@ -199,12 +294,18 @@ impl Flight {
     pub fn forget_before(&mut self, head: u32, ring_size: u32) {
         if self.idle() {
             self.origins.clear();
+            self.kept.clear();
             return;
         }
         let completed = self.position_of(head, ring_size);
         while self.origins.len() > 1 && self.origins[1].0 <= completed {
             self.origins.pop_front();
         }
+        let ran = completed
+            .saturating_sub(self.kept_from)
+            .min(self.kept.len() as u64);
+        self.kept.drain(..ran as usize);
+        self.kept_from += ran;
     }
 
     /// The write position (dwords since the ring was reset) of ring offset

@@ -26,7 +26,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
-use rvg_model::engine::{ring_ctl, EngineError};
+use rvg_model::engine::{error, ring_ctl, EngineError};
 use rvg_model::irq::IntSource;
 use rvg_model::regs::{bar2, EngineReg, GlobalReg, Register};
 use rvg_vfio::contract::{IrqSet, Region};
@@ -84,6 +84,11 @@ pub struct CtxStats {
     pub faults: u64,
     /// Halts by the watchdog (counted in `faults` too).
     pub hangs: u64,
+    /// Slices ended by preemption with its work unfinished.
+    pub preemptions: u64,
+    /// Halts because the engine did not stop in time for a preemption
+    /// (counted in `faults` too).
+    pub preempt_timeouts: u64,
     /// Time the context owned the engine's ring.
     pub engine_time: Duration,
 }
@@ -94,6 +99,9 @@ pub struct SchedConfig {
     pub timeslice: Duration,
     /// Work in the ring that makes no progress for this long is a hang.
     pub watchdog: Duration,
+    /// A preemption request the engine has not answered in this long
+    /// halts the owner.
+    pub preempt_timeout: Duration,
     pub policy: Policy,
 }
 
@@ -160,7 +168,7 @@ impl Scheduler {
             bar2,
             ring,
             state: Mutex::new(State {
-                core: Core::new(ring.size, config.timeslice, config.watchdog, config.policy),
+                core: Core::new(ring.size, &config),
                 sinks: BTreeMap::new(),
                 delivering: None,
                 shutdown: false,
@@ -196,6 +204,16 @@ impl Scheduler {
     /// Engine resets by the watchdog, over every context.
     pub fn hangs(&self) -> u64 {
         self.shared.state.lock().core.hangs()
+    }
+
+    pub fn preempt_timeout(&self) -> Duration {
+        self.shared.state.lock().core.preempt_timeout()
+    }
+
+    /// Engine resets for a preemption not answered in time, over every
+    /// context.
+    pub fn preempt_timeouts(&self) -> u64 {
+        self.shared.state.lock().core.preempt_timeouts()
     }
 
     /// A new engine context for a vGPU whose graphics addresses are
@@ -337,14 +355,15 @@ impl Shared {
                         (self.log)(&format!("writing the GPU's ring: {e}"));
                     }
                 }
+                Step::Preempt => {
+                    let ctl = ring_ctl::ENABLE | ring_ctl::PREEMPT;
+                    if let Err(e) = self.bar2.write_u32(engine_reg(EngineReg::RingCtl), ctl) {
+                        (self.log)(&format!("asking the GPU's engine to stop: {e}"));
+                    }
+                }
                 Step::ResetEngine(halted) => {
                     if let Some(d) = &halted {
-                        (self.log)(&format!(
-                            "watchdog: the engine made no progress for {} ms on context {}'s \
-                             work; engine reset, context halted",
-                            self.state.lock().core.watchdog().as_millis(),
-                            d.ctx.0
-                        ));
+                        self.log_halt(d);
                     }
                     if let Err(e) = self.reset_engine() {
                         (self.log)(&format!("resetting the GPU's engine: {e}"));
@@ -375,6 +394,27 @@ impl Shared {
         self.idle.notify_all();
     }
 
+    /// Say why a context was halted with the engine reset under it.
+    fn log_halt(&self, d: &Delivery) {
+        let code = d.progress.error.map(|e| e.code);
+        let core = &self.state.lock().core;
+        let why = if code == Some(error::PREEMPT_TIMEOUT) {
+            format!(
+                "preemption timeout: the engine did not stop within {} ms of the request",
+                core.preempt_timeout().as_millis()
+            )
+        } else {
+            format!(
+                "watchdog: the engine made no progress for {} ms",
+                core.watchdog().as_millis()
+            )
+        };
+        (self.log)(&format!(
+            "{why} on context {}'s work; engine reset, context halted",
+            d.ctx.0
+        ));
+    }
+
     /// Copy a chunk into the ring at its place and move the tail.
     fn push(&self, chunk: &Chunk) -> std::io::Result<()> {
         let size = u64::from(self.ring.size);
@@ -384,6 +424,11 @@ impl Shared {
         let rest = bytes.split_off(first);
         self.bar0.write(self.ring.vram_offset + start, &bytes)?;
         self.bar0.write(self.ring.vram_offset, &rest)?;
+        if chunk.resume != 0 {
+            // The engine is idle: the rows apply to the chunk's first command.
+            self.bar2
+                .write_u32(engine_reg(EngineReg::RingResume), chunk.resume)?;
+        }
         let end = chunk.at + chunk.dwords.len() as u64;
         self.bar2
             .write_u32(engine_reg(EngineReg::RingTail), ((end * 4) % size) as u32)
@@ -435,7 +480,7 @@ impl Shared {
     /// Read the engine and turn what it completed into progress; on an
     /// engine error, reset the engine before telling the vGPU.
     fn collect(&self) {
-        if !self.state.lock().core.busy() {
+        if !self.state.lock().core.watching() {
             return;
         }
         let snap = match self.snapshot() {
@@ -457,10 +502,12 @@ impl Shared {
     fn snapshot(&self) -> std::io::Result<EngineSnapshot> {
         let read = |r| self.bar2.read_u32(engine_reg(r));
         Ok(EngineSnapshot {
+            ctl: read(EngineReg::RingCtl)?,
             seqno: read(EngineReg::Seqno)?,
             error: read(EngineReg::Error)?,
             error_addr: self.bar2.read_u64(engine_reg(EngineReg::ErrorAddr))?,
             head: read(EngineReg::RingHead)?,
+            resume: read(EngineReg::RingResume)?,
         })
     }
 

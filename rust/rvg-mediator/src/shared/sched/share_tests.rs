@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 
+use super::preempt_tests::stopped;
 use super::tests::{core, ran, submit, vgpu, work};
 use super::*;
 
@@ -56,6 +57,7 @@ impl Sim {
                     let done = start + PER_DWORD * chunk.dwords.len() as u32;
                     self.ring.push_back((chunk, done));
                 }
+                Step::Preempt => self.stop(),
                 Step::Wait(deadline) => {
                     let finish = self.ring.front().map(|&(_, t)| t);
                     let next = [finish, deadline, Some(end)].into_iter().flatten().min();
@@ -70,12 +72,39 @@ impl Sim {
             }
         }
         let after = used(&self.core);
+
         let span = (self.now - (end - span)).as_secs_f64();
         before
             .iter()
             .zip(after)
             .map(|(b, a)| (a - *b).as_secs_f64() / span)
             .collect()
+    }
+}
+
+impl Sim {
+    /// The engine answers a preemption at once: it finishes the command it
+    /// is on and stops.
+    fn stop(&mut self) {
+        let mut at = self.ring.front().map_or(self.now, |&(ref c, done)| {
+            done - PER_DWORD * c.dwords.len() as u32
+        });
+        let mut commands = 0;
+        'ring: for (chunk, _) in &self.ring {
+            let mut i = 0;
+            while i < chunk.dwords.len() {
+                if at > self.now {
+                    break 'ring;
+                }
+                let n = rvg_model::cmd::header_info(chunk.dwords[i]).unwrap().len;
+                at += PER_DWORD * n as u32;
+                i += n;
+                commands += 1;
+            }
+        }
+        let chunks: Vec<Chunk> = self.ring.drain(..).map(|(c, _)| c).collect();
+        self.core.collect(stopped(&chunks, commands, 0), self.now);
+        self.core.engine_was_reset();
     }
 }
 
