@@ -71,9 +71,11 @@
 #define RVG_ENGINE_SEQNO      0x18
 #define RVG_ENGINE_ERROR      0x1c
 #define RVG_ENGINE_ERROR_ADDR 0x20
+#define RVG_ENGINE_RING_RESUME 0x28 /* the physical engine arbiter's */
 
 #define RVG_RING_CTL_ENABLE   (1u << 0)
 #define RVG_RING_CTL_RESET    (1u << 1)
+#define RVG_RING_CTL_PREEMPT  (1u << 2) /* the physical engine arbiter's */
 
 /* ERROR codes. */
 #define RVG_ERR_UNKNOWN_OPCODE 1
@@ -87,6 +89,7 @@
 #define RVG_ERR_BAD_REGISTER   9
 #define RVG_ERR_PRIVILEGED     10
 #define RVG_ERR_HANG           11
+#define RVG_ERR_PREEMPT_TIMEOUT 12
 
 /* Command opcodes (header bits 31:24). */
 #define RVG_OP_NOOP        0x00
@@ -132,6 +135,7 @@
 #define RVG_INT_ENGINE_ERROR (1u << 1)
 #define RVG_INT_GTT_FAULT    (1u << 2)
 #define RVG_INT_DISPLAY_FLIP (1u << 3)
+#define RVG_INT_PREEMPTED    (1u << 4) /* the physical GPU's only */
 #define RVG_INT_SOFTWARE     (1u << 31)
 
 #endif
