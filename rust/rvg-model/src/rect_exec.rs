@@ -105,3 +105,7 @@ pub fn fill_rect(
         }
     })
 }
+
+#[cfg(test)]
+#[path = "preempt_tests.rs"]
+mod tests;
