@@ -2,7 +2,7 @@
 //! backend runs behind the VFIO contract. Full GTT, all registers, no
 //! mediation: whoever drives it is trusted.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use std::thread::JoinHandle;
@@ -14,7 +14,7 @@ use rvg_model::block::{RegError, RegFile};
 use rvg_model::config::{check_vram_size, ConfigError, GpuConfig};
 use rvg_model::dma::{DmaSpace, NoDma};
 use rvg_model::effects::Effects;
-use rvg_model::engine::{EngineState, Signal};
+use rvg_model::engine::{ring_ctl, EngineState, RunOutcome, Signal};
 use rvg_model::global::{GlobalBlock, GlobalWrite};
 use rvg_model::gtt::GttEntry;
 use rvg_model::irq::IrqLine;
@@ -45,7 +45,8 @@ struct GpuState {
     running: bool,
     /// The worker is delivering an interrupt outside the lock.
     delivering: bool,
-    /// A test holds the engine: no run starts.
+    /// A test holds the engine: no run starts, and a preemption request
+    /// stays pending (a held engine is a stuck one: it answers nothing).
     hold: bool,
     shutdown: bool,
 }
@@ -64,8 +65,13 @@ struct Core {
     dma: RwLock<Arc<dyn DmaSpace>>,
     irq_sink: RwLock<Option<IrqSink>>,
     /// `GpuState::generation`, readable by a run without the lock: it stops
-    /// between commands once a reset moved it on.
+    /// at its next preemption point once a reset moved it on.
     generation: AtomicU64,
+    /// A preemption request written while a run was in flight, readable by
+    /// that run without the lock: it stops at its next preemption point.
+    /// Cleared, under the lock, when the request is answered and on every
+    /// reset.
+    preempt: AtomicBool,
     /// A stream of at most this many dwords, written while the engine is
     /// idle, runs in the tail writer's own thread (0: the worker runs
     /// everything).
@@ -105,6 +111,7 @@ impl Gpu {
             dma: RwLock::new(Arc::new(NoDma)),
             irq_sink: RwLock::new(None),
             generation: AtomicU64::new(0),
+            preempt: AtomicBool::new(false),
             inline_dwords: AtomicU32::new(0),
         });
         let worker_core = core.clone();
@@ -184,17 +191,21 @@ impl Gpu {
 
     /// Test hook: while `hold` is set the engine starts no run (the run in
     /// flight finishes), so a test chooses when submitted work completes.
-    /// Resets do not wait for a held engine: it is not running.
+    /// Resets do not wait for a held engine: it is not running. A
+    /// preemption request written meanwhile stays pending, as on a stuck
+    /// engine; once released the engine answers it at once (the worker's
+    /// next run stops before its first command).
     pub fn set_engine_hold(&self, hold: bool) {
         self.core.state.lock().hold = hold;
         self.core.wake.notify_all();
     }
 
-    /// Wait until the engine has nothing it could run (idle or halted) and
-    /// its interrupts are delivered.
+    /// Wait until the engine has nothing it could run (idle or halted), no
+    /// preemption request it could answer, and its interrupts are
+    /// delivered.
     pub fn wait_engine_idle(&self) {
         let mut st = self.core.state.lock();
-        while st.running || st.delivering || st.engine.runnable() {
+        while st.running || st.delivering || st.engine.runnable() || st.preempt_to_answer() {
             self.core.settled.wait(&mut st);
         }
     }
@@ -209,6 +220,7 @@ impl Gpu {
         while st.running {
             self.core.settled.wait(&mut st);
         }
+        self.core.preempt.store(false, Ordering::Release);
         for e in self.core.gtt.iter() {
             e.store(0, Ordering::Release);
         }
@@ -260,12 +272,25 @@ impl Gpu {
                 st.engine.write(rel, value, size).map(|w| {
                     if w.reset {
                         // The reset is done when the engine stopped: the
-                        // run in flight ends after its current command and
-                        // its results are dropped.
+                        // run in flight ends at its next preemption point
+                        // (after the band of rows in flight, or the whole
+                        // command where it has none inside) and its results
+                        // are dropped.
                         st.generation += 1;
                         self.core.generation.store(st.generation, Ordering::Release);
                         while st.running {
                             self.core.settled.wait(&mut st);
+                        }
+                        self.core.preempt.store(false, Ordering::Release);
+                    }
+                    if w.preempt {
+                        if st.running {
+                            // The run answers at its next preemption point,
+                            // or the end of the run if it has passed its last.
+                            self.core.preempt.store(true, Ordering::Release);
+                        } else if !st.hold {
+                            // Nothing running: stopped already.
+                            fx.irq = Some(self.core.answer_preempt(&mut st));
                         }
                     }
                     if w.kick {
@@ -368,7 +393,9 @@ impl Core {
 
     /// One run of at most `budget` commands from the engine's head, outside
     /// the lock (`running` keeps anyone else from starting one), then its
-    /// results and interrupt, unless a reset came in meanwhile.
+    /// results and interrupt, unless a reset came in meanwhile. A
+    /// preemption request reaches the run through `preempt`; one the run
+    /// did not see is answered when it ends.
     fn run<'a>(
         &'a self,
         mut st: MutexGuard<'a, GpuState>,
@@ -389,11 +416,13 @@ impl Core {
             let signal = || {
                 if self.generation.load(Ordering::Acquire) != generation {
                     Signal::Cancel
+                } else if self.preempt.load(Ordering::Acquire) {
+                    Signal::Preempt
                 } else {
                     Signal::Run
                 }
             };
-            let out = engine.run(&mem, budget, &signal);
+            let mut out = engine.run(&mem, budget, &signal);
 
             st = self.state.lock();
             st.running = false;
@@ -405,6 +434,16 @@ impl Core {
                 st.engine.seqno = engine.seqno;
                 st.engine.error = engine.error;
                 st.engine.error_addr = engine.error_addr;
+                st.engine.resume = engine.resume;
+                if out.preempted {
+                    st.engine.ctl &= !(ring_ctl::ENABLE | ring_ctl::PREEMPT);
+                    self.preempt.store(false, Ordering::Release);
+                } else if st.engine.ctl & ring_ctl::PREEMPT != 0 {
+                    // The request landed as the run passed its last
+                    // preemption point: the engine has stopped, say so.
+                    st.engine.stop_preempted(&mut out);
+                    self.preempt.store(false, Ordering::Release);
+                }
                 if !out.raise.is_empty() {
                     message = st.global.irq.raise(out.raise).message;
                 }
@@ -431,10 +470,33 @@ impl Core {
     }
 }
 
+impl Core {
+    /// Answer a preemption request on an engine no run is on: `ENABLE`
+    /// and `PREEMPT` cleared, head and `RING_RESUME` where they are,
+    /// `PREEMPTED` raised. Returns the interrupt line.
+    fn answer_preempt(&self, st: &mut GpuState) -> IrqLine {
+        let mut out = RunOutcome::default();
+        st.engine.stop_preempted(&mut out);
+        self.preempt.store(false, Ordering::Release);
+        st.global.irq.raise(out.raise)
+    }
+}
+
 impl GpuState {
-    /// The engine has work and nobody holds or runs it.
+    /// The engine has work, or a preemption request to answer, and nobody
+    /// holds or runs it. A run answers a request whether or not there is
+    /// work: it stops before its first command.
     fn idle_with_work(&self) -> bool {
-        !self.hold && !self.running && self.engine.runnable()
+        !self.hold && !self.running && (self.engine.runnable() || self.preempt_pending())
+    }
+
+    fn preempt_pending(&self) -> bool {
+        self.engine.ctl & ring_ctl::PREEMPT != 0
+    }
+
+    /// A request pending on an engine that is free to answer it.
+    fn preempt_to_answer(&self) -> bool {
+        !self.hold && self.preempt_pending()
     }
 }
 

@@ -265,3 +265,166 @@ fn a_short_stream_runs_in_the_tail_writers_thread() {
     gpu.vram().read(0x8000, &mut word).unwrap();
     assert_eq!(u32::from_le_bytes(word), 0xfeed);
 }
+
+fn ctl(gpu: &Gpu) -> u32 {
+    gpu.mmio_read(e(EngineReg::RingCtl), 4).unwrap() as u32
+}
+
+fn status(gpu: &Gpu) -> IntSource {
+    IntSource::from_bits_truncate(gpu.mmio_read(g(GlobalReg::IntStatus), 4).unwrap() as u32)
+}
+
+fn write_ctl(gpu: &Gpu, value: u32) -> Effects {
+    gpu.mmio_write(e(EngineReg::RingCtl), u64::from(value), 4)
+}
+
+/// Enable the PREEMPTED interrupt and keep every line the worker delivers.
+fn record_preempted_interrupts(gpu: &Gpu) -> Arc<parking_lot::Mutex<Vec<IrqLine>>> {
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    gpu.set_irq_sink(Arc::new(move |line| log.lock().push(line)));
+    gpu.mmio_write(
+        g(GlobalReg::IntEnable),
+        u64::from(IntSource::PREEMPTED.bits()),
+        4,
+    );
+    seen
+}
+
+const ASSERTED: IrqLine = IrqLine {
+    asserted: true,
+    message: true,
+};
+
+/// Ten rows of 64 KiB (four to a band) at 0x10000.
+const TEN_ROWS: Command = Command::FillRect {
+    dst: 0x10000,
+    pitch: 64 << 10,
+    width: 16 << 10,
+    height: 10,
+    color: 0x00ab_cdef,
+};
+
+fn pixel(gpu: &Gpu, at: u64) -> u32 {
+    let mut px = [0u8; 4];
+    gpu.vram().read(at, &mut px).unwrap();
+    u32::from_le_bytes(px)
+}
+
+#[test]
+fn preempt_on_an_idle_engine_is_answered_at_once() {
+    let gpu = gpu();
+    record_preempted_interrupts(&gpu);
+    submit(
+        &gpu,
+        &[Command::Fence {
+            seqno: 1,
+            interrupt: false,
+        }],
+    );
+    gpu.wait_engine_idle();
+    let fx = write_ctl(&gpu, ring_ctl::ENABLE | ring_ctl::PREEMPT);
+    assert_eq!(fx.irq, Some(ASSERTED), "answered in the write's effects");
+    assert_eq!(ctl(&gpu), 0, "ENABLE and PREEMPT clear");
+    assert_eq!(status(&gpu), IntSource::PREEMPTED);
+    assert!(!gpu.core.preempt.load(Ordering::Acquire));
+}
+
+#[test]
+fn a_held_engine_answers_when_released_then_resumes() {
+    let gpu = gpu();
+    let seen = record_preempted_interrupts(&gpu);
+    gpu.set_engine_hold(true);
+    let store = Command::StoreDw {
+        addr: 0x8000,
+        value: 0xfeed,
+    };
+    let fence = Command::Fence {
+        seqno: 7,
+        interrupt: false,
+    };
+    submit(&gpu, &[store, fence]);
+    let fx = write_ctl(&gpu, ring_ctl::ENABLE | ring_ctl::PREEMPT);
+    assert_eq!(fx.irq, None, "a held engine answers nothing");
+    assert_eq!(ctl(&gpu), ring_ctl::ENABLE | ring_ctl::PREEMPT, "pending");
+    // Writing 0 does not withdraw it.
+    write_ctl(&gpu, ring_ctl::ENABLE);
+    assert_eq!(ctl(&gpu), ring_ctl::ENABLE | ring_ctl::PREEMPT);
+    assert!(status(&gpu).is_empty());
+
+    gpu.set_engine_hold(false);
+    gpu.wait_engine_idle();
+    let st = gpu.engine_state();
+    assert_eq!((st.ctl, st.head, st.resume, st.seqno), (0, 0, 0, 0));
+    assert_eq!(pixel(&gpu, 0x8000), 0, "stopped before the first command");
+    assert_eq!(status(&gpu), IntSource::PREEMPTED);
+    assert_eq!(*seen.lock(), [ASSERTED]);
+
+    write_ctl(&gpu, ring_ctl::ENABLE);
+    gpu.wait_engine_idle();
+    let st = gpu.engine_state();
+    assert_eq!((st.ctl, st.head, st.seqno), (ring_ctl::ENABLE, st.tail, 7));
+    assert_eq!(pixel(&gpu, 0x8000), 0xfeed);
+}
+
+#[test]
+fn a_run_stops_for_a_request_that_came_while_it_ran() {
+    let gpu = gpu();
+    gpu.set_engine_hold(true);
+    submit(&gpu, &[TEN_ROWS]);
+    // What a RING_CTL write does while a run is in flight: the request
+    // reaches the run through the atomic, not its copy of the registers.
+    gpu.core.preempt.store(true, Ordering::Release);
+    let st = gpu.core.state.lock();
+    let st = gpu.core.run(st, RUN_BUDGET);
+    assert_eq!((st.engine.ctl, st.engine.head), (0, 0));
+    assert!(st.global.irq.status().contains(IntSource::PREEMPTED));
+    drop(st);
+    assert!(!gpu.core.preempt.load(Ordering::Acquire), "answered");
+    assert_eq!(pixel(&gpu, 0x10000), 0);
+}
+
+#[test]
+fn a_resumed_rectangle_skips_its_rows_done() {
+    let gpu = gpu();
+    gpu.set_engine_hold(true);
+    submit(&gpu, &[TEN_ROWS]);
+    // Where a preemption after one band leaves it.
+    gpu.mmio_write(e(EngineReg::RingResume), 4, 4);
+    gpu.set_engine_hold(false);
+    gpu.wait_engine_idle();
+    let st = gpu.engine_state();
+    assert_eq!((st.head, st.resume, st.error), (st.tail, 0, error::NONE));
+    let row = |y: u64| 0x10000 + y * (64 << 10);
+    assert_eq!(pixel(&gpu, row(3) + 4092), 0, "rows done are not redone");
+    assert_eq!(pixel(&gpu, row(4)), 0x00ab_cdef);
+    assert_eq!(pixel(&gpu, row(9) + (64 << 10) - 4), 0x00ab_cdef);
+    assert_eq!(gpu.mmio_read(e(EngineReg::RingResume), 4), Ok(0));
+}
+
+#[test]
+fn resets_clear_a_pending_request_and_ring_resume() {
+    let gpu = gpu();
+    record_preempted_interrupts(&gpu);
+    gpu.set_engine_hold(true);
+    submit(&gpu, &[TEN_ROWS]);
+    write_ctl(&gpu, ring_ctl::ENABLE | ring_ctl::PREEMPT);
+    gpu.mmio_write(e(EngineReg::RingResume), 5, 4);
+    write_ctl(&gpu, ring_ctl::RESET);
+    assert_eq!(ctl(&gpu), 0);
+    assert_eq!(gpu.mmio_read(e(EngineReg::RingResume), 4), Ok(0));
+    assert!(!gpu.core.preempt.load(Ordering::Acquire));
+    gpu.set_engine_hold(false);
+    gpu.wait_engine_idle();
+    assert!(status(&gpu).is_empty(), "nothing to answer");
+
+    // The device reset too.
+    gpu.set_engine_hold(true);
+    write_ctl(&gpu, ring_ctl::PREEMPT);
+    gpu.mmio_write(e(EngineReg::RingResume), 5, 4);
+    gpu.core.preempt.store(true, Ordering::Release);
+    gpu.reset();
+    let st = gpu.engine_state();
+    assert_eq!((st.ctl, st.resume), (0, 0));
+    assert!(!gpu.core.preempt.load(Ordering::Acquire));
+}

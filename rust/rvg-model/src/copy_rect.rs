@@ -1,15 +1,26 @@
 //! `COPY_RECT`: copy a rectangle of 32-bit pixels between two surfaces whose
 //! rows may lie at different pitches, with the result of reading the whole
-//! source before writing the destination, however the two overlap.
+//! source before writing the destination, however the two overlap, and
+//! with that result still when it is preempted between bands and resumed.
 
 use std::ops::Range;
 
 use crate::engine::{check_rect, EngineError};
 use crate::memory::GfxMemory;
+use crate::rect_exec::{banded, Bands, RectEnd};
 
 /// Copy `width` x `height` pixels from `src` (rows `src_pitch` bytes apart)
 /// to `dst` (rows `dst_pitch` apart). Every row of both rectangles is
-/// checked mapped before the first byte is written.
+/// checked mapped before the first byte is written, resumed or not.
+///
+/// Execution orders, each of which never reads a source row a previous
+/// band wrote, so stopping between bands and resuming gives the same
+/// result: equal pitches (one row, rows back to back) bottom-up when the
+/// destination lies after the source, else top-down; different pitches
+/// top-down. A different-pitch copy whose source meets its destination is
+/// not preemptible inside: its snapshot of the source would not survive a
+/// stop, so it runs to its end.
+#[allow(clippy::too_many_arguments)]
 pub fn copy_rect(
     mem: &dyn GfxMemory,
     src: u64,
@@ -18,7 +29,8 @@ pub fn copy_rect(
     dst_pitch: u32,
     width: u32,
     height: u32,
-) -> Result<(), EngineError> {
+    at: &Bands,
+) -> Result<RectEnd, EngineError> {
     let row = check_rect(src, src_pitch, width, height)?;
     check_rect(dst, dst_pitch, width, height)?;
     let (sp, dp, h) = (
@@ -31,23 +43,28 @@ pub fn copy_rect(
         mem.check(dst + y * dp, row)?;
     }
     if row == 0 || h == 0 {
-        return Ok(());
+        return Ok(RectEnd::Done);
     }
-    if h == 1 || (sp == row && dp == row) {
-        // One row, or both back to back: one memmove-like copy.
-        mem.copy(src, dst, row * h)?;
-        return Ok(());
-    }
-    if sp == dp {
-        // Equal pitches: destination row y can only meet source rows on the
-        // far side of y from the source (y' >= y when the destination lies
-        // after it), so bottom-up when it lies after, else top-down, never
-        // reads a row already written; within a row, memmove.
-        for i in 0..h {
-            let y = if dst > src { h - 1 - i } else { i };
-            mem.copy(src + y * sp, dst + y * dp, row)?;
-        }
-        return Ok(());
+    if h == 1 || sp == dp {
+        // Equal pitches (or one row, where they do not matter): destination
+        // row y can only meet source rows on the far side of y from the
+        // source (y' >= y when the destination lies after it), so bottom-up
+        // when it lies after, else top-down, never reads a row already
+        // written; within a row, memmove. Rows back to back make each band
+        // one memmove-like copy, which is right for the same reason.
+        let up = dst > src;
+        let packed = sp == row;
+        return banded(h, row, at, |i, n| {
+            let first = if up { h - i - n } else { i };
+            if packed {
+                return mem.copy(src + first * sp, dst + first * dp, n * row);
+            }
+            for k in 0..n {
+                let y = if up { first + n - 1 - k } else { first + k };
+                mem.copy(src + y * sp, dst + y * dp, row)?;
+            }
+            Ok(())
+        });
     }
     // Different pitches: within one copy, some destination rows may meet
     // source rows above their own index and others below, so neither
@@ -60,12 +77,20 @@ pub fn copy_rect(
     // the guest's 128 MiB of graphics space.
     let dst_end = dst + dp * (h - 1) + row;
     let snap = rows_meeting(src, sp, row, h, dst..dst_end);
+    if snap.is_empty() {
+        // No source row meets the destination: top-down, preemptible.
+        return banded(h, row, at, |i, n| {
+            (i..i + n).try_for_each(|y| mem.copy(src + y * sp, dst + y * dp, row))
+        });
+    }
+    // Not preemptible inside: the snapshot would be lost at a stop, and
+    // the rows it holds may be overwritten before the copy resumes.
     let row_bytes = row as usize;
     let mut buf = vec![0u8; (snap.end - snap.start) as usize * row_bytes];
     for (part, y) in buf.chunks_exact_mut(row_bytes).zip(snap.clone()) {
         mem.read(src + y * sp, part)?;
     }
-    for y in 0..h {
+    for y in at.skip.min(h)..h {
         let to = dst + y * dp;
         if snap.contains(&y) {
             let at = (y - snap.start) as usize * row_bytes;
@@ -74,7 +99,7 @@ pub fn copy_rect(
             mem.copy(src + y * sp, to, row)?;
         }
     }
-    Ok(())
+    Ok(RectEnd::Done)
 }
 
 /// The rows of a rectangle (`height` rows of `row` > 0 bytes, `pitch` >=

@@ -11,6 +11,7 @@ use crate::cmd::{self, Command, DecodeError};
 use crate::copy_rect::copy_rect;
 use crate::irq::IntSource;
 use crate::memory::{Fault, GfxMemory};
+use crate::rect_exec::{fill_rect, Bands, RectEnd};
 use crate::regs::{EngineReg, RegKind, Register};
 
 /// `RING_CTL` bits.
@@ -275,6 +276,15 @@ impl EngineState {
     /// Run up to `budget` commands from head towards tail, asking `signal`
     /// at each preemption point whether to stop. On error the engine halts
     /// with `ERROR`/`ERROR_ADDR` set and head on the command.
+    ///
+    /// Preemption points: before each ring-level command, and between
+    /// bands of rows of a ring-level `FILL_RECT` or `COPY_RECT` (none
+    /// inside a batch). A request (`PREEMPT` in `ctl`, or `signal` saying
+    /// `Preempt`) stops the engine at the first point: see
+    /// [`EngineState::stop_preempted`]. A run that ends with a request in
+    /// `ctl` (at the tail, the budget, an error) answers it there: a request
+    /// never outlives a run. `Cancel` returns at once, mid-rectangle too:
+    /// the caller drops the results.
     pub fn run(
         &mut self,
         mem: &dyn GfxMemory,
@@ -282,19 +292,57 @@ impl EngineState {
         signal: &dyn Fn() -> Signal,
     ) -> RunOutcome {
         let mut out = RunOutcome::default();
-        if !self.runnable() {
-            return out;
-        }
-        if !self.ring_valid() {
-            return self.halt(EngineError::at(error::BAD_RING, self.ring_base), out);
-        }
-        while self.head != self.tail {
-            if out.commands >= budget {
-                out.more = true;
+        if self.runnable() {
+            if !self.ring_valid() {
+                self.halt(EngineError::at(error::BAD_RING, self.ring_base), &mut out);
+            } else if self.run_ring(mem, budget, signal, &mut out) == Signal::Cancel {
                 return out;
             }
-            if signal() == Signal::Cancel {
-                return out;
+        }
+        if self.ctl & ring_ctl::PREEMPT != 0 {
+            self.stop_preempted(&mut out);
+        }
+        out
+    }
+
+    /// Stop for a preemption request: `ENABLE` and `PREEMPT` cleared,
+    /// `PREEMPTED` raised. Head and `resume` stay where they are: on the
+    /// command, and the rows of it done.
+    pub fn stop_preempted(&mut self, out: &mut RunOutcome) {
+        self.ctl &= !(ring_ctl::ENABLE | ring_ctl::PREEMPT);
+        out.preempted = true;
+        out.raise |= IntSource::PREEMPTED;
+        out.more = false;
+    }
+
+    /// The ring's commands until the tail, the budget, an error or a stop
+    /// at a preemption point (`Preempt`, handled, or `Cancel`).
+    fn run_ring(
+        &mut self,
+        mem: &dyn GfxMemory,
+        budget: u64,
+        signal: &dyn Fn() -> Signal,
+        out: &mut RunOutcome,
+    ) -> Signal {
+        // The request bit cannot change during a run: the caller runs a
+        // copy of the registers and says what came later through `signal`.
+        let ctl = self.ctl;
+        let point = || poll(ctl, signal);
+        loop {
+            match point() {
+                Signal::Run => {}
+                Signal::Preempt => {
+                    self.stop_preempted(out);
+                    return Signal::Preempt;
+                }
+                Signal::Cancel => return Signal::Cancel,
+            }
+            if self.head == self.tail {
+                return Signal::Run;
+            }
+            if out.commands >= budget {
+                out.more = true;
+                return Signal::Run;
             }
             let at = self.ring_base + u64::from(self.head);
             let dw = match self.ring_dwords(mem, 9) {
@@ -306,25 +354,42 @@ impl EngineState {
                 Err(e) => return self.halt(EngineError::from_decode(e, at), out),
             };
             out.commands += 1;
-            let result = match command {
-                Command::BatchStart { addr, len } => self.batch(mem, addr, len, &mut out),
-                Command::BatchEnd => Err(EngineError::at(error::BATCH_NESTING, at)),
-                c => self.execute(mem, c, at, &mut out.raise),
+            let bands = Bands {
+                skip: u64::from(self.resume),
+                point: Some(&point),
             };
-            if let Err(e) = result {
-                return self.halt(e, out);
+            let result = match command {
+                Command::BatchStart { addr, len } => {
+                    self.batch(mem, addr, len, out).map(|_| RectEnd::Done)
+                }
+                Command::BatchEnd => Err(EngineError::at(error::BATCH_NESTING, at)),
+                c => self.execute(mem, c, at, &mut out.raise, &bands),
+            };
+            match result {
+                Err(e) => return self.halt(e, out),
+                Ok(RectEnd::Done) => {}
+                Ok(RectEnd::Stopped { rows, signal }) => {
+                    if signal == Signal::Preempt {
+                        // Head stays on the command; it resumes after
+                        // `rows` rows of its execution order.
+                        self.resume = rows as u32;
+                        self.stop_preempted(out);
+                    }
+                    return signal;
+                }
             }
+            self.resume = 0;
             self.head = (self.head + 4 * len as u32) & (self.ring_size - 1);
         }
-        out
     }
 
-    fn halt(&mut self, e: EngineError, mut out: RunOutcome) -> RunOutcome {
+    /// Stop on an error; `Run`, as a run that did not stop for a point.
+    fn halt(&mut self, e: EngineError, out: &mut RunOutcome) -> Signal {
         self.error = e.code;
         self.error_addr = e.addr;
         out.raise |= e.interrupts();
         out.more = false;
-        out
+        Signal::Run
     }
 
     /// Run a batch buffer: commands in `[addr, addr + len)` until BATCH_END
@@ -342,19 +407,22 @@ impl EngineState {
         let RunOutcome {
             raise, commands, ..
         } = out;
+        // No preemption points inside a batch: it runs to its end.
         walk_batch(addr, &cmd::dwords(&bytes), commands, |c, _, at| {
-            self.execute(mem, c, at, raise)
+            self.execute(mem, c, at, raise, &Bands::WHOLE).map(|_| ())
         })
     }
 
-    /// One non-control command.
+    /// One non-control command; rectangles start and may stop as `bands`
+    /// says, other commands ignore it.
     fn execute(
         &mut self,
         mem: &dyn GfxMemory,
         c: Command,
         at: u64,
         raise: &mut IntSource,
-    ) -> Result<(), EngineError> {
+        bands: &Bands,
+    ) -> Result<RectEnd, EngineError> {
         match c {
             Command::Noop => {}
             Command::StoreDw { addr, value } => {
@@ -375,17 +443,7 @@ impl EngineState {
                 width,
                 height,
                 color,
-            } => {
-                let row = check_rect(dst, pitch, width, height)?;
-                let (pitch, height) = (u64::from(pitch), u64::from(height));
-                mem.check_rows(dst, pitch, row, height)?;
-                if pitch == row {
-                    // Rows back to back: one fill.
-                    mem.fill32(dst, row * height, color)?;
-                } else {
-                    mem.fill_rows(dst, pitch, row, height, color)?;
-                }
-            }
+            } => return fill_rect(mem, dst, pitch, width, height, color, bands),
             Command::CopyRect {
                 src,
                 src_pitch,
@@ -393,7 +451,7 @@ impl EngineState {
                 dst_pitch,
                 width,
                 height,
-            } => copy_rect(mem, src, src_pitch, dst, dst_pitch, width, height)?,
+            } => return copy_rect(mem, src, src_pitch, dst, dst_pitch, width, height, bands),
             Command::LoadReg { reg, value } => {
                 // Only SEQNO may be loaded (the mediator resynchronising a
                 // context); anything else is a bad register.
@@ -404,7 +462,18 @@ impl EngineState {
             }
             Command::BatchStart { .. } | Command::BatchEnd => unreachable!("handled by the caller"),
         }
-        Ok(())
+        Ok(RectEnd::Done)
+    }
+}
+
+/// What a preemption point does: `Cancel` first, then a request in `ctl`
+/// or from `signal`.
+fn poll(ctl: u32, signal: &dyn Fn() -> Signal) -> Signal {
+    match signal() {
+        Signal::Cancel => Signal::Cancel,
+        Signal::Preempt => Signal::Preempt,
+        Signal::Run if ctl & ring_ctl::PREEMPT != 0 => Signal::Preempt,
+        Signal::Run => Signal::Run,
     }
 }
 

@@ -20,6 +20,7 @@ pub mod global;
 pub mod gtt;
 pub mod irq;
 pub mod memory;
+pub mod rect_exec;
 pub mod regs;
 mod table;
 
