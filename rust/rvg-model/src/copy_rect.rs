@@ -5,9 +5,9 @@
 
 use std::ops::Range;
 
-use crate::engine::{check_rect, EngineError};
+use crate::engine::{check_rect, EngineError, Signal};
 use crate::memory::GfxMemory;
-use crate::rect_exec::{banded, Bands, RectEnd};
+use crate::rect_exec::{band_rows, banded, Bands, RectEnd};
 
 /// Copy `width` x `height` pixels from `src` (rows `src_pitch` bytes apart)
 /// to `dst` (rows `dst_pitch` apart). Every row of both rectangles is
@@ -84,13 +84,27 @@ pub fn copy_rect(
         });
     }
     // Not preemptible inside: the snapshot would be lost at a stop, and
-    // the rows it holds may be overwritten before the copy resumes.
+    // the rows it holds may be overwritten before the copy resumes. A reset
+    // still stops it between bands: its results are dropped anyway.
+    let per = band_rows(row);
+    let cancelled =
+        |y: u64| y.is_multiple_of(per) && at.point.is_some_and(|point| point() == Signal::Cancel);
+    const CANCELLED: RectEnd = RectEnd::Stopped {
+        rows: 0,
+        signal: Signal::Cancel,
+    };
     let row_bytes = row as usize;
     let mut buf = vec![0u8; (snap.end - snap.start) as usize * row_bytes];
     for (part, y) in buf.chunks_exact_mut(row_bytes).zip(snap.clone()) {
+        if cancelled(y) {
+            return Ok(CANCELLED);
+        }
         mem.read(src + y * sp, part)?;
     }
     for y in at.skip.min(h)..h {
+        if cancelled(y) {
+            return Ok(CANCELLED);
+        }
         let to = dst + y * dp;
         if snap.contains(&y) {
             let at = (y - snap.start) as usize * row_bytes;
