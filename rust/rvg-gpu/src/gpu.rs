@@ -18,6 +18,7 @@ use rvg_model::engine::{ring_ctl, EngineState, RunOutcome, Signal};
 use rvg_model::global::{GlobalBlock, GlobalWrite};
 use rvg_model::gtt::GttEntry;
 use rvg_model::irq::IrqLine;
+use rvg_model::rect_exec::PREEMPT_BAND_BYTES;
 use rvg_model::regs::{bar2, Bar2Target, DisplayReg};
 
 use crate::gfx_mem::GfxMem;
@@ -294,8 +295,7 @@ impl Gpu {
                         }
                     }
                     if w.kick {
-                        let inline = self.core.inline_dwords.load(Ordering::Relaxed);
-                        if st.idle_with_work() && st.engine.pending_dwords() <= inline {
+                        if st.idle_with_work() && self.core.runs_inline(&st.engine) {
                             st = self.core.run(st, RUN_BUDGET);
                         }
                         // The worker only for work left to do: a wake-up
@@ -389,6 +389,23 @@ impl Core {
             }
             st = self.run(st, RUN_BUDGET);
         }
+    }
+
+    /// Whether a tail writer runs the engine's stream itself: a short one,
+    /// in dwords and in work. A long command goes to the worker however few
+    /// its dwords, or the writer (a mediator's scheduler) could not ask for
+    /// its preemption while it ran.
+    fn runs_inline(&self, engine: &EngineState) -> bool {
+        if engine.pending_dwords() > self.inline_dwords.load(Ordering::Relaxed) {
+            return false;
+        }
+        let dma = self.dma.read().clone();
+        let mem = GfxMem {
+            gtt: &self.gtt,
+            vram: &self.vram,
+            dma: &*dma,
+        };
+        engine.pending_bytes(&mem) <= PREEMPT_BAND_BYTES
     }
 
     /// One run of at most `budget` commands from the engine's head, outside

@@ -260,6 +260,23 @@ impl EngineState {
             && self.tail.is_multiple_of(4)
     }
 
+    /// The memory the commands between head and tail touch, from the
+    /// command table (`cmd::bytes_touched`): what a run of them costs. A
+    /// stream the engine cannot read or decode counts nothing: a run stops
+    /// on it at once.
+    pub fn pending_bytes(&self, mem: &dyn GfxMemory) -> u64 {
+        let Ok(dw) = self.ring_dwords(mem, self.pending_dwords() as usize) else {
+            return 0;
+        };
+        let mut at = 0;
+        let mut bytes = 0u64;
+        while let Some(info) = dw.get(at).and_then(|&h| cmd::header_info(h)) {
+            bytes = bytes.saturating_add(cmd::bytes_touched(&dw[at..]));
+            at += info.len;
+        }
+        bytes
+    }
+
     /// Dwords between head and tail, at most `max`, read with wrap-around.
     fn ring_dwords(&self, mem: &dyn GfxMemory, max: usize) -> Result<Vec<u32>, EngineError> {
         let avail = (self.tail.wrapping_sub(self.head) & (self.ring_size - 1)) / 4;

@@ -353,3 +353,36 @@ fn budget_and_bad_rings() {
     );
     assert_eq!(bad.error, error::BAD_RING);
 }
+
+/// What the pending commands cost, from the command table: a fill's pixels
+/// and a store's dword; nothing for a fence.
+#[test]
+fn pending_bytes_is_the_work_between_head_and_tail() {
+    let m = setup();
+    let mut e = engine();
+    assert_eq!(e.pending_bytes(&m), 0);
+    submit(
+        &mut e,
+        &m,
+        &[
+            Command::FillRect {
+                dst: 0x8000,
+                pitch: 4096,
+                width: 1024,
+                height: 16,
+                color: 1,
+            },
+            Command::StoreDw {
+                addr: 0x2000,
+                value: 2,
+            },
+            Command::Fence {
+                seqno: 3,
+                interrupt: false,
+            },
+        ],
+    );
+    assert_eq!(e.pending_bytes(&m), (64 << 10) + 4);
+    e.run(&m, 1, &|| Signal::Run);
+    assert_eq!(e.pending_bytes(&m), 4, "the fill ran");
+}

@@ -32,6 +32,7 @@ use rvg_model::regs::{bar2, EngineReg, GlobalReg, Register};
 use rvg_vfio::contract::{IrqSet, Region};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::timerfd::TimerFd;
 
 use self::core::{Core, Ctx, EngineSnapshot, Step};
 use self::flight::{Chunk, Delivery};
@@ -128,7 +129,10 @@ pub(crate) struct Shared {
     /// Wakes the thread: new work, a reset, shutdown.
     kick: EventFd,
     irq: EventFd,
-    /// Waits for `kick` or `irq`.
+    /// Armed to the deadline of a wait: epoll's own timeout counts whole
+    /// milliseconds, and a time slice ends in microseconds.
+    timer: Mutex<TimerFd>,
+    /// Waits for `kick`, `irq` or `timer`.
     epoll: Epoll,
     /// The interrupt is INTx that the device masks on assertion: unmask it
     /// once handled.
@@ -158,8 +162,9 @@ impl Scheduler {
         log: HostLog,
     ) -> std::io::Result<Scheduler> {
         let kick = EventFd::new(EFD_NONBLOCK)?;
+        let timer = TimerFd::new()?;
         let epoll = Epoll::new()?;
-        for fd in [kick.as_raw_fd(), irq.as_raw_fd()] {
+        for fd in [kick.as_raw_fd(), irq.as_raw_fd(), timer.as_raw_fd()] {
             let event = EpollEvent::new(EventSet::IN, fd as u64);
             epoll.ctl(ControlOperation::Add, fd, event)?;
         }
@@ -178,6 +183,7 @@ impl Scheduler {
             idle: Condvar::new(),
             kick,
             irq,
+            timer: Mutex::new(timer),
             epoll,
             intx_automasked,
             log,
@@ -443,14 +449,24 @@ impl Shared {
             self.ack_interrupt();
             return;
         }
-        let timeout = deadline.map_or(-1, |d| {
-            let ms = d.saturating_duration_since(Instant::now()).as_millis();
-            // Round up: waking before the deadline only costs another wait.
-            i32::try_from(ms + 1).unwrap_or(i32::MAX)
-        });
-        // Which fd woke us matters not: both are read (non-blocking) below.
+        // Re-arming (or disarming) the timer also clears an expiry it
+        // reported before.
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let armed = match left {
+            Some(left) if left.is_zero() => return,
+            Some(left) => self.timer.lock().reset(left, None),
+            None => self.timer.lock().clear(),
+        };
+        let timeout = match (armed, left) {
+            (Ok(()), _) | (_, None) => -1,
+            // No timer: epoll's milliseconds, rounded up (waking before
+            // the deadline only costs another wait).
+            (Err(_), Some(left)) => i32::try_from(left.as_millis() + 1).unwrap_or(i32::MAX),
+        };
+        // Which fd woke us matters not: the eventfds are read
+        // (non-blocking) below, the timer is set again by the next wait.
         // An error (EINTR) only makes this another turn of the loop.
-        let mut events = [EpollEvent::default(); 2];
+        let mut events = [EpollEvent::default(); 3];
         let _ = self.epoll.wait(timeout, &mut events);
         let _ = self.kick.read();
         if self.irq.read().is_ok() {
