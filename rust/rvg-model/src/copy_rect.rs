@@ -85,30 +85,37 @@ pub fn copy_rect(
     }
     // Not preemptible inside: the snapshot would be lost at a stop, and
     // the rows it holds may be overwritten before the copy resumes. A reset
-    // still stops it between bands: its results are dropped anyway.
+    // still stops it between bands: its results are dropped anyway. The
+    // snapshot is taken a band at a time, so a reset never waits for more
+    // than a band's memory to be set up either.
     let per = band_rows(row);
-    let cancelled =
-        |y: u64| y.is_multiple_of(per) && at.point.is_some_and(|point| point() == Signal::Cancel);
+    let cancelled = || at.point.is_some_and(|point| point() == Signal::Cancel);
     const CANCELLED: RectEnd = RectEnd::Stopped {
         rows: 0,
         signal: Signal::Cancel,
     };
     let row_bytes = row as usize;
-    let mut buf = vec![0u8; (snap.end - snap.start) as usize * row_bytes];
-    for (part, y) in buf.chunks_exact_mut(row_bytes).zip(snap.clone()) {
-        if cancelled(y) {
+    let mut bands: Vec<Vec<u8>> = Vec::new();
+    for first in snap.clone().step_by(per as usize) {
+        if cancelled() {
             return Ok(CANCELLED);
         }
-        mem.read(src + y * sp, part)?;
+        let rows = per.min(snap.end - first);
+        let mut band = vec![0u8; rows as usize * row_bytes];
+        for (part, y) in band.chunks_exact_mut(row_bytes).zip(first..) {
+            mem.read(src + y * sp, part)?;
+        }
+        bands.push(band);
     }
     for y in at.skip.min(h)..h {
-        if cancelled(y) {
+        if y.is_multiple_of(per) && cancelled() {
             return Ok(CANCELLED);
         }
         let to = dst + y * dp;
         if snap.contains(&y) {
-            let at = (y - snap.start) as usize * row_bytes;
-            mem.write(to, &buf[at..at + row_bytes])?;
+            let (band, within) = ((y - snap.start) / per, (y - snap.start) % per);
+            let at = within as usize * row_bytes;
+            mem.write(to, &bands[band as usize][at..at + row_bytes])?;
         } else {
             mem.copy(src + y * sp, to, row)?;
         }

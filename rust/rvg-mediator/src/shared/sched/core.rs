@@ -150,6 +150,9 @@ pub(crate) struct Core {
     /// When the scheduler asked the engine to stop: until it has, nothing
     /// more goes into the ring.
     preempting: Option<Instant>,
+    /// A context halted with the engine reset under it: the reset's time
+    /// (the engine stopping its command) is its engine time too.
+    resetting_for: Option<CtxId>,
     /// Engine resets by the watchdog.
     hangs: u64,
     /// Engine resets because a preemption was not answered in time.
@@ -172,6 +175,7 @@ impl Core {
             accounted: None,
             progress: None,
             preempting: None,
+            resetting_for: None,
             hangs: 0,
             preempt_timeouts: 0,
         }
@@ -269,6 +273,7 @@ impl Core {
     pub fn decide(&mut self, now: Instant) -> Step {
         debug_assert!(self.owner.is_some() || self.flight.idle());
         self.account(now);
+        self.resetting_for = None;
         // Work of a context reset or removed since it went in.
         if let Some(o) = self.owner {
             let current = self.ctxs.get(&o.id).map(|c| c.generation);
@@ -280,13 +285,20 @@ impl Core {
                 }
             }
         }
-        // A preemption asked for: nothing goes in until the engine stopped.
+        // A preemption asked for: nothing goes in until the engine stopped,
+        // and an engine that stops answering altogether is still the
+        // watchdog's.
         if let Some(since) = self.preempting {
             let deadline = since + self.preempt_timeout;
+            let watchdog = self.progress.map(|(seen, _)| seen + self.watchdog);
+            if watchdog.is_some_and(|w| now >= w && w < deadline) {
+                return self.hang();
+            }
             if now >= deadline {
                 return self.preempt_timed_out();
             }
-            return Step::Wait(Some(deadline.min(now + POLL_FALLBACK)));
+            let next = watchdog.map_or(deadline, |w| w.min(deadline));
+            return Step::Wait(Some(next.min(now + POLL_FALLBACK)));
         }
         // The slice ends when the owner has nothing more, or its time (or
         // its credit) is up and another waits: with the ring drained, or
@@ -375,6 +387,7 @@ impl Core {
         if let Some(ctx) = self.ctxs.get_mut(&o.id) {
             count(&mut ctx.stats);
         }
+        self.resetting_for = Some(o.id);
         Step::ResetEngine(delivery)
     }
 
@@ -510,7 +523,8 @@ impl Core {
             return;
         }
         let ns = nanos(elapsed);
-        if let Some(c) = self.owner.and_then(|o| self.ctxs.get_mut(&o.id)) {
+        let charged = self.owner.map(|o| o.id).or(self.resetting_for);
+        if let Some(c) = charged.and_then(|id| self.ctxs.get_mut(&id)) {
             c.stats.engine_time += elapsed;
             c.credit = c
                 .credit

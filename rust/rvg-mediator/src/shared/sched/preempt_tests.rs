@@ -277,3 +277,50 @@ fn a_lone_context_is_not_preempted() {
     assert!(matches!(c.decide(t0 + 10 * SLICE), Step::Wait(_)));
     assert_eq!(c.stats(a).unwrap().preemptions, 0);
 }
+
+#[test]
+fn the_reset_after_a_timeout_is_charged_to_the_halted_context() {
+    let (mut c, a, b, _ring, t) = a_long_slice_b_waiting();
+    assert_eq!(c.decide(t), Step::Preempt);
+    let late = t + PREEMPT_TIMEOUT;
+    assert!(matches!(c.decide(late), Step::ResetEngine(Some(_))));
+    let before = (
+        c.stats(a).unwrap().engine_time,
+        c.stats(b).unwrap().engine_time,
+    );
+    // The engine took 30 ms to stop the command under the reset.
+    let after_reset = late + Duration::from_millis(30);
+    push(c.decide(after_reset));
+    assert_eq!(c.owner().unwrap().id, b);
+    assert_eq!(
+        c.stats(a).unwrap().engine_time - before.0,
+        Duration::from_millis(30)
+    );
+    assert_eq!(c.stats(b).unwrap().engine_time, before.1);
+}
+
+#[test]
+fn an_engine_that_stops_answering_is_still_the_watchdogs() {
+    let mut c = super::tests::core();
+    c.preempt_timeout = Duration::from_secs(3600);
+    let t0 = Instant::now();
+    let a = vgpu(&mut c);
+    let b = vgpu(&mut c);
+    submit(&mut c, a, fills(6, 512, 7));
+    push(c.decide(t0));
+    submit(&mut c, b, work(1, 9));
+    assert_eq!(c.decide(t0 + SLICE), Step::Preempt);
+    let mut t = t0 + SLICE;
+    loop {
+        match c.decide(t) {
+            Step::Wait(Some(until)) => t = until,
+            Step::ResetEngine(Some(halt)) => {
+                assert_eq!(halt.progress.error.unwrap().code, error::HANG);
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((c.hangs(), c.preempt_timeouts()), (1, 0));
+    assert!(t < t0 + Duration::from_secs(1), "the watchdog's 500 ms");
+}
