@@ -133,7 +133,11 @@ pub(crate) struct Collected {
 pub(crate) struct Core {
     ctxs: BTreeMap<CtxId, Ctx>,
     next_id: u64,
+    /// Changed only by `set_owner`, which counts the changes.
     owner: Option<Owner>,
+    /// Changes of `owner`: the thread wakes whoever waits for the ring to
+    /// change hands when this moves, whichever call moved it.
+    owner_changes: u64,
     /// Round-robin cursor: the context that ran last.
     last: Option<CtxId>,
     flight: Flight,
@@ -165,6 +169,7 @@ impl Core {
             ctxs: BTreeMap::new(),
             next_id: 0,
             owner: None,
+            owner_changes: 0,
             last: None,
             flight: Flight::new(),
             ring_size,
@@ -215,6 +220,18 @@ impl Core {
         self.owner
     }
 
+    /// How many times the ring changed hands.
+    pub fn owner_changes(&self) -> u64 {
+        self.owner_changes
+    }
+
+    fn set_owner(&mut self, owner: Option<Owner>) -> Option<Owner> {
+        if owner != self.owner {
+            self.owner_changes += 1;
+        }
+        std::mem::replace(&mut self.owner, owner)
+    }
+
     /// Work is in the ring.
     pub fn busy(&self) -> bool {
         !self.flight.idle()
@@ -259,7 +276,7 @@ impl Core {
     /// the ring is empty and nobody owns it.
     pub fn engine_was_reset(&mut self) {
         self.ring_emptied();
-        self.owner = None;
+        self.set_owner(None);
     }
 
     /// The ring was (or is about to be) emptied by an engine reset.
@@ -278,7 +295,7 @@ impl Core {
         if let Some(o) = self.owner {
             let current = self.ctxs.get(&o.id).map(|c| c.generation);
             if current != Some(o.generation) {
-                self.owner = None;
+                self.set_owner(None);
                 if self.watching() {
                     self.ring_emptied();
                     return Step::ResetEngine(None);
@@ -309,7 +326,7 @@ impl Core {
             let spent = self.policy.capped() && ctx.is_some_and(|c| c.credit <= 0);
             let over = (now >= o.until || spent) && self.others_waiting(o.id);
             if self.flight.idle() && (!mine || over) {
-                self.owner = None;
+                self.set_owner(None);
             } else if over {
                 self.preempting = Some(now);
                 return Step::Preempt;
@@ -319,12 +336,13 @@ impl Core {
             if let Some(id) = self.pick() {
                 let ctx = self.ctxs.get_mut(&id).expect("picked");
                 ctx.stats.slices += 1;
+                let generation = ctx.generation;
                 self.last = Some(id);
-                self.owner = Some(Owner {
+                self.set_owner(Some(Owner {
                     id,
-                    generation: ctx.generation,
+                    generation,
                     until: now + self.timeslice,
-                });
+                }));
             }
         }
         if let Some(o) = self.owner {
@@ -380,7 +398,7 @@ impl Core {
         let head = self.progress.and_then(|(_, seen)| seen).map(|(h, _)| h);
         let guest_head = head.map(|h| self.flight.guest_head_at(h, self.ring_size));
         self.ring_emptied();
-        let Some(o) = self.owner.take() else {
+        let Some(o) = self.set_owner(None) else {
             return Step::ResetEngine(None);
         };
         let delivery = self.halt(o, |_| EngineError::at(code, 0), guest_head);
@@ -472,7 +490,7 @@ impl Core {
             .flight
             .take_remainder(snap.head, self.ring_size, snap.resume);
         self.ring_emptied();
-        if let Some(o) = self.owner.take() {
+        if let Some(o) = self.set_owner(None) {
             let ctx = (self.ctxs.get_mut(&o.id)).filter(|c| c.generation == o.generation);
             if let (Some(ctx), Some(left)) = (ctx, left) {
                 ctx.stats.preemptions += 1;

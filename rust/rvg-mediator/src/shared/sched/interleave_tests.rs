@@ -10,8 +10,8 @@ use super::tests::{core, ran, submit, vgpu, work, SLICE};
 use super::*;
 
 /// Whatever the order of events, under every policy: the ring is never
-/// busy without an owner and never holds a stale owner's work after a
-/// decision; an error reaches only the owner's generation; every guest
+/// busy without an owner, never holds a stale owner's work after a
+/// decision, and never changes hands without the change being counted; an error reaches only the owner's generation; every guest
 /// fence completes at most once and in order, however often its work was
 /// preempted; and left alone, the scheduler finishes everything that was
 /// not halted.
@@ -106,6 +106,7 @@ fn interleavings_under(policy: Policy) {
             // The engine's SEQNO: the last fence it ran.
             let mut seqno = 0;
             for e in events {
+                let hands = (c.owner(), c.owner_changes());
                 match e {
                     Ev::Submit(v, n) => {
                         let g = guests.entry(ids[v]).or_default();
@@ -193,6 +194,11 @@ fn interleavings_under(policy: Policy) {
                     Ev::Tick => t += SLICE,
                 }
                 prop_assert_eq!(c.busy(), !ring.is_empty());
+                // Whoever waits for the ring to change hands hears of it.
+                prop_assert!(
+                    c.owner() == hands.0 || c.owner_changes() != hands.1,
+                    "the ring changed hands unseen"
+                );
             }
             // Left alone, with preemptions answered at once, the scheduler
             // finishes everything: nothing is lost.

@@ -348,12 +348,7 @@ impl Shared {
                     self.park(&mut st);
                     continue;
                 }
-                let owner = st.core.owner();
-                let step = st.core.decide(Instant::now());
-                if st.core.owner() != owner {
-                    self.idle.notify_all();
-                }
-                step
+                self.changing_hands(&mut st, |core| core.decide(Instant::now()))
             };
             match step {
                 Step::Push(chunk) => {
@@ -382,6 +377,18 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// Run `f` on the core and wake whoever waits for the ring to change
+    /// hands (`remove_context`) if it did: a decision or what the engine's
+    /// registers said (a preemption gives the ring up).
+    fn changing_hands<R>(&self, st: &mut State, f: impl FnOnce(&mut Core) -> R) -> R {
+        let before = st.core.owner_changes();
+        let r = f(&mut st.core);
+        if st.core.owner_changes() != before {
+            self.idle.notify_all();
+        }
+        r
     }
 
     /// Stay off the GPU until the pause is over, then start the engine
@@ -506,7 +513,9 @@ impl Shared {
                 return;
             }
         };
-        let collected = self.state.lock().core.collect(snap, Instant::now());
+        let collected = self.changing_hands(&mut self.state.lock(), |core| {
+            core.collect(snap, Instant::now())
+        });
         if collected.reset_engine {
             if let Err(e) = self.reset_engine() {
                 (self.log)(&format!("resetting the GPU's engine: {e}"));
