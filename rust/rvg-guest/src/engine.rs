@@ -30,6 +30,7 @@ pub fn error_name(code: u32) -> &'static str {
         error::BAD_REGISTER => "BAD_REGISTER",
         error::PRIVILEGED => "PRIVILEGED",
         error::HANG => "HANG",
+        error::PREEMPT_TIMEOUT => "PREEMPT_TIMEOUT",
         _ => "(unknown code)",
     }
 }
@@ -294,7 +295,7 @@ mod tests {
 
     #[test]
     fn error_names_follow_the_table() {
-        let names: Vec<&str> = (0..=12).map(error_name).collect();
+        let names: Vec<&str> = (0..=13).map(error_name).collect();
         assert_eq!(
             names,
             [
@@ -310,6 +311,7 @@ mod tests {
                 "BAD_REGISTER",
                 "PRIVILEGED",
                 "HANG",
+                "PREEMPT_TIMEOUT",
                 "(unknown code)"
             ]
         );
