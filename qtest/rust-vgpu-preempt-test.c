@@ -32,17 +32,6 @@ typedef struct Gpu {
     uint32_t emitted[VGPUS];
 } Gpu;
 
-static void collect(QPCIDevice *dev, int devfn, void *data)
-{
-    QPCIDevice **found = data;
-    int i = 0;
-
-    while (found[i]) {
-        i++;
-    }
-    found[i] = dev;
-}
-
 /*
  * v0 (64 MiB of VRAM, all of it mapped), v1 and v2 (16 MiB) on gpu0 with
  * `gpu_opts`; a 500 us time slice.
@@ -59,7 +48,7 @@ static Gpu *start(const char *gpu_opts)
                           "-device rust-vgpu,id=v2,gpu=gpu0,vram-size=16M,addr=06.0",
                           gpu_opts);
     qpci_device_foreach(g->qs->pcibus, RVG_PCI_VENDOR_ID, RVG_PCI_DEVICE_ID_VGPU,
-                        collect, found);
+                        append_dev, found);
     for (int i = 0; i < VGPUS; i++) {
         g_assert_nonnull(found[i]);
         g->r[i] = (Rvg) { .qs = g->qs, .dev = found[i] };
@@ -100,17 +89,6 @@ static uint64_t query(Gpu *g, int i, const char *field)
     return value;
 }
 
-/* Put `n` dwords in `e`'s ring at the tail in one or two bulk writes. */
-static void emit_bulk(Eng *e, const uint32_t *dw, size_t n)
-{
-    size_t bytes = n * 4;
-    size_t first = MIN(bytes, e->ring_size - e->tail);
-
-    qpci_memwrite(e->r->dev, e->vram, e->tail, dw, first);
-    qpci_memwrite(e->r->dev, e->vram, 0, (const uint8_t *)dw + first, bytes - first);
-    e->tail = (e->tail + bytes) % e->ring_size;
-}
-
 /*
  * Keep vGPU i's ring holding 64 to 128 fills of `rows` full rows of its
  * slice past the ring, each with a fence: work for tens of milliseconds.
@@ -136,7 +114,7 @@ static void feed_fills(Gpu *g, int i, uint32_t rows)
         memcpy(dw + n, fill, sizeof(fill));
         n += ARRAY_SIZE(fill);
     }
-    emit_bulk(e, dw, n);
+    eng_emit_bulk(e, dw, n);
     eng_kick(e);
 }
 

@@ -30,17 +30,6 @@ typedef struct Trio {
     uint32_t emitted[VGPUS];
 } Trio;
 
-static void collect(QPCIDevice *dev, int devfn, void *data)
-{
-    QPCIDevice **found = data;
-    int i = 0;
-
-    while (found[i]) {
-        i++;
-    }
-    found[i] = dev;
-}
-
 /* vGPUs v0, v1, v2 on GPU gpu0 (`policy`), with `weights`. */
 static Trio *start(const char *policy, const uint32_t weights[VGPUS])
 {
@@ -54,7 +43,7 @@ static Trio *start(const char *policy, const uint32_t weights[VGPUS])
                           "-device rust-vgpu,id=v2,gpu=gpu0,vram-size=4M,addr=06.0,weight=%u",
                           policy, weights[0], weights[1], weights[2]);
     qpci_device_foreach(t->qs->pcibus, RVG_PCI_VENDOR_ID, RVG_PCI_DEVICE_ID_VGPU,
-                        collect, found);
+                        append_dev, found);
     for (int i = 0; i < VGPUS; i++) {
         g_assert_nonnull(found[i]);
         /* The bus is walked in slot order: v0, v1, v2. */
@@ -72,17 +61,6 @@ static void stop(Trio *t)
     }
     qtest_pc_shutdown(t->qs);
     g_free(t);
-}
-
-/* Put `n` dwords in `e`'s ring at the tail in one or two bulk writes. */
-static void emit_bulk(Eng *e, const uint32_t *dw, size_t n)
-{
-    size_t bytes = n * 4;
-    size_t first = MIN(bytes, e->ring_size - e->tail);
-
-    qpci_memwrite(e->r->dev, e->vram, e->tail, dw, first);
-    qpci_memwrite(e->r->dev, e->vram, 0, (const uint8_t *)dw + first, bytes - first);
-    e->tail = (e->tail + bytes) % e->ring_size;
 }
 
 /*
@@ -116,7 +94,7 @@ static void feed(Trio *t, const bool busy[VGPUS])
             memcpy(dw + n, fill, sizeof(fill));
             n += ARRAY_SIZE(fill);
         }
-        emit_bulk(e, dw, n);
+        eng_emit_bulk(e, dw, n);
         eng_kick(e);
     }
 }

@@ -20,18 +20,11 @@ typedef struct Pair {
     Eng ea, eb;
 } Pair;
 
-static void collect(QPCIDevice *dev, int devfn, void *data)
-{
-    QPCIDevice **found = data;
-
-    found[found[0] ? 1 : 0] = dev;
-}
-
 /* Two vGPUs, "a" then "b", on GPU "gpu0" with room for three. */
 static Pair *start(uint32_t ring_size, const char *gpu_opts)
 {
     Pair *p = g_new0(Pair, 1);
-    QPCIDevice *found[2] = { NULL, NULL };
+    QPCIDevice *found[3] = { NULL };
 
     p->qs = qtest_pc_boot("-nodefaults "
                           "-object rust-vgpu-gpu,id=gpu0,vram-size=16M%s "
@@ -39,7 +32,7 @@ static Pair *start(uint32_t ring_size, const char *gpu_opts)
                           "-device rust-vgpu,id=b,gpu=gpu0,vram-size=4M,addr=05.0",
                           gpu_opts);
     qpci_device_foreach(p->qs->pcibus, RVG_PCI_VENDOR_ID, RVG_PCI_DEVICE_ID_VGPU,
-                        collect, found);
+                        append_dev, found);
     g_assert_nonnull(found[0]);
     g_assert_nonnull(found[1]);
     /* The bus is walked in slot order. */

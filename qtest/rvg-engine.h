@@ -80,6 +80,21 @@ static inline void eng_emit(Eng *e, const uint32_t *dw, size_t n)
     }
 }
 
+/*
+ * Put `n` dwords in the ring at the tail in one or two bulk writes
+ * (wrapping); the tail is not moved. For streams too long for a write per
+ * dword.
+ */
+static inline void eng_emit_bulk(Eng *e, const uint32_t *dw, size_t n)
+{
+    size_t bytes = n * 4;
+    size_t first = MIN(bytes, e->ring_size - e->tail);
+
+    qpci_memwrite(e->r->dev, e->vram, e->tail, dw, first);
+    qpci_memwrite(e->r->dev, e->vram, 0, (const uint8_t *)dw + first, bytes - first);
+    e->tail = (e->tail + bytes) % e->ring_size;
+}
+
 /* The doorbell. */
 static inline void eng_kick(Eng *e)
 {

@@ -25,6 +25,22 @@ static inline void save_dev(QPCIDevice *dev, int devfn, void *data)
     *(QPCIDevice **)data = dev;
 }
 
+/*
+ * For qpci_device_foreach: append `dev` to the NULL-terminated array
+ * `data`, which has room for every device the walk finds. The bus is
+ * walked in slot order.
+ */
+static inline void append_dev(QPCIDevice *dev, int devfn, void *data)
+{
+    QPCIDevice **found = data;
+    int i = 0;
+
+    while (found[i]) {
+        i++;
+    }
+    found[i] = dev;
+}
+
 static inline QPCIDevice *find_rvg(QPCIBus *bus)
 {
     QPCIDevice *dev = NULL;

@@ -349,34 +349,30 @@ fn a_gpu_with_bad_scheduler_numbers_is_refused() {
         ),
     ];
     for (config, want) in bad {
-        let mut err = String::new();
-        // SAFETY: valid config and sink for the call.
-        let gpu = unsafe {
-            rvg_ops.gpu_new.unwrap()(
-                &config,
-                None,
-                Some(set_error),
-                &mut err as *mut String as *mut sys::RvgErrorSink,
-            )
-        };
+        let (gpu, err) = gpu_new(&config);
         assert!(gpu.is_null());
         assert!(err.contains(want), "{err}");
     }
 }
 
-/// A GPU to share, as `-object rust-vgpu-gpu` makes it.
-fn shared_gpu() -> *mut sys::RvgGpu {
-    let config = gpu_config();
+/// The GPU `config` makes (null if refused) and what was reported.
+fn gpu_new(config: &sys::RvgGpuConfig) -> (*mut sys::RvgGpu, String) {
     let mut err = String::new();
     // SAFETY: valid config and sink for the call.
     let gpu = unsafe {
         rvg_ops.gpu_new.unwrap()(
-            &config,
+            config,
             None,
             Some(set_error),
             &mut err as *mut String as *mut sys::RvgErrorSink,
         )
     };
+    (gpu, err)
+}
+
+/// A GPU to share, as `-object rust-vgpu-gpu` makes it.
+fn shared_gpu() -> *mut sys::RvgGpu {
+    let (gpu, err) = gpu_new(&gpu_config());
     assert!(!gpu.is_null(), "{err}");
     gpu
 }
