@@ -69,6 +69,9 @@ pub type ProgressSink = Arc<dyn Fn(Progress) + Send + Sync>;
 /// and the watchdog's resets.
 pub type HostLog = Arc<dyn Fn(&str) + Send + Sync>;
 
+/// Deadlines closer than this are kept by the timer, to the microsecond.
+const TIMER_BELOW: Duration = Duration::from_millis(20);
+
 /// The physical ring the mediator owns: `size` bytes at graphics address
 /// `gfx_base`, backed by VRAM at `vram_offset`.
 #[derive(Clone, Copy, Debug)]
@@ -129,9 +132,10 @@ pub(crate) struct Shared {
     /// Wakes the thread: new work, a reset, shutdown.
     kick: EventFd,
     irq: EventFd,
-    /// Armed to the deadline of a wait: epoll's own timeout counts whole
-    /// milliseconds, and a time slice ends in microseconds.
-    timer: Mutex<TimerFd>,
+    /// Armed to a deadline closer than `TIMER_BELOW`: epoll's own timeout
+    /// counts whole milliseconds, and a time slice ends in microseconds.
+    /// With whether it is armed, so a far deadline costs no call on it.
+    timer: Mutex<(TimerFd, bool)>,
     /// Waits for `kick`, `irq` or `timer`.
     epoll: Epoll,
     /// The interrupt is INTx that the device masks on assertion: unmask it
@@ -183,7 +187,7 @@ impl Scheduler {
             idle: Condvar::new(),
             kick,
             irq,
-            timer: Mutex::new(timer),
+            timer: Mutex::new((timer, false)),
             epoll,
             intx_automasked,
             log,
@@ -456,19 +460,31 @@ impl Shared {
             self.ack_interrupt();
             return;
         }
-        // Re-arming (or disarming) the timer also clears an expiry it
-        // reported before.
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let armed = match left {
-            Some(left) if left.is_zero() => return,
-            Some(left) => self.timer.lock().reset(left, None),
-            None => self.timer.lock().clear(),
+        if left.is_some_and(|l| l.is_zero()) {
+            return;
+        }
+        // Near deadlines (a slice's end, a preemption timeout) on the
+        // timer; far ones (the watchdog, the poll) on epoll's milliseconds,
+        // rounded up: waking before the deadline only costs another wait.
+        // Re-arming or disarming the timer also clears an expiry it
+        // reported before; an armed timer not needed is disarmed, or it
+        // would wake every wait.
+        let mut timer = self.timer.lock();
+        let near = left.filter(|&l| l < TIMER_BELOW);
+        let on_timer = match near {
+            Some(l) => timer.0.reset(l, None).is_ok(),
+            None if timer.1 => {
+                let _ = timer.0.clear();
+                false
+            }
+            None => false,
         };
-        let timeout = match (armed, left) {
-            (Ok(()), _) | (_, None) => -1,
-            // No timer: epoll's milliseconds, rounded up (waking before
-            // the deadline only costs another wait).
-            (Err(_), Some(left)) => i32::try_from(left.as_millis() + 1).unwrap_or(i32::MAX),
+        timer.1 = on_timer;
+        drop(timer);
+        let timeout = match left {
+            Some(l) if !on_timer => i32::try_from(l.as_millis() + 1).unwrap_or(i32::MAX),
+            _ => -1,
         };
         // Which fd woke us matters not: the eventfds are read
         // (non-blocking) below, the timer is set again by the next wait.
