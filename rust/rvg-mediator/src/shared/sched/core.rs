@@ -237,6 +237,11 @@ impl Core {
         !self.flight.idle()
     }
 
+    /// A preemption request waits for the engine's answer.
+    pub fn preempting(&self) -> bool {
+        self.preempting.is_some()
+    }
+
     /// The engine's registers have something to say: work is in the ring,
     /// or a preemption request waits for its answer.
     pub fn watching(&self) -> bool {

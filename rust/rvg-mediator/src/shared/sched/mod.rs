@@ -519,10 +519,14 @@ impl Shared {
     /// Read the engine and turn what it completed into progress; on an
     /// engine error, reset the engine before telling the vGPU.
     fn collect(&self) {
-        if !self.state.lock().core.watching() {
-            return;
-        }
-        let snap = match self.snapshot() {
+        let preempting = {
+            let st = self.state.lock();
+            if !st.core.watching() {
+                return;
+            }
+            st.core.preempting()
+        };
+        let snap = match self.snapshot(preempting) {
             Ok(s) => s,
             Err(e) => {
                 (self.log)(&format!("reading the GPU's engine registers: {e}"));
@@ -540,15 +544,30 @@ impl Shared {
         self.deliver(collected.deliveries);
     }
 
-    fn snapshot(&self) -> std::io::Result<EngineSnapshot> {
+    /// The engine's registers, each read a call on the contract (a system
+    /// call on a kernel device), so only those that can matter: `RING_CTL`
+    /// and `RING_RESUME` while a preemption waits for its answer,
+    /// `ERROR_ADDR` when there is an error. The others read as an engine
+    /// that is enabled, with no rows done and no error address.
+    fn snapshot(&self, preempting: bool) -> std::io::Result<EngineSnapshot> {
         let read = |r| self.bar2.read_u32(engine_reg(r));
+        let (ctl, resume) = if preempting {
+            (read(EngineReg::RingCtl)?, read(EngineReg::RingResume)?)
+        } else {
+            (ring_ctl::ENABLE, 0)
+        };
+        let error = read(EngineReg::Error)?;
+        let error_addr = match error {
+            error::NONE => 0,
+            _ => self.bar2.read_u64(engine_reg(EngineReg::ErrorAddr))?,
+        };
         Ok(EngineSnapshot {
-            ctl: read(EngineReg::RingCtl)?,
+            ctl,
             seqno: read(EngineReg::Seqno)?,
-            error: read(EngineReg::Error)?,
-            error_addr: self.bar2.read_u64(engine_reg(EngineReg::ErrorAddr))?,
+            error,
+            error_addr,
             head: read(EngineReg::RingHead)?,
-            resume: read(EngineReg::RingResume)?,
+            resume,
         })
     }
 
