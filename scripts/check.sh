@@ -76,8 +76,8 @@ read -r fuzz_pass fuzz_fail < <(awk '/^fuzz: [0-9]+ passed, [0-9]+ failed$/ { p 
 # Prints "PASSED FAILED" for the meson test log $1.
 qtest_counts() {
     local pass fail binaries
-    pass=$(grep -cE '^▶ [0-9]+/[0-9]+ .* OK *$' "$1" || true)
-    fail=$(grep -cE '^▶ [0-9]+/[0-9]+ .* (FAIL|ERROR) *$' "$1" || true)
+    pass=$(grep -cE '^▶ +[0-9]+/[0-9]+ .* OK *$' "$1" || true)
+    fail=$(grep -cE '^▶ +[0-9]+/[0-9]+ .* (FAIL|ERROR) *$' "$1" || true)
     # A test program that crashes or times out may report no failing
     # subtest: count it from meson's summary.
     binaries=$(awk '/^(Fail|Timeout): / { n += $2 } END { print n + 0 }' "$1")
