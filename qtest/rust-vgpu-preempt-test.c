@@ -89,34 +89,6 @@ static uint64_t query(Gpu *g, int i, const char *field)
     return value;
 }
 
-/*
- * Keep vGPU i's ring holding 64 to 128 fills of `rows` full rows of its
- * slice past the ring, each with a fence: work for tens of milliseconds.
- */
-static void feed_fills(Gpu *g, int i, uint32_t rows)
-{
-    Eng *e = &g->e[i];
-    uint32_t queued = g->emitted[i] - eng_read(e, RVG_ENGINE_SEQNO);
-    uint32_t dw[128 * 9];
-    size_t n = 0;
-
-    g_assert_cmpuint(eng_read(e, RVG_ENGINE_ERROR), ==, 0);
-    if (queued >= 64) {
-        return;
-    }
-    for (; queued < 128; queued++) {
-        uint32_t seqno = ++g->emitted[i];
-        const uint32_t fill[] = {
-            FILL_RECT(RING_SIZE, PITCH, ROW_PIXELS, rows, seqno),
-            FENCE(seqno, false)
-        };
-
-        memcpy(dw + n, fill, sizeof(fill));
-        n += ARRAY_SIZE(fill);
-    }
-    eng_emit_bulk(e, dw, n);
-    eng_kick(e);
-}
 
 /* Keep up to 8 small fills (64 x 64 pixels) with fences in vGPU i's ring. */
 static void feed_small(Gpu *g, int i)
@@ -279,7 +251,8 @@ static void test_runaway_is_halted_and_others_keep_their_shares(void)
                                  ROW_PIXELS, 32000));
         }
         for (int i = 1; i < VGPUS; i++) {
-            feed_fills(g, i, 1000);
+            /* 64 to 128 fills of 1000 rows: tens of milliseconds. */
+            eng_keep_fills(&g->e[i], &g->emitted[i], 63, 128, RING_SIZE, 1000);
         }
         g_usleep(2000);
     }

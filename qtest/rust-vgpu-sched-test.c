@@ -70,32 +70,10 @@ static void stop(Trio *t)
 static void feed(Trio *t, const bool busy[VGPUS])
 {
     for (int i = 0; i < VGPUS; i++) {
-        Eng *e = &t->e[i];
-        g_autofree uint32_t *dw = NULL;
-        uint32_t queued;
-        size_t n = 0;
-
-        if (!busy[i]) {
-            continue;
+        if (busy[i]) {
+            eng_keep_fills(&t->e[i], &t->emitted[i], QUEUED / 2, QUEUED, RING_SIZE,
+                           (VRAM_SIZE - RING_SIZE) / 4096);
         }
-        g_assert_cmpuint(eng_read(e, RVG_ENGINE_ERROR), ==, 0);
-        queued = t->emitted[i] - eng_read(e, RVG_ENGINE_SEQNO);
-        if (queued > QUEUED / 2) {
-            continue;
-        }
-        dw = g_new(uint32_t, (QUEUED - queued) * 9);
-        for (; queued < QUEUED; queued++) {
-            uint32_t seqno = ++t->emitted[i];
-            const uint32_t fill[] = {
-                FILL_RECT(RING_SIZE, 4096, 1024, (VRAM_SIZE - RING_SIZE) / 4096, seqno),
-                FENCE(seqno, false)
-            };
-
-            memcpy(dw + n, fill, sizeof(fill));
-            n += ARRAY_SIZE(fill);
-        }
-        eng_emit_bulk(e, dw, n);
-        eng_kick(e);
     }
 }
 

@@ -154,4 +154,38 @@ static inline void eng_reset(Eng *e)
         eng_submit((e), dw_, ARRAY_SIZE(dw_)); \
     } while (0)
 
+/*
+ * Keep `e`'s ring busy with fills of `rows` rows of 1024 pixels (4096
+ * bytes apart) at graphics address `dst`, each followed by a fence
+ * numbered on from `*emitted`: when `refill_at` or fewer are queued (by
+ * the engine's SEQNO), top it up to `most` in one bulk write and ring the
+ * doorbell. The engine must not have stopped on an error.
+ */
+static inline void eng_keep_fills(Eng *e, uint32_t *emitted, uint32_t refill_at,
+                                  uint32_t most, uint64_t dst, uint32_t rows)
+{
+    g_autofree uint32_t *dw = NULL;
+    uint32_t queued;
+    size_t n = 0;
+
+    g_assert_cmpuint(eng_read(e, RVG_ENGINE_ERROR), ==, 0);
+    queued = *emitted - eng_read(e, RVG_ENGINE_SEQNO);
+    if (queued > refill_at) {
+        return;
+    }
+    dw = g_new(uint32_t, (most - queued) * 9);
+    for (; queued < most; queued++) {
+        uint32_t seqno = ++*emitted;
+        const uint32_t fill[] = {
+            FILL_RECT(dst, 4096, 1024, rows, seqno),
+            FENCE(seqno, false)
+        };
+
+        memcpy(dw + n, fill, sizeof(fill));
+        n += ARRAY_SIZE(fill);
+    }
+    eng_emit_bulk(e, dw, n);
+    eng_kick(e);
+}
+
 #endif
