@@ -17,4 +17,4 @@ pub mod vgpu;
 
 pub use guest_mem::MemKind;
 pub use shared::SharedGpu;
-pub use vgpu::{Vgpu, VgpuConfig};
+pub use vgpu::{GpuWrite, LoadError, SaveError, SavedVgpu, Vgpu, VgpuConfig, QUIESCE_TIMEOUT};

@@ -339,6 +339,48 @@ impl GttShadow {
         self.fill_scratch(phys)
     }
 
+    /// The guest's entries, and those with one half written since:
+    /// (index, halves), bit 0 the low half, in index order.
+    pub fn guest_entries(&self) -> (Vec<u64>, Vec<(u32, u8)>) {
+        let mut partial: Vec<(u32, u8)> = self.partial.iter().map(|(&i, &h)| (i, h)).collect();
+        partial.sort_unstable();
+        (self.guest.clone(), partial)
+    }
+
+    /// Take the guest's entries from a migration stream: each whole entry
+    /// validated, pinned and shadowed as if the guest had just written it
+    /// (a rejected one maps the scratch page and raises nothing: the
+    /// stream carries the fault registers). A half-written entry keeps its
+    /// value and maps the scratch page until its other half is written.
+    /// `guest` has an entry for every one of the slice, `partial` indices
+    /// inside it.
+    pub fn restore(
+        &mut self,
+        guest: &[u64],
+        partial: &[(u32, u8)],
+        mem: &GuestMemory,
+        phys: &mut dyn PhysGtt,
+    ) -> io::Result<()> {
+        assert_eq!(guest.len(), self.guest.len(), "one value per entry");
+        self.generation += 1;
+        self.guest.copy_from_slice(guest);
+        self.partial = partial.iter().copied().collect();
+        for i in 0..self.layout.gtt_entries {
+            if !self.partial.contains_key(&i) {
+                self.rebuild(i, mem, phys)?;
+                continue;
+            }
+            let old = std::mem::replace(&mut self.state[i as usize], EntryState::Unmapped);
+            if let EntryState::System { gpa } = old {
+                self.pins.unpin(gpa);
+            }
+            if old != EntryState::Unmapped {
+                phys.write(self.layout.gtt_base + i, self.layout.scratch_entry())?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn entry(&self, index: u32) -> Option<(u64, EntryState)> {
         Some((*self.guest.get(index as usize)?, self.state[index as usize]))
     }

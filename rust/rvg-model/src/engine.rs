@@ -48,6 +48,8 @@ pub mod error {
     /// preemption request within the GPU's preemption timeout: the context
     /// was halted and the engine reset (raised by the mediator's scheduler).
     pub const PREEMPT_TIMEOUT: u32 = 12;
+    /// The highest code there is.
+    pub const MAX: u32 = PREEMPT_TIMEOUT;
 }
 
 /// Smallest and largest ring, bytes; the size must be a power of two.

@@ -19,6 +19,26 @@ pub enum GlobalWrite {
     Reset,
 }
 
+/// What of the global block a migration carries: every register whose
+/// value is state (the sizes are the device's, the rest constants).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GlobalState {
+    pub scratch: u64,
+    pub int_status: u32,
+    pub int_mask: u32,
+    pub int_enable: u32,
+    pub fault_addr: u64,
+    pub fault_reason: u32,
+    pub gtt_faults: u32,
+}
+
+/// A global register value no guest of this block could have caused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadGlobal {
+    pub reg: &'static str,
+    pub value: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GlobalBlock {
     vram_size: u64,
@@ -56,6 +76,45 @@ impl GlobalBlock {
             self.gtt_faults = self.gtt_faults.saturating_add(1);
         }
         self.irq.raise(source)
+    }
+
+    pub fn state(&self) -> GlobalState {
+        GlobalState {
+            scratch: self.scratch,
+            int_status: self.irq.status().bits(),
+            int_mask: self.irq.mask().bits(),
+            int_enable: self.irq.enable().bits(),
+            fault_addr: self.fault_addr,
+            fault_reason: self.fault_reason,
+            gtt_faults: self.gtt_faults,
+        }
+    }
+
+    /// Take `s` from a migration stream, checked as the registers' own
+    /// rules would have it: defined interrupt sources only, a fault reason
+    /// the device reports (or none). Nothing changes on a refusal.
+    pub fn restore(&mut self, s: &GlobalState) -> Result<(), BadGlobal> {
+        if s.fault_reason != 0 && !crate::regs::fault::ALL.contains(&s.fault_reason) {
+            return Err(BadGlobal {
+                reg: "FAULT_REASON",
+                value: u64::from(s.fault_reason),
+            });
+        }
+        let mut irq = Interrupts::default();
+        irq.restore(s.int_status, s.int_mask, s.int_enable)
+            .map_err(|b| BadGlobal {
+                reg: b.reg,
+                value: u64::from(b.value),
+            })?;
+        *self = GlobalBlock {
+            scratch: s.scratch,
+            irq,
+            fault_addr: s.fault_addr,
+            fault_reason: s.fault_reason,
+            gtt_faults: s.gtt_faults,
+            ..*self
+        };
+        Ok(())
     }
 
     pub fn fault_reason(&self) -> u32 {

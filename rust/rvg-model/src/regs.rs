@@ -327,6 +327,14 @@ pub mod fault {
     pub const GTT_OUTSIDE_VRAM: u32 = 0x12;
     /// Guest RAM behind a GTT entry went away.
     pub const GTT_RAM_REMOVED: u32 = 0x13;
+
+    /// Every reason the device reports.
+    pub const ALL: &[u32] = &[
+        GTT_RESERVED_BITS,
+        GTT_NOT_GUEST_RAM,
+        GTT_OUTSIDE_VRAM,
+        GTT_RAM_REMOVED,
+    ];
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ use crate::shadow::SliceLayout;
 use dma_refs::DmaRefs;
 pub use sched::{
     CtxId, CtxStats, HostLog, PhysRing, Policy, Progress, ProgressSink, SchedConfig, Scheduler,
+    StillRunning,
 };
 use slices::{Slices, RESERVED_GTT_ENTRIES, RESERVED_VRAM};
 

@@ -14,8 +14,10 @@ mod access;
 mod config;
 mod inbox;
 mod link;
+mod migrate;
 mod regs;
 mod report;
+mod saved;
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
@@ -39,8 +41,10 @@ use link::{ContractGtt, Link};
 
 pub use crate::shared::slices::{RESERVED_GTT_ENTRIES, RESERVED_VRAM, VGPU_GTT_ENTRIES};
 pub use config::{check_weight, VgpuConfig, AUTO_MODES};
+pub use migrate::{GpuWrite, SaveError, QUIESCE_TIMEOUT};
 pub use regs::{RegRead, RegWrite, VirtRegs};
 pub use report::VgpuReport;
+pub use saved::{LoadError, SavedVgpu, SAVED_MIN_VERSION, SAVED_VERSION};
 
 /// Bytes of graphics address space a guest sees.
 pub const VGPU_GFX_SPACE: u64 = VGPU_GTT_ENTRIES as u64 * PAGE_SIZE;
@@ -67,6 +71,11 @@ struct State {
     /// Counts the engine's progress reports, for the display: the engine
     /// writes memory QEMU's dirty log does not see.
     engine_progress: u64,
+    /// The GPU ran some of this vGPU's work since a migration last looked
+    /// (`Vgpu::take_gpu_writes`).
+    gpu_wrote: bool,
+    /// The last quiesce gave up waiting: saving is refused with this.
+    unsettled: Option<crate::shared::StillRunning>,
 }
 
 impl State {
@@ -77,6 +86,7 @@ impl State {
             return;
         }
         self.engine_progress += 1;
+        self.gpu_wrote = true;
         if let Some(line) = self.regs.apply_progress(&p) {
             self.message_pending |= line.message;
         }
@@ -123,6 +133,8 @@ impl Vgpu {
             message_pending: false,
             streams: StreamStats::default(),
             engine_progress: 0,
+            gpu_wrote: false,
+            unsettled: None,
         };
         let inbox = Arc::new(Inbox::default());
         let (sink_inbox, sink_events) = (inbox.clone(), events.clone());

@@ -76,6 +76,19 @@ impl Ctx {
     }
 }
 
+/// What `Core::quiesce` found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quiesce {
+    /// Nothing of the context's work is queued, saved or in the ring.
+    Settled,
+    /// Work the engine never started was dropped: it starts again at this
+    /// guest ring offset.
+    Unqueued { from: u32 },
+    /// Work is in the ring, taken out by a preemption, or queued for an
+    /// enabled engine.
+    Running,
+}
+
 /// Who the ring belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Owner {
@@ -275,6 +288,31 @@ impl Core {
         ctx.drop_work();
         ctx.generation += 1;
         Some(ctx.generation)
+    }
+
+    /// Where the context's submitted work stands, for a vGPU that is
+    /// stopping (a migration): once it has all run, or the only work left
+    /// is queued behind a disabled engine with none of it started, nothing
+    /// of it is in the GPU. Unstarted work is dropped: the vGPU scans it
+    /// again from the returned guest ring offset when its engine runs.
+    pub fn quiesce(&mut self, id: CtxId) -> Quiesce {
+        let in_ring = self.owner.is_some_and(|o| o.id == id) && self.watching();
+        let Some(ctx) = self.ctxs.get_mut(&id) else {
+            return Quiesce::Settled;
+        };
+        if ctx.saved.is_some() || ctx.offset != 0 || in_ring {
+            return Quiesce::Running;
+        }
+        if ctx.queue.is_empty() {
+            return Quiesce::Settled;
+        }
+        if ctx.enabled {
+            return Quiesce::Running;
+        }
+        let front = ctx.queue.front().expect("not empty");
+        let from = front.cmds.first().map_or(front.tail, |c| c.head);
+        ctx.queue.clear();
+        Quiesce::Unqueued { from }
     }
 
     /// The engine was reset behind the scheduler's back (the whole GPU was):

@@ -442,3 +442,39 @@ fn a_gpu_reset_under_the_scheduler_empties_the_ring() {
     assert_eq!(c.owner(), None);
     assert_eq!(c.decide(t), Step::Wait(None));
 }
+
+/// A stopping vGPU: running while its work is queued for an enabled
+/// engine or in the ring, settled once it ran; work behind a disabled
+/// engine that never started is handed back from its first command, work
+/// partly in the ring is not.
+#[test]
+fn quiesce_waits_for_work_and_hands_back_only_unstarted_work() {
+    let mut c = core();
+    let t = Instant::now();
+    let a = vgpu(&mut c);
+    assert_eq!(c.quiesce(a), Quiesce::Settled, "nothing submitted");
+    submit(&mut c, a, work(3, 7));
+    assert_eq!(c.quiesce(a), Quiesce::Running, "queued, engine enabled");
+    let chunk = push(c.decide(t));
+    c.ctx(a).unwrap().enabled = false;
+    assert_eq!(c.quiesce(a), Quiesce::Running, "in the ring");
+    c.collect(ran(&chunk), t);
+    assert_eq!(c.quiesce(a), Quiesce::Settled);
+
+    let mut later = work(2, 8);
+    for cmd in &mut later.cmds {
+        cmd.head += 20;
+    }
+    submit(&mut c, a, later);
+    assert_eq!(c.quiesce(a), Quiesce::Unqueued { from: 20 });
+    assert!(c.ctx(a).unwrap().queue.is_empty());
+    assert_eq!(c.quiesce(a), Quiesce::Settled);
+
+    // Half of a work in the ring, the rest queued: it must run first.
+    let b = vgpu(&mut c);
+    submit(&mut c, b, work(RING as usize, 9));
+    let _ = push(c.decide(t));
+    c.ctx(b).unwrap().enabled = false;
+    assert!(c.ctx(b).unwrap().offset > 0);
+    assert_eq!(c.quiesce(b), Quiesce::Running);
+}

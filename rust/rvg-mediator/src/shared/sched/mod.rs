@@ -34,7 +34,7 @@ use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use vmm_sys_util::timerfd::TimerFd;
 
-use self::core::{Core, Ctx, EngineSnapshot, Step};
+use self::core::{Core, Ctx, EngineSnapshot, Quiesce, Step};
 use self::flight::{Chunk, Delivery};
 pub use self::share::{Policy, UnknownPolicy, BURST, DEFAULT_WEIGHT, WEIGHTS};
 use crate::scan::Work;
@@ -68,6 +68,13 @@ pub type ProgressSink = Arc<dyn Fn(Progress) + Send + Sync>;
 /// Where the scheduler reports failures of the contract (host-side errors)
 /// and the watchdog's resets.
 pub type HostLog = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// A context's work still ran when a quiesce gave up waiting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("its work in the GPU had not finished after {timeout:?}")]
+pub struct StillRunning {
+    pub timeout: Duration,
+}
 
 /// Deadlines closer than this are kept by the timer, to the microsecond.
 const TIMER_BELOW: Duration = Duration::from_millis(20);
@@ -114,6 +121,8 @@ struct State {
     sinks: BTreeMap<CtxId, ProgressSink>,
     /// The context whose sink is being called (outside the lock).
     delivering: Option<CtxId>,
+    /// Progress taken from the core and not yet handed to its sink.
+    in_hand: usize,
     shutdown: bool,
     /// Someone wants the engine left alone (a GPU reset): the thread parks.
     pause: bool,
@@ -180,6 +189,7 @@ impl Scheduler {
                 core: Core::new(ring.size, &config),
                 sinks: BTreeMap::new(),
                 delivering: None,
+                in_hand: 0,
                 shutdown: false,
                 pause: false,
                 parked: false,
@@ -294,6 +304,31 @@ impl Scheduler {
         }
     }
 
+    /// Wait, at most `timeout`, until none of the context's work is
+    /// queued for its engine, taken out by a preemption, in the ring, or
+    /// on its way to its sink (`Core::quiesce`): then everything the GPU
+    /// did for it is in its inbox. Returns the guest ring offset of
+    /// unstarted work dropped from a disabled engine's queue, if any.
+    pub fn quiesce(&self, id: CtxId, timeout: Duration) -> Result<Option<u32>, StillRunning> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.shared.state.lock();
+        let mut from = None;
+        loop {
+            match st.core.quiesce(id) {
+                Quiesce::Unqueued { from: f } => from = Some(f),
+                Quiesce::Settled if st.in_hand == 0 => return Ok(from),
+                Quiesce::Settled | Quiesce::Running => {}
+            }
+            if self.thread.is_none() || Instant::now() >= deadline {
+                return Err(StillRunning { timeout });
+            }
+            // Deliveries notify; a slice of a millisecond covers what
+            // does not (work finishing in the ring without a delivery).
+            let slice = (deadline - Instant::now()).min(Duration::from_millis(1));
+            self.shared.idle.wait_for(&mut st, slice);
+        }
+    }
+
     /// Run `f` while the scheduler thread leaves the GPU alone, then set
     /// the engine up again on an empty ring: for resetting the GPU under
     /// it. Whatever the ring held is dropped (its owner's progress with
@@ -352,7 +387,11 @@ impl Shared {
                     self.park(&mut st);
                     continue;
                 }
-                self.changing_hands(&mut st, |core| core.decide(Instant::now()))
+                let step = self.changing_hands(&mut st, |core| core.decide(Instant::now()));
+                if let Step::ResetEngine(Some(_)) = step {
+                    st.in_hand += 1;
+                }
+                step
             };
             match step {
                 Step::Push(chunk) => {
@@ -533,9 +572,12 @@ impl Shared {
                 return;
             }
         };
-        let collected = self.changing_hands(&mut self.state.lock(), |core| {
-            core.collect(snap, Instant::now())
-        });
+        let collected = {
+            let mut st = self.state.lock();
+            let collected = self.changing_hands(&mut st, |core| core.collect(snap, Instant::now()));
+            st.in_hand += collected.deliveries.len();
+            collected
+        };
         if collected.reset_engine {
             if let Err(e) = self.reset_engine() {
                 (self.log)(&format!("resetting the GPU's engine: {e}"));
@@ -577,12 +619,16 @@ impl Shared {
         for d in deliveries {
             let mut st = self.state.lock();
             let Some(sink) = st.sinks.get(&d.ctx).cloned() else {
+                st.in_hand -= 1;
                 continue;
             };
             st.delivering = Some(d.ctx);
             drop(st);
             sink(d.progress);
-            self.state.lock().delivering = None;
+            let mut st = self.state.lock();
+            st.delivering = None;
+            st.in_hand -= 1;
+            drop(st);
             self.idle.notify_all();
         }
     }
