@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 /* Bumped whenever a table or struct below changes layout or meaning. */
-#define RVG_FFI_ABI_VERSION 10
+#define RVG_FFI_ABI_VERSION 11
 
 /* The Rust device. Only ever used through a shared reference on the Rust side. */
 typedef struct RvgDevice RvgDevice;
@@ -39,6 +39,15 @@ typedef struct RvgErrorSink RvgErrorSink;
 
 /* Where a text report goes (a GString in the shim); see text_append. */
 typedef struct RvgTextSink RvgTextSink;
+
+/* Where saved device state goes (a GByteArray in the shim); see bytes_append. */
+typedef struct RvgByteSink RvgByteSink;
+
+/* Memory the GPU wrote behind QEMU's dirty log; see mark_dirty. */
+typedef enum RvgDirtyKind {
+    RVG_DIRTY_VRAM = 0,      /* BAR0, by offset */
+    RVG_DIRTY_GUEST_RAM = 1, /* guest RAM, by guest-physical address */
+} RvgDirtyKind;
 
 /* Which QOM type is being realized. */
 typedef enum RvgModelKind {
@@ -162,6 +171,15 @@ typedef struct RvgHostServices {
     void (*unwatch_fd)(RvgHost *host, int fd);
     /* Append NUL-terminated text to a report. */
     void (*text_append)(RvgTextSink *sink, const char *text);
+    /* Append `len` bytes to saved state. */
+    void (*bytes_append)(RvgByteSink *sink, const uint8_t *data, size_t len);
+    /*
+     * [addr, addr + len) of `kind` changed behind QEMU's dirty log (the GPU
+     * wrote it): mark it dirty for every client, migration included.
+     * Main loop, BQL held.
+     */
+    void (*mark_dirty)(RvgHost *host, RvgDirtyKind kind, uint64_t addr,
+                       uint64_t len);
 
     /*
      * Display services, only during ops.display_refresh (main loop, BQL
@@ -277,6 +295,32 @@ typedef struct RvgOps {
      * device that is no vGPU.
      */
     bool (*report)(RvgDevice *dev, RvgReport *out, RvgTextSink *backend);
+
+    /*
+     * Migration (vGPU only; main loop, BQL held). A migration begins:
+     * from now on the vGPU notes whether the GPU writes memory for it.
+     */
+    void (*migration_begin)(RvgDevice *dev);
+    /*
+     * The VM stopped: stop feeding the GPU and wait, bounded, for the
+     * vGPU's work in it to finish; then mark dirty (mark_dirty) what the
+     * GPU may have written since migration_begin. The outcome is kept for
+     * save_state.
+     */
+    void (*quiesce)(RvgDevice *dev);
+    /*
+     * The vGPU's state, appended to `out` (docs/migration.md has the
+     * format). False, with the reason through set_error(errp, ...), when
+     * it did not quiesce.
+     */
+    bool (*save_state)(RvgDevice *dev, RvgByteSink *out, RvgErrorSink *errp);
+    /*
+     * Become the vGPU saved in [data, data + len), config space already
+     * loaded. False, with the field refused through set_error(errp, ...),
+     * and the vGPU unchanged, for a stream it refuses.
+     */
+    bool (*load_state)(RvgDevice *dev, const uint8_t *data, size_t len,
+                       RvgErrorSink *errp);
 } RvgOps;
 
 /* Defined by the Rust staticlib. */

@@ -166,6 +166,45 @@ static void host_text_append(RvgTextSink *sink, const char *text)
     g_string_append((GString *)sink, text);
 }
 
+static void host_bytes_append(RvgByteSink *sink, const uint8_t *data,
+                              size_t len)
+{
+    g_byte_array_append((GByteArray *)sink, data, len);
+}
+
+/* The GPU wrote memory behind the dirty log: tell every client. */
+static void host_mark_dirty(RvgHost *host, RvgDirtyKind kind, uint64_t addr,
+                            uint64_t len)
+{
+    RustVgpuState *s = host_state(host);
+
+    trace_rust_vgpu_mark_dirty(kind, addr, len);
+    if (kind == RVG_DIRTY_VRAM) {
+        if (addr < s->info.vram_size) {
+            memory_region_set_dirty(&s->vram, addr,
+                                    MIN(len, s->info.vram_size - addr));
+        }
+        return;
+    }
+    /* Guest RAM: section by section, the range may cross regions. */
+    while (len) {
+        MemoryRegionSection sec = memory_region_find(get_system_memory(),
+                                                     addr, len);
+        uint64_t done = sec.mr ? int128_get64(sec.size) : 0;
+
+        if (!sec.mr || !done) {
+            return;
+        }
+        if (memory_region_is_ram(sec.mr)) {
+            memory_region_set_dirty(sec.mr, sec.offset_within_region, done);
+        }
+        memory_region_unref(sec.mr);
+        done += sec.offset_within_address_space - addr;
+        addr += done;
+        len -= MIN(len, done);
+    }
+}
+
 static bool host_vram_dirty(RvgHost *host, uint64_t offset, uint64_t len)
 {
     RustVgpuState *s = host_state(host);
@@ -222,6 +261,8 @@ static const RvgHostServices rust_vgpu_host_services = {
     .watch_fd = host_watch_fd,
     .unwatch_fd = host_unwatch_fd,
     .text_append = host_text_append,
+    .bytes_append = host_bytes_append,
+    .mark_dirty = host_mark_dirty,
     .vram_dirty = host_vram_dirty,
     .display_resize = host_display_resize,
     .display_surface = host_display_surface,
@@ -535,6 +576,7 @@ static void rust_vgpu_realize(PCIDevice *pdev, Error **errp)
 
         memory_region_set_log(&s->vram, true, DIRTY_MEMORY_VGA);
         s->con = graphic_console_init(DEVICE(pdev), 0, &rust_vgpu_gfx_ops, s);
+        rust_vgpu_migration_init(s);
     }
     return;
 
@@ -557,6 +599,7 @@ static void rust_vgpu_exit(PCIDevice *pdev)
 {
     RustVgpuState *s = RUST_VGPU_BASE(pdev);
 
+    rust_vgpu_migration_exit(s);
     if (s->dev) {
         rvg_ops.exit(s->dev);
     }
@@ -597,9 +640,12 @@ static void rust_vgpu_reset(DeviceState *d)
     rvg_ops.reset(s->dev);
 }
 
-/* Device state lives in Rust and has no migration format yet. */
-static const VMStateDescription vmstate_rust_vgpu = {
-    .name = TYPE_RUST_VGPU_BASE,
+/*
+ * The raw GPU model is the host's hardware, not a VM's: it does not
+ * migrate. The vGPU does (rust-vgpu-migration.c).
+ */
+static const VMStateDescription vmstate_rust_vgpu_hw = {
+    .name = TYPE_RUST_VGPU_HW,
     .unmigratable = 1,
 };
 
@@ -628,7 +674,6 @@ static void rust_vgpu_base_class_init(ObjectClass *klass, void *data)
     k->exit = rust_vgpu_exit;
     k->config_write = rust_vgpu_config_write;
     device_class_set_legacy_reset(dc, rust_vgpu_reset);
-    dc->vmsd = &vmstate_rust_vgpu;
     set_bit(DEVICE_CATEGORY_DISPLAY, dc->categories);
 }
 
@@ -659,6 +704,7 @@ static void rust_vgpu_class_init(ObjectClass *klass, void *data)
     DeviceClass *dc = DEVICE_CLASS(klass);
 
     RUST_VGPU_BASE_CLASS(klass)->model = RVG_MODEL_VGPU;
+    dc->vmsd = &vmstate_rust_vgpu;
     dc->desc = "rust-vgpu mediated virtual GPU (RVG-1)";
     device_class_set_props(dc, rust_vgpu_properties);
     object_class_property_set_description(klass, "vram-size",
@@ -695,6 +741,7 @@ static void rust_vgpu_hw_class_init(ObjectClass *klass, void *data)
     DeviceClass *dc = DEVICE_CLASS(klass);
 
     RUST_VGPU_BASE_CLASS(klass)->model = RVG_MODEL_HW;
+    dc->vmsd = &vmstate_rust_vgpu_hw;
     dc->desc = "rust-vgpu RVG-1 GPU model, unmediated (for VFIO hosts)";
     device_class_set_props(dc, rust_vgpu_hw_properties);
     object_class_property_set_description(klass, "vram-size",

@@ -9,6 +9,9 @@
 
 #include "exec/memory.h"
 #include "hw/pci/pci_device.h"
+#include "migration/misc.h"
+#include "migration/vmstate.h"
+#include "system/runstate.h"
 #include "qapi/qapi-types-qom.h"
 #include "ui/console.h"
 
@@ -73,6 +76,12 @@ struct RustVgpuState {
     /* vGPU only: its console, and BAR0's dirty log during a refresh. */
     QemuConsole *con;
     DirtyBitmapSnapshot *vram_dirty;
+    /* vGPU only: migration. Rust's section, its length, and who calls. */
+    GByteArray *saved;
+    uint8_t *state_data;
+    uint32_t state_len;
+    VMChangeStateEntry *vm_change;
+    NotifierWithReturn migration_notifier;
     RvgDevice *dev;
     RvgDeviceInfo info;
     /*
@@ -81,6 +90,11 @@ struct RustVgpuState {
      */
     bool exited;
 };
+
+/* rust-vgpu-migration.c: the vGPU's migration, set up at realize. */
+extern const VMStateDescription vmstate_rust_vgpu;
+void rust_vgpu_migration_init(RustVgpuState *s);
+void rust_vgpu_migration_exit(RustVgpuState *s);
 
 /* Fill QEMU's Error of the current call (RvgErrorSink is an Error **). */
 void rust_vgpu_set_error(RvgErrorSink *errp, const char *msg);

@@ -31,6 +31,8 @@ struct Services {
     watch_fd: unsafe extern "C" fn(*mut sys::RvgHost, c_int),
     unwatch_fd: unsafe extern "C" fn(*mut sys::RvgHost, c_int),
     text_append: unsafe extern "C" fn(*mut sys::RvgTextSink, *const c_char),
+    bytes_append: unsafe extern "C" fn(*mut sys::RvgByteSink, *const u8, usize),
+    mark_dirty: unsafe extern "C" fn(*mut sys::RvgHost, sys::RvgDirtyKind, u64, u64),
     vram_dirty: unsafe extern "C" fn(*mut sys::RvgHost, u64, u64) -> bool,
     display_resize: unsafe extern "C" fn(*mut sys::RvgHost, u32, u32),
     display_surface: unsafe extern "C" fn(*mut sys::RvgHost, *mut sys::RvgSurface) -> bool,
@@ -86,6 +88,10 @@ impl Host {
                 watch_fd: services.watch_fd.ok_or_else(|| missing("watch_fd"))?,
                 unwatch_fd: services.unwatch_fd.ok_or_else(|| missing("unwatch_fd"))?,
                 text_append: services.text_append.ok_or_else(|| missing("text_append"))?,
+                bytes_append: services
+                    .bytes_append
+                    .ok_or_else(|| missing("bytes_append"))?,
+                mark_dirty: services.mark_dirty.ok_or_else(|| missing("mark_dirty"))?,
                 vram_dirty: services.vram_dirty.ok_or_else(|| missing("vram_dirty"))?,
                 display_resize: services
                     .display_resize
@@ -211,6 +217,23 @@ impl Host {
         // SAFETY: present service; `sink` is the shim's for this call and
         // `text` outlives it.
         unsafe { (self.services.text_append)(sink, text.as_ptr()) }
+    }
+
+    /// Append `bytes` to the saved state the shim passed in.
+    pub fn append_bytes(&self, sink: *mut sys::RvgByteSink, bytes: &[u8]) {
+        // SAFETY: present service; `sink` is the shim's for this call and
+        // the service copies `bytes` before returning.
+        unsafe { (self.services.bytes_append)(sink, bytes.as_ptr(), bytes.len()) }
+    }
+
+    /// The GPU wrote `len` bytes of `kind` at `addr` behind QEMU's dirty
+    /// log. Main loop, BQL held.
+    pub fn mark_dirty(&self, kind: sys::RvgDirtyKind, addr: u64, len: u64) {
+        if self.is_closed() {
+            return;
+        }
+        // SAFETY: present service, own host pointer.
+        unsafe { (self.services.mark_dirty)(self.host, kind, addr, len) }
     }
 }
 

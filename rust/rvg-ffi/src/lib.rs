@@ -10,6 +10,7 @@ mod bql;
 mod device;
 mod guard;
 mod host;
+mod migration;
 mod ops;
 pub mod sys;
 

@@ -21,6 +21,7 @@ use crate::bql::BqlCell;
 use crate::device::{FfiDevice, Model};
 use crate::guard;
 use crate::host::{c_message, Host, HostDma, LogKind};
+use crate::migration;
 use crate::sys;
 
 /// The ops table the shim links against (`extern const RvgOps rvg_ops`).
@@ -47,6 +48,10 @@ pub static rvg_ops: sys::RvgOps = sys::RvgOps {
     set_weight: Some(rvg_set_weight),
     gpu_set_policy: Some(rvg_gpu_set_policy),
     report: Some(rvg_report),
+    migration_begin: Some(migration::rvg_migration_begin),
+    quiesce: Some(migration::rvg_quiesce),
+    save_state: Some(migration::rvg_save_state),
+    load_state: Some(migration::rvg_load_state),
 };
 
 /// Turn the opaque pointer back into the device.
@@ -64,7 +69,7 @@ unsafe fn device<'a>(dev: *mut sys::RvgDevice) -> &'a FfiDevice {
 ///
 /// # Safety
 /// As for [`device`].
-unsafe fn with_device<R>(
+pub(crate) unsafe fn with_device<R>(
     dev: *mut sys::RvgDevice,
     fallback: R,
     f: impl FnOnce(&FfiDevice) -> R,

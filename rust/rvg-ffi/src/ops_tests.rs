@@ -69,6 +69,22 @@ unsafe extern "C" fn text_append(sink: *mut sys::RvgTextSink, text: *const c_cha
     // SAFETY: tests pass a String as the sink; text is a valid C string.
     unsafe { (*(sink as *mut String)).push_str(&CStr::from_ptr(text).to_string_lossy()) };
 }
+unsafe extern "C" fn bytes_append(sink: *mut sys::RvgByteSink, data: *const u8, len: usize) {
+    // SAFETY: tests pass a Vec<u8> as the sink; `data` holds `len` bytes.
+    unsafe { (*(sink as *mut Vec<u8>)).extend_from_slice(std::slice::from_raw_parts(data, len)) };
+}
+unsafe extern "C" fn mark_dirty(
+    host: *mut sys::RvgHost,
+    kind: sys::RvgDirtyKind,
+    addr: u64,
+    len: u64,
+) {
+    rec(host)
+        .calls
+        .lock()
+        .unwrap()
+        .push(format!("dirty{} {addr:#x}+{len:#x}", kind.0));
+}
 
 unsafe extern "C" fn vram_dirty(_: *mut sys::RvgHost, _: u64, _: u64) -> bool {
     true
@@ -115,6 +131,8 @@ const SERVICES: sys::RvgHostServices = sys::RvgHostServices {
     watch_fd: Some(watch_fd),
     unwatch_fd: Some(unwatch_fd),
     text_append: Some(text_append),
+    bytes_append: Some(bytes_append),
+    mark_dirty: Some(mark_dirty),
     vram_dirty: Some(vram_dirty),
     display_resize: Some(display_resize),
     display_surface: Some(display_surface),
