@@ -6,7 +6,7 @@
 //! context from the virtual registers (nothing is in flight once the vGPU
 //! quiesced). So the destination may be any GPU behind the contract.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rvg_model::effects::Effects;
 use rvg_model::engine::{error, ring_ctl, RING_SIZE_MAX};
@@ -33,6 +33,20 @@ pub enum GpuWrite {
     GuestRam { gpa: u64, len: u64 },
 }
 
+/// What the vGPU's last migration steps cost, for `info rust-vgpu`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MigrationStats {
+    /// The last quiesce's wait for work in the GPU.
+    pub quiesce: Duration,
+    /// Bytes the GPU may have written, reported dirty at the last quiesce.
+    pub gpu_write_bytes: u64,
+    /// The last save: its length and how long it took.
+    pub saved_bytes: usize,
+    pub save: Duration,
+    /// The last load, checks, pins and shadows included.
+    pub load: Duration,
+}
+
 /// Why a vGPU could not be saved.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SaveError {
@@ -47,7 +61,9 @@ impl Vgpu {
     /// to the guest's ring (it is scanned again when the engine runs). The
     /// guest must be stopped: nothing new is submitted meanwhile.
     pub fn quiesce(&mut self, timeout: Duration) -> Result<(), StillRunning> {
+        let start = Instant::now();
         let result = self.link.gpu.scheduler().quiesce(self.link.ctx, timeout);
+        self.state.migration.quiesce = start.elapsed();
         self.state.unsettled = result.err();
         let from = result?;
         self.take_posted();
@@ -101,12 +117,19 @@ impl Vgpu {
                 _ => out.push(page),
             }
         }
+        self.state.migration.gpu_write_bytes = out
+            .iter()
+            .map(|w| match w {
+                GpuWrite::Vram { len, .. } | GpuWrite::GuestRam { len, .. } => len,
+            })
+            .sum();
         out
     }
 
     /// The vGPU's state for a migration stream. It must have quiesced:
     /// work still in the GPU is refused, not saved half done.
     pub fn save(&mut self) -> Result<Vec<u8>, SaveError> {
+        let start = Instant::now();
         let waited = self.state.unsettled.take();
         if let Err(now) = self.quiesce(Duration::ZERO) {
             return Err(SaveError::NotQuiesced(waited.unwrap_or(now)));
@@ -133,7 +156,10 @@ impl Vgpu {
             scanned_commands: st.streams.scanned_commands,
             rejected_streams: st.streams.rejected_streams,
         };
-        Ok(saved.encode())
+        let bytes = saved.encode();
+        self.state.migration.saved_bytes = bytes.len();
+        self.state.migration.save = start.elapsed();
+        Ok(bytes)
     }
 
     /// Become the vGPU saved in `bytes`: every value checked as the
@@ -143,8 +169,8 @@ impl Vgpu {
     /// empty and enabled as the registers say. `bus_master` is the loaded
     /// command register's. On a refusal nothing has changed.
     pub fn load(&mut self, bytes: &[u8], bus_master: bool) -> Result<Effects, LoadError> {
-        let l = self.link.layout;
-        let saved = SavedVgpu::decode(bytes, l.gtt_entries)?;
+        let start = Instant::now();
+        let saved = SavedVgpu::decode(bytes, self.link.layout.gtt_entries)?;
         let regs = self.check(&saved)?;
         let mut fx = Effects::default();
         // Whatever this vGPU had in the GPU is dropped: a new generation.
@@ -179,6 +205,7 @@ impl Vgpu {
             let _ = link.events.write(1);
         }
         fx.irq = Some(st.regs.irq_line());
+        st.migration.load = start.elapsed();
         Ok(fx)
     }
 

@@ -41,7 +41,7 @@ use link::{ContractGtt, Link};
 
 pub use crate::shared::slices::{RESERVED_GTT_ENTRIES, RESERVED_VRAM, VGPU_GTT_ENTRIES};
 pub use config::{check_weight, VgpuConfig, AUTO_MODES};
-pub use migrate::{GpuWrite, SaveError, QUIESCE_TIMEOUT};
+pub use migrate::{GpuWrite, MigrationStats, SaveError, QUIESCE_TIMEOUT};
 pub use regs::{RegRead, RegWrite, VirtRegs};
 pub use report::VgpuReport;
 pub use saved::{LoadError, SavedVgpu, SAVED_MIN_VERSION, SAVED_VERSION};
@@ -76,6 +76,7 @@ struct State {
     gpu_wrote: bool,
     /// The last quiesce gave up waiting: saving is refused with this.
     unsettled: Option<crate::shared::StillRunning>,
+    migration: MigrationStats,
 }
 
 impl State {
@@ -135,6 +136,7 @@ impl Vgpu {
             engine_progress: 0,
             gpu_wrote: false,
             unsettled: None,
+            migration: MigrationStats::default(),
         };
         let inbox = Arc::new(Inbox::default());
         let (sink_inbox, sink_events) = (inbox.clone(), events.clone());
@@ -438,6 +440,7 @@ impl Vgpu {
             sched: sched.stats(link.ctx),
             display: display.describe(),
             display_stats: display.stats(),
+            migration: st.migration,
         }
     }
 

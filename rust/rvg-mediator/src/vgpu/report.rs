@@ -8,7 +8,7 @@ use rvg_model::engine::EngineState;
 use rvg_model::global::GlobalBlock;
 use rvg_model::regs::{GlobalReg, Register};
 
-use super::StreamStats;
+use super::{MigrationStats, StreamStats};
 use crate::display::DisplayStats;
 use crate::shadow::{ShadowStats, SliceLayout};
 use crate::shared::{CtxStats, Policy};
@@ -56,6 +56,7 @@ pub struct VgpuReport {
     /// What the display shows, or why it is blank.
     pub display: String,
     pub display_stats: DisplayStats,
+    pub migration: MigrationStats,
 }
 
 impl fmt::Display for VgpuReport {
@@ -141,6 +142,16 @@ impl fmt::Display for VgpuReport {
             f,
             "  display-refresh: refreshes={} lines-compared={} lines-updated={}",
             d.refreshes, d.lines_compared, d.lines_updated
+        )?;
+        let m = &self.migration;
+        writeln!(
+            f,
+            "  migration: quiesce={}us gpu-writes={}KiB saved={}B save={}us load={}us",
+            m.quiesce.as_micros(),
+            m.gpu_write_bytes >> 10,
+            m.saved_bytes,
+            m.save.as_micros(),
+            m.load.as_micros()
         )
     }
 }
