@@ -472,6 +472,20 @@ class Guest:
             args["device"] = device
         self.execute("screendump", **args)
 
+    def migrate(self, uri, timeout=120):
+        """Migrate to a QEMU started with -incoming `uri`; query-migrate's
+        answer once the migration is no longer under way (check "status")."""
+        self.execute("migrate", uri=uri)
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.execute("query-migrate")
+            if info.get("status") not in ("setup", "active", "device", "pre-switchover"):
+                return info
+            if time.monotonic() > deadline:
+                raise GuestError(self._describe(
+                    f"migration to {uri} still {info.get('status')} after {timeout:g} s"))
+            time.sleep(0.05)
+
     def stop(self, grace=None):
         """End QEMU: quit over an open QMP connection, else SIGTERM; SIGKILL after grace seconds.
 

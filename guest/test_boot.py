@@ -67,6 +67,37 @@ def region_pixel(region, x, y):
     raise ValueError(f"unknown manifest region {region}")
 
 
+def check_picture(test, lines, width, height, rgb):
+    """The screenshot (width x height, RGB bytes) shows exactly the picture
+    rvg-demo's manifest in `lines` describes; returns the pixels checked."""
+    screen, regions, end = parse_manifest(lines)
+    test.assertEqual(screen, (width, height), "the console has the guest's mode")
+    test.assertEqual(end, len(regions))
+    kinds = [r[0] if r[0] == "fill" else r[5] for r in regions]
+    # A picture worth the name: fills and both kinds of copied tiles.
+    test.assertGreaterEqual(kinds.count("fill"), 10)
+    test.assertIn("checker", kinds)
+    test.assertIn("gradient", kinds)
+    # Paint the manifest in drawing order (later regions win), then
+    # compare every painted pixel.
+    want = {}
+    for region in regions:
+        rx, ry, rw, rh = map(int, region[1:5])
+        for y in range(ry, ry + rh):
+            for x in range(rx, rx + rw):
+                want[x, y] = region_pixel(region, x, y)
+    checked = 0
+    for (x, y), colour in sorted(want.items(), key=lambda item: (item[0][1], item[0][0])):
+        at = 3 * (y * width + x)
+        r, g, b = rgb[at:at + 3]
+        got = r << 16 | g << 8 | b
+        if got != colour:
+            test.fail(f"pixel ({x}, {y}): expected {colour:06x}, screenshot has {got:06x}")
+        checked += 1
+    test.assertGreater(checked, width * height // 10)
+    return checked
+
+
 class GuestBoot(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -128,29 +159,7 @@ class GuestBoot(unittest.TestCase):
         self.line(r"rvg-demo: submitted \d+ commands")
 
     def test_screenshot_shows_the_picture_exactly(self):
-        screen, regions, end = parse_manifest(self.lines)
-        self.assertEqual(screen, (self.width, self.height), "the console has the guest's mode")
-        self.assertEqual(end, len(regions))
-        kinds = [r[0] if r[0] == "fill" else r[5] for r in regions]
-        # A picture worth the name: fills and both kinds of copied tiles.
-        self.assertGreaterEqual(kinds.count("fill"), 10)
-        self.assertIn("checker", kinds)
-        self.assertIn("gradient", kinds)
-        # Paint the manifest in drawing order (later regions win), then
-        # compare every painted pixel.
-        want = {}
-        for region in regions:
-            rx, ry, rw, rh = map(int, region[1:5])
-            for y in range(ry, ry + rh):
-                for x in range(rx, rx + rw):
-                    want[x, y] = region_pixel(region, x, y)
-        checked = 0
-        for (x, y), colour in sorted(want.items(), key=lambda item: (item[0][1], item[0][0])):
-            got = self.pixel(x, y)
-            if got != colour:
-                self.fail(f"pixel ({x}, {y}): expected {colour:06x}, screenshot has {got:06x}")
-            checked += 1
-        self.assertGreater(checked, self.width * self.height // 10)
+        check_picture(self, self.lines, self.width, self.height, self.rgb)
 
     def test_console_text_beside_the_picture(self):
         _, regions, _ = parse_manifest(self.lines)
@@ -160,6 +169,47 @@ class GuestBoot(unittest.TestCase):
         lit = sum(1 for y in range(min(top, 64)) for x in range(self.width)
                   if self.pixel(x, y) >> 16 > 0x80)
         self.assertGreater(lit, 500, "no console text on the screen")
+
+
+class MigrationWhileDrawingTest(unittest.TestCase):
+    """The demo guest migrated live to a second QEMU while rvg-demo clears
+    and redraws its picture (--redraw): on the destination rvg-demo goes
+    on, passes its own checks of every picture, and the screenshot shows
+    exactly the picture a run without migration shows."""
+
+    REDRAW_S = 10
+
+    def test_demo_finishes_on_the_destination_with_the_same_picture(self):
+        kernel, initrd = build_demo_image()
+        accel = os.environ.get("ACCEL", "tcg")
+        args = ["--redraw", str(self.REDRAW_S)]
+        with tempfile.TemporaryDirectory(prefix="rvg-mig-test-") as tmp:
+            uri = f"unix:{tmp}/migration.sock"
+            src = Guest(default_qemu(), kernel, initrd, accel=accel, demo_args=args)
+            # Silent until the guest arrives: allow for the source's boot.
+            dst = Guest(default_qemu(), kernel, initrd, accel=accel, demo_args=args,
+                        extra_args=["-incoming", uri], first_output_timeout=300)
+            with src, dst:
+                src.wait_for(r"rvg-demo: redraw: clearing", timeout=240)
+                info = src.migrate(uri)
+                self.assertEqual(info["status"], "completed", info)
+                dst.wait_ready(timeout=120)
+                time.sleep(SETTLE_S)
+                shot = os.path.join(tmp, "screen.ppm")
+                dst.screendump(shot)
+                width, height, rgb = read_ppm(shot)
+                before, after = src.report_lines(), dst.report_lines()
+        print(f"\n  migrated while drawing: total {info['total-time']} ms, "
+              f"downtime {info['downtime']} ms", file=sys.stderr)
+        self.assertIn("rvg-demo: redraw: clearing and drawing the picture again "
+                      f"for {self.REDRAW_S:.1f} s", before)
+        self.assertFalse(any("redraw: drew" in line for line in before),
+                         "the source must not finish drawing before it migrates")
+        drew = [line for line in after if "redraw: drew the picture" in line]
+        self.assertEqual(len(drew), 1, after)
+        self.assertIn("rvg-demo: PASS", after)
+        self.assertIn("rvg-guest: rvg-demo exit 0", after)
+        check_picture(self, before + after, width, height, rgb)
 
 
 class BenchmarkProgramTest(unittest.TestCase):

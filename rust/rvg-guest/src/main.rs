@@ -77,6 +77,9 @@ macro_rules! say {
     };
 }
 
+// After `say!`, which it uses.
+mod redraw;
+
 const RING_BYTES: u64 = 16 * 1024;
 const BATCH_BYTES: u64 = 16 * 1024;
 const RESULTS_BYTES: u64 = 4096;
@@ -90,12 +93,25 @@ const SLOT_PICTURE_DONE: usize = 17;
 const WRAP_FIRST_SLOT: usize = 64;
 const WRAP_SLOTS: usize = 256;
 
-const USAGE: &str = "usage: rvg-demo [--device BDF] [--timeout SECONDS]\n\
-    Drives the RVG-1 vGPU's engine through sysfs (as root) and draws a picture.";
+const USAGE: &str = "usage: rvg-demo [--device BDF] [--timeout SECONDS] [--redraw SECONDS]\n\
+    Drives the RVG-1 vGPU's engine through sysfs (as root) and draws a picture;\n\
+    --redraw clears and draws it again, checked each time, for that long.";
 
 struct Options {
     device: Option<String>,
     timeout: Duration,
+    redraw: Option<Duration>,
+}
+
+/// The value of `option`: a positive number of seconds.
+fn seconds(option: &str, value: Option<String>) -> Result<Duration> {
+    let v = value.with_context(|| format!("{option} needs seconds"))?;
+    let secs: f64 = v
+        .parse()
+        .ok()
+        .filter(|s: &f64| *s > 0.0 && s.is_finite())
+        .with_context(|| format!("{option} {v:?}: expected a positive number of seconds"))?;
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// None: help was asked for.
@@ -103,21 +119,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>>
     let mut opts = Options {
         device: None,
         timeout: Duration::from_secs(10),
+        redraw: None,
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--device" => opts.device = Some(args.next().context("--device needs a PCI address")?),
-            "--timeout" => {
-                let v = args.next().context("--timeout needs seconds")?;
-                let secs: f64 = v
-                    .parse()
-                    .ok()
-                    .filter(|s: &f64| *s > 0.0 && s.is_finite())
-                    .with_context(|| {
-                        format!("--timeout {v:?}: expected a positive number of seconds")
-                    })?;
-                opts.timeout = Duration::from_secs_f64(secs);
-            }
+            "--timeout" => opts.timeout = seconds(&arg, args.next())?,
+            "--redraw" => opts.redraw = Some(seconds(&arg, args.next())?),
             "-h" | "--help" => return Ok(None),
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
@@ -214,6 +222,9 @@ fn run(opts: &Options) -> Result<()> {
     demo.fills_and_copies(&picture)?;
     demo.ring_wrap()?;
     demo.draw_picture(&picture)?;
+    if let Some(how_long) = opts.redraw {
+        demo.redraw(&picture, how_long)?;
+    }
     demo.fault_and_recover()?;
     demo.finish()
 }
@@ -365,6 +376,10 @@ fn program_gtt<'d>(dev: &'d Device, plan: &GttPlan, dma: &DmaBuffer) -> Result<G
 
 /// Everything a run holds. Field order is drop order: the engine stops
 /// before the GTT entries are cleared, and those go before our pages.
+/// Marks the picture's batch and ring commands store when they ran.
+const BATCH_MARK: u32 = 0xba7c_0001;
+const PICTURE_MARK: u32 = 0x9c7e_0001;
+
 struct Demo<'d> {
     engine: Engine<'d>,
     gtt: GttMapping<'d>,
@@ -604,14 +619,31 @@ impl Demo<'_> {
 
     /// The picture: fills in a batch, then the tiles copied in the ring.
     fn draw_picture(&mut self, picture: &Picture) -> Result<()> {
+        let ring_cmds = self.picture_stream(picture)?;
+        self.poison_slots([SLOT_BATCH_DONE, SLOT_PICTURE_DONE]);
+        self.run_and_wait("picture", ring_cmds)?;
+        self.check_picture(picture)?;
+        for line in picture.manifest() {
+            say!("picture: {line}");
+        }
+        let p = picture.panel;
+        say!(
+            "check picture: all {}x{} pixels of the panel read back through BAR0 match the manifest ({} regions)",
+            p.w,
+            p.h,
+            picture.regions.len()
+        );
+        Ok(())
+    }
+
+    /// Put the tiles and the batch in guest RAM; the ring commands that
+    /// draw the picture (the batch, then the rest), each ending with a
+    /// store to its results slot.
+    fn picture_stream(&mut self, picture: &Picture) -> Result<Vec<Command>> {
         for (i, tile) in picture.tiles.iter().enumerate() {
             self.dma
                 .write_u32s(self.layout.tiles[i].dma_offset(), &tile.pixels());
         }
-        self.poison_slots([SLOT_BATCH_DONE, SLOT_PICTURE_DONE]);
-        const BATCH_MARK: u32 = 0xba7c_0001;
-        const PICTURE_MARK: u32 = 0x9c7e_0001;
-
         // The leading fills go in the batch; the rest, in order, in the ring.
         let fills = picture
             .regions
@@ -666,8 +698,11 @@ impl Demo<'_> {
             self.layout.batch.gfx(),
             ring_cmds.len() + 1
         );
-        self.run_and_wait("picture", ring_cmds)?;
+        Ok(ring_cmds)
+    }
 
+    /// The picture's stores ran and every pixel of its panel is right.
+    fn check_picture(&self, picture: &Picture) -> Result<()> {
         let marks = [
             (SLOT_BATCH_DONE, BATCH_MARK),
             (SLOT_PICTURE_DONE, PICTURE_MARK),
@@ -682,16 +717,6 @@ impl Demo<'_> {
         if let Some(m) = expected.first_mismatch(|x, y| self.screen_pixel(x, y)) {
             bail!("check picture: {m}");
         }
-        for line in picture.manifest() {
-            say!("picture: {line}");
-        }
-        let p = picture.panel;
-        say!(
-            "check picture: all {}x{} pixels of the panel read back through BAR0 match the manifest ({} regions)",
-            p.w,
-            p.h,
-            picture.regions.len()
-        );
         Ok(())
     }
 
