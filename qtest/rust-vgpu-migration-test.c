@@ -7,6 +7,12 @@
  * engine is busy, one whose vGPU work does not finish, and a destination
  * that does not fit the stream.
  *
+ * The whole-state and busy-engine tests take the GPU behind each side
+ * from the environment: RVG_MIGRATION_SOURCE and RVG_MIGRATION_DESTINATION
+ * are appended to the vGPU's properties (",host=0000:00:03.0" for a
+ * kernel device); unset, each side has a soft GPU of its own. The nested
+ * test migrates between kernel devices, and between soft and kernel.
+ *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
@@ -19,17 +25,42 @@
 #define RAM_GFX_PAGE 300
 #define REJECTED_ENTRY 500
 
+/* The vGPU of the whole-state and busy-engine tests, on one side. */
+static char *vgpu_args(const char *side_env)
+{
+    const char *gpu = g_getenv(side_env);
+
+    return g_strdup_printf("-device rust-vgpu,id=v0,vram-size=16M,addr=04.0%s",
+                           gpu ? gpu : "");
+}
+
 /* One side of a migration: its QEMU, and the vGPU as its guest sees it. */
 typedef struct Side {
     Rvg r;
     Eng e;
 } Side;
 
-/* A QEMU with `args`; its vGPU as the first rust-vgpu on the bus. */
-static void boot(Side *s, const char *args)
+/* A QEMU with these arguments; its vGPU as the first rust-vgpu on the bus. */
+static void G_GNUC_PRINTF(2, 3) boot(Side *s, const char *fmt, ...)
 {
+    va_list ap;
+    g_autofree char *args = NULL;
+
+    va_start(ap, fmt);
+    args = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
     s->r.qs = qtest_pc_boot("-nodefaults %s", args);
     s->r.dev = find_rvg(s->r.qs->pcibus);
+}
+
+/* Say which GPU is behind the vGPU ("# source backend: vfio ..."). */
+static void log_backend(Side *s, const char *side)
+{
+    g_autofree char *info = qtest_hmp(s->r.qs->qts, "info rust-vgpu");
+    const char *b = strstr(info, "backend: ");
+
+    g_assert_nonnull(b);
+    g_test_message("%s %.*s", side, (int)strcspn(b, "\n"), b);
 }
 
 static void shut(Side *s)
@@ -147,7 +178,8 @@ static void test_whole_state(void)
     g_autofree char *uri = socket_uri(&sock);
     g_autofree char *src_gtt = NULL, *dst_gtt = NULL;
     g_autofree char *src_shot = NULL, *dst_shot = NULL;
-    const char *dev = "-device rust-vgpu,id=v0,vram-size=16M,addr=04.0";
+    g_autofree char *src_dev = vgpu_args("RVG_MIGRATION_SOURCE");
+    g_autofree char *dst_dev = vgpu_args("RVG_MIGRATION_DESTINATION");
     uint64_t before[ARRAY_SIZE(carried)], after[ARRAY_SIZE(carried)];
     uint64_t gtt_before[8];
     Side src = { 0 }, dst = { 0 };
@@ -156,7 +188,7 @@ static void test_whole_state(void)
     gsize src_len, dst_len;
     QTestState *qts;
 
-    boot(&src, dev);
+    boot(&src, "%s", src_dev);
     qts = src.r.qs->qts;
     eng_init(e, &src.r, 4096);
     msg = guest_alloc(&src.r.qs->alloc, 4);
@@ -197,7 +229,9 @@ static void test_whole_state(void)
     src_gtt = qtest_hmp(qts, "info rust-vgpu-gtt v0 298 4");
     src_shot = screendump_bytes(qts, &src_len);
 
-    boot(&dst, g_strdup_printf("%s -incoming %s", dev, uri));
+    boot(&dst, "%s -incoming %s", dst_dev, uri);
+    log_backend(&src, "source");
+    log_backend(&dst, "destination");
     g_assert_true(migrate_to(&src, &dst, uri));
     take_over(&dst, &src);
     qts = dst.r.qs->qts;
@@ -252,15 +286,16 @@ static void test_busy_engine(void)
 {
     g_autofree char *sock = NULL;
     g_autofree char *uri = socket_uri(&sock);
-    const char *dev = "-device rust-vgpu,id=v0,vram-size=16M,addr=04.0";
+    g_autofree char *src_dev = vgpu_args("RVG_MIGRATION_SOURCE");
+    g_autofree char *dst_dev = vgpu_args("RVG_MIGRATION_DESTINATION");
     Side src = { 0 }, dst = { 0 };
     Eng *e = &src.e;
     uint32_t fills = 48, last_color = 0;
 
-    boot(&src, dev);
+    boot(&src, "%s", src_dev);
     eng_init(e, &src.r, 4096);
     eng_map_vram(e, 4096);
-    boot(&dst, g_strdup_printf("%s -incoming %s", dev, uri));
+    boot(&dst, "%s -incoming %s", dst_dev, uri);
     /* Slow enough that the fills run while VRAM is being sent. */
     qtest_qmp_assert_success(src.r.qs->qts,
                              "{'execute': 'migrate-set-parameters', 'arguments':"
@@ -304,19 +339,18 @@ static void test_unfinished_work_fails_the_migration(void)
     Eng *e = &src.e;
     QTestState *qts;
 
-    boot(&src, dev);
+    boot(&src, "%s", dev);
     qts = src.r.qs->qts;
     eng_init(e, &src.r, 4096);
     qtest_qmp_assert_success(qts, "{'execute': 'qom-set', 'arguments':"
                              " {'path': '/objects/gpu0',"
                              "  'property': 'x-engine-hold', 'value': true}}");
     SUBMIT(e, FENCE(1, false));
-    boot(&dst, g_strdup_printf("%s -incoming %s", dev, uri));
+    boot(&dst, "%s -incoming %s", dev, uri);
     /* The destination gives up when the source does. */
     qtest_set_expected_status(dst.r.qs->qts, 1);
     g_assert_false(migrate_to(&src, &dst, uri));
-    qtest_quit(dst.r.qs->qts);
-    dst.r.qs->qts = NULL;
+    shut(&dst);
 
     qtest_qmp_assert_success(qts, "{'execute': 'qom-set', 'arguments':"
                              " {'path': '/objects/gpu0',"
@@ -326,12 +360,10 @@ static void test_unfinished_work_fails_the_migration(void)
     SUBMIT(e, FENCE(2, false));
     wait_seqno(e, 2);
 
-    boot(&dst2, g_strdup_printf("%s -incoming %s", dev, uri2));
+    boot(&dst2, "%s -incoming %s", dev, uri2);
     g_assert_true(migrate_to(&src, &dst2, uri2));
     take_over(&dst2, &src);
     g_assert_cmphex(eng_read(&dst2.e, RVG_ENGINE_SEQNO), ==, 2);
-    g_free(dst.r.dev);
-    g_free(dst.r.qs);
     shut(&src);
     shut(&dst2);
     unlink(sock);
@@ -347,19 +379,107 @@ static void test_other_vram_size_is_refused(void)
 
     boot(&src, "-device rust-vgpu,id=v0,vram-size=16M,addr=04.0");
     eng_init(&src.e, &src.r, 4096);
-    boot(&dst, g_strdup_printf("-device rust-vgpu,id=v0,vram-size=8M,addr=04.0"
-                               " -incoming %s", uri));
+    boot(&dst, "-device rust-vgpu,id=v0,vram-size=8M,addr=04.0 -incoming %s", uri);
     qtest_set_expected_status(dst.r.qs->qts, 1);
     g_assert_false(migrate_to(&src, &dst, uri));
-    qtest_quit(dst.r.qs->qts);
-    g_free(dst.r.dev);
-    g_free(dst.r.qs);
+    shut(&dst);
     /* The source runs on. */
     qtest_qmp_assert_success(src.r.qs->qts, "{'execute': 'cont'}");
     SUBMIT(&src.e, FENCE(3, false));
     wait_seqno(&src.e, 3);
     shut(&src);
     unlink(sock);
+}
+
+/* Wait for job `id` to conclude without an error, then dismiss it. */
+static void wait_job(QTestState *qts, const char *id)
+{
+    for (int i = 0; i < 1000; i++) {
+        QDict *resp = qtest_qmp(qts, "{'execute': 'query-jobs'}");
+        QList *jobs = qdict_get_qlist(resp, "return");
+        bool done = false;
+
+        for (const QListEntry *e = qlist_first(jobs); e; e = qlist_next(e)) {
+            QDict *job = qobject_to(QDict, qlist_entry_obj(e));
+
+            if (!strcmp(qdict_get_str(job, "id"), id) &&
+                !strcmp(qdict_get_str(job, "status"), "concluded")) {
+                g_assert_cmpstr(qdict_get_try_str(job, "error"), ==, NULL);
+                done = true;
+            }
+        }
+        qobject_unref(resp);
+        if (done) {
+            qtest_qmp_assert_success(qts, "{'execute': 'job-dismiss',"
+                                     " 'arguments': {'id': %s}}", id);
+            return;
+        }
+        g_usleep(10 * 1000);
+    }
+    g_assert_not_reached();
+}
+
+/*
+ * A snapshot (snapshot-save, QMP's savevm) taken with work done, the vGPU
+ * changed after it, then the snapshot loaded into the same running vGPU:
+ * registers, GTT entries, VRAM and the engine are back as they were, and
+ * work goes on.
+ */
+static void test_snapshot(void)
+{
+    g_autofree char *path = NULL;
+    g_autoptr(GError) err = NULL;
+    int fd = g_file_open_tmp("rvg-snap-XXXXXX.qcow2", &path, &err);
+    Side s = { 0 };
+    Eng *e = &s.e;
+    QTestState *qts;
+
+    g_assert_no_error(err);
+    close(fd);
+    boot(&s, "-device rust-vgpu,id=v0,vram-size=16M,addr=04.0");
+    qts = s.r.qs->qts;
+    qtest_qmp_assert_success(qts, "{'execute': 'blockdev-add', 'arguments':"
+                             " {'driver': 'file', 'filename': %s,"
+                             "  'node-name': 'f0'}}", path);
+    qtest_qmp_assert_success(qts, "{'execute': 'blockdev-create', 'arguments':"
+                             " {'job-id': 'c0', 'options': {'driver': 'qcow2',"
+                             "  'file': 'f0', 'size': 16777216}}}");
+    wait_job(qts, "c0");
+    qtest_qmp_assert_success(qts, "{'execute': 'blockdev-add', 'arguments':"
+                             " {'driver': 'qcow2', 'file': 'f0',"
+                             "  'node-name': 'd0'}}");
+
+    eng_init(e, &s.r, 4096);
+    greg_write(&s.r, RVG_REG_SCRATCH, 0x5a5a);
+    SUBMIT(e, FILL_RECT(0x10000, 256, 64, 16, 0x00c0ffee), FENCE(1, false));
+    eng_wait_idle(e);
+    qtest_qmp_assert_success(qts, "{'execute': 'snapshot-save', 'arguments':"
+                             " {'job-id': 's0', 'tag': 'before',"
+                             "  'vmstate': 'd0', 'devices': ['d0']}}");
+    wait_job(qts, "s0");
+
+    greg_write(&s.r, RVG_REG_SCRATCH, 0x1111);
+    eng_gtt(e, 100, RVG_GTT_LOCAL | RVG_GTT_VALID);
+    SUBMIT(e, FILL_RECT(0x10000, 256, 64, 16, 0x00bad000), FENCE(2, false));
+    eng_wait_idle(e);
+    g_assert_cmphex(eng_vram_readl(e, 0x10000), ==, 0x00bad000);
+
+    qtest_qmp_assert_success(qts, "{'execute': 'snapshot-load', 'arguments':"
+                             " {'job-id': 'l0', 'tag': 'before',"
+                             "  'vmstate': 'd0', 'devices': ['d0']}}");
+    wait_job(qts, "l0");
+    e->tail = eng_read(e, RVG_ENGINE_RING_TAIL);
+    g_assert_cmphex(greg_read(&s.r, RVG_REG_SCRATCH), ==, 0x5a5a);
+    g_assert_cmphex(qpci_io_readq(s.r.dev, s.r.mmio, RVG_GTT + 8 * 100), ==,
+                    (100ull << 12) | RVG_GTT_LOCAL | RVG_GTT_VALID);
+    g_assert_cmphex(eng_read(e, RVG_ENGINE_SEQNO), ==, 1);
+    g_assert_cmphex(eng_vram_readl(e, 0x10000 + 15 * 256 + 252), ==, 0x00c0ffee);
+    SUBMIT(e, COPY_RECT(0x10000, 256, 0x20000, 256, 64, 16), FENCE(3, false));
+    eng_wait_idle(e);
+    g_assert_cmphex(eng_read(e, RVG_ENGINE_SEQNO), ==, 3);
+    g_assert_cmphex(eng_vram_readl(e, 0x20000 + 15 * 256 + 252), ==, 0x00c0ffee);
+    shut(&s);
+    unlink(path);
 }
 
 int main(int argc, char **argv)
@@ -371,5 +491,6 @@ int main(int argc, char **argv)
                    test_unfinished_work_fails_the_migration);
     qtest_add_func("/rust-vgpu/migration/other-vram-size-refused",
                    test_other_vram_size_is_refused);
+    qtest_add_func("/rust-vgpu/migration/snapshot", test_snapshot);
     return g_test_run();
 }
