@@ -10,8 +10,11 @@ space, registers, GTT shadowing with DMA into the L2 guest's RAM, engine
 commands, interrupts, a system reset) runs twice in the same L1, on
 -device rust-vgpu (the soft GPU) and on -device rust-vgpu,host=BDF (the
 kernel device); both must pass and their transcripts must agree line for
-line. Then QEMU must refuse each bad configuration with a message naming
-the property, the value and the cause.
+line. A vGPU then migrates, mid-scenario (qtest/rust-vgpu-migration-test.c),
+between QEMU processes on two kernel devices (a second rust-vgpu-hw),
+from the soft GPU to a kernel device and back. Then QEMU must refuse each
+bad configuration with a message naming the property, the value and the
+cause.
 """
 
 import os
@@ -24,11 +27,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 from boot import default_qemu  # noqa: E402
-from nested import Nested  # noqa: E402
+from nested import GPU_VRAM, Nested  # noqa: E402
 
 BUILD = Path(default_qemu()).parent
 # A second PCI device for L1 to bind to vfio-pci: QEMU's edu, not a GPU.
 EDU_ADDR = "0000:00:04.0"
+# A second GPU, where migrations between kernel devices land.
+GPU2_ADDR = "0000:00:05.0"
+MIGRATION_TESTS = ("whole-state", "busy-engine")
 
 # Run in L1 with the GPU's address as $1, in the work directory.
 SCRIPT = r"""
@@ -47,6 +53,22 @@ echo "== scenario vfio sysfsdev, config only"
 RVG_SCENARIO_DEVICE=",sysfsdev=/sys/bus/pci/devices/$bdf,vfio-iommu=legacy" \
     RVG_SCENARIO_TRANSCRIPT=$RVG_WORK/sysfsdev.txt $scenario --tap -k -p /x86_64/rust-vgpu/scenario/config
 echo "== rc $?"
+
+# Migrations: $3 and $4 are the source's and the destination's GPU.
+bdf2=@GPU2@
+echo vfio-pci >/sys/bus/pci/devices/$bdf2/driver_override
+echo $bdf2 >/sys/bus/pci/drivers_probe
+# A run that hangs fails at once, with its section's output so far.
+migrate() {
+    echo "== migration $1 -> $2"
+    RVG_MIGRATION_SOURCE=$3 RVG_MIGRATION_DESTINATION=$4 timeout 300 \
+        @BUILD@/tests/qtest/rust-vgpu/rust-vgpu-migration-test --tap -k \
+        -p /x86_64/rust-vgpu/migration/whole-state -p /x86_64/rust-vgpu/migration/busy-engine
+    echo "== rc $?"
+}
+migrate host=$bdf host=$bdf2 ",host=$bdf" ",host=$bdf2"
+migrate soft host=$bdf2 "" ",host=$bdf2"
+migrate host=$bdf soft ",host=$bdf" ""
 
 # QEMU must refuse these at realize. If one is wrongly accepted, QEMU
 # would sit there: the timeout ends it and the missing message fails.
@@ -103,8 +125,10 @@ class NestedVfio(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        script = SCRIPT.replace("@BUILD@", str(BUILD)).replace("@EDU@", EDU_ADDR)
-        cls.nested = Nested(script, extra_devices=[f"edu,addr={EDU_ADDR.split(':')[2]}"])
+        script = (SCRIPT.replace("@BUILD@", str(BUILD)).replace("@EDU@", EDU_ADDR)
+                  .replace("@GPU2@", GPU2_ADDR))
+        gpu2 = f"rust-vgpu-hw,addr={GPU2_ADDR.split(':')[2]},vram-size={GPU_VRAM}"
+        cls.nested = Nested(script, extra_devices=[f"edu,addr={EDU_ADDR.split(':')[2]}", gpu2])
         cls.nested.__enter__()
         cls.rc = cls.nested.run(timeout=900)
         cls.out = sections(cls.nested.log())
@@ -154,6 +178,25 @@ class NestedVfio(unittest.TestCase):
         config = [line for line in self.nested.path("soft.txt").read_text().splitlines()
                   if line.startswith("config:")]
         self.assertEqual(self.nested.path("sysfsdev.txt").read_text().splitlines(), config)
+
+    def assert_migrated(self, name, source, destination):
+        text, rc = self.section(f"migration {name}")
+        self.assertEqual(rc, 0, f"migration {name} failed:\n{text}")
+        for test in MIGRATION_TESTS:
+            self.assertRegex(text, rf"(?m)^ok \d+ /x86_64/rust-vgpu/migration/{test}$")
+        self.assertNotRegex(text, r"(?m)^not ok")
+        for side, backend in (("source", source), ("destination", destination)):
+            self.assertRegex(text, rf"(?m)^# {side} backend: {backend}")
+
+    def test_migrates_between_two_kernel_devices(self):
+        self.assert_migrated("host=0000:00:03.0 -> host=0000:00:05.0",
+                             r"vfio 0000:00:03\.0", r"vfio 0000:00:05\.0")
+
+    def test_migrates_from_the_soft_gpu_to_a_kernel_device(self):
+        self.assert_migrated("soft -> host=0000:00:05.0", "soft", r"vfio 0000:00:05\.0")
+
+    def test_migrates_from_a_kernel_device_to_the_soft_gpu(self):
+        self.assert_migrated("host=0000:00:03.0 -> soft", r"vfio 0000:00:03\.0", "soft")
 
     def assert_refused(self, name, *wanted):
         text, rc = self.section(f"refuse {name}")
