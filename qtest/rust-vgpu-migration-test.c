@@ -22,6 +22,7 @@
 
 #include "rvg-engine.h"
 
+#define VRAM_SIZE (16 * MiB)
 #define RAM_GFX_PAGE 300
 #define REJECTED_ENTRY 500
 
@@ -149,6 +150,18 @@ static char *screendump_bytes(QTestState *qts, gsize *len)
     return data;
 }
 
+/*
+ * All of BAR0, in reads of 64 KiB: libqtest's reply parsing is quadratic
+ * in a reply's length, which one 16 MiB read would feel (under ASan, for
+ * minutes).
+ */
+static void read_vram(QTestState *qts, Eng *e, uint8_t *out)
+{
+    for (uint64_t off = 0; off < VRAM_SIZE; off += 64 * KiB) {
+        qtest_bufread(qts, e->vram.addr + off, out + off, 64 * KiB);
+    }
+}
+
 /* Registers a guest reads, and which must carry over. */
 static const uint32_t carried[] = {
     RVG_GLOBAL + RVG_REG_SCRATCH, RVG_GLOBAL + RVG_REG_INT_STATUS,
@@ -178,6 +191,7 @@ static void test_whole_state(void)
     g_autofree char *uri = socket_uri(&sock);
     g_autofree char *src_gtt = NULL, *dst_gtt = NULL;
     g_autofree char *src_shot = NULL, *dst_shot = NULL;
+    g_autofree uint8_t *src_vram = NULL, *dst_vram = NULL;
     g_autofree char *src_dev = vgpu_args("RVG_MIGRATION_SOURCE");
     g_autofree char *dst_dev = vgpu_args("RVG_MIGRATION_DESTINATION");
     uint64_t before[ARRAY_SIZE(carried)], after[ARRAY_SIZE(carried)];
@@ -228,6 +242,8 @@ static void test_whole_state(void)
     }
     src_gtt = qtest_hmp(qts, "info rust-vgpu-gtt v0 298 4");
     src_shot = screendump_bytes(qts, &src_len);
+    src_vram = g_malloc(VRAM_SIZE);
+    read_vram(qts, e, src_vram);
 
     boot(&dst, "%s -incoming %s", dst_dev, uri);
     log_backend(&src, "source");
@@ -257,6 +273,10 @@ static void test_whole_state(void)
                         i >= 16 * 64 && i < 24 * 64 && i % 64 < 32 ?
                         0x00ff00 : 0x010203 * i);
     }
+    /* Every byte of VRAM, not only the samples. */
+    dst_vram = g_malloc(VRAM_SIZE);
+    read_vram(qts, &dst.e, dst_vram);
+    g_assert_true(memcmp(dst_vram, src_vram, VRAM_SIZE) == 0);
 
     /* New work through the old entries; its interrupt through MSI-X. */
     qtest_writel(qts, msg, 0);
@@ -391,6 +411,72 @@ static void test_other_vram_size_is_refused(void)
     unlink(sock);
 }
 
+/*
+ * Two vGPUs sharing one rust-vgpu-gpu migrate with their VM to a
+ * destination whose GPU they share too: each keeps its own registers, GTT
+ * and VRAM, and both run new work.
+ */
+static void test_shared_gpu(void)
+{
+    g_autofree char *sock = NULL;
+    g_autofree char *uri = socket_uri(&sock);
+    g_autofree char *status = NULL;
+    const char *devs = "-object rust-vgpu-gpu,id=gpu0,vram-size=16M "
+                       "-device rust-vgpu,id=a,gpu=gpu0,vram-size=4M,addr=04.0 "
+                       "-device rust-vgpu,id=b,gpu=gpu0,vram-size=4M,addr=05.0";
+    QOSState *qs[2];
+    Rvg r[2][2];
+    Eng e[2][2];
+
+    for (int side = 0; side < 2; side++) {
+        QPCIDevice *found[3] = { NULL };
+
+        qs[side] = qtest_pc_boot("-nodefaults %s%s%s", devs,
+                                 side ? " -incoming " : "", side ? uri : "");
+        qpci_device_foreach(qs[side]->pcibus, RVG_PCI_VENDOR_ID,
+                            RVG_PCI_DEVICE_ID_VGPU, append_dev, found);
+        for (int v = 0; v < 2; v++) {
+            g_assert_nonnull(found[v]);
+            r[side][v] = (Rvg) { .qs = qs[side], .dev = found[v] };
+        }
+    }
+    for (int v = 0; v < 2; v++) {
+        eng_init(&e[0][v], &r[0][v], 4096);
+        greg_write(&r[0][v], RVG_REG_SCRATCH, 0xa0 + v);
+        SUBMIT(&e[0][v], FILL_RECT(0x10000, 256, 64, 16, 0x100 + v),
+               FENCE(10 + v, false));
+        eng_wait_idle(&e[0][v]);
+    }
+    qtest_qmp_assert_success(qs[0]->qts, "{'execute': 'migrate',"
+                             " 'arguments': {'uri': %s}}", uri);
+    status = migration_status(qs[0]->qts);
+    g_assert_cmpstr(status, ==, "completed");
+    qtest_qmp_eventwait(qs[1]->qts, "RESUME");
+    for (int v = 0; v < 2; v++) {
+        Eng *d = &e[1][v];
+
+        r[1][v].mmio = r[0][v].mmio;
+        *d = e[0][v];
+        d->r = &r[1][v];
+        g_assert_cmphex(greg_read(&r[1][v], RVG_REG_SCRATCH), ==, 0xa0 + v);
+        g_assert_cmphex(eng_read(d, RVG_ENGINE_SEQNO), ==, 10 + v);
+        g_assert_cmphex(eng_vram_readl(d, 0x10000 + 15 * 256 + 252), ==, 0x100 + v);
+        SUBMIT(d, COPY_RECT(0x10000, 256, 0x20000, 256, 64, 16), FENCE(20 + v, false));
+    }
+    for (int v = 0; v < 2; v++) {
+        eng_wait_idle(&e[1][v]);
+        g_assert_cmphex(eng_read(&e[1][v], RVG_ENGINE_SEQNO), ==, 20 + v);
+        g_assert_cmphex(eng_vram_readl(&e[1][v], 0x20000 + 15 * 256 + 252), ==,
+                        0x100 + v);
+    }
+    for (int side = 0; side < 2; side++) {
+        g_free(r[side][0].dev);
+        g_free(r[side][1].dev);
+        qtest_pc_shutdown(qs[side]);
+    }
+    unlink(sock);
+}
+
 /* Wait for job `id` to conclude without an error, then dismiss it. */
 static void wait_job(QTestState *qts, const char *id)
 {
@@ -492,5 +578,6 @@ int main(int argc, char **argv)
     qtest_add_func("/rust-vgpu/migration/other-vram-size-refused",
                    test_other_vram_size_is_refused);
     qtest_add_func("/rust-vgpu/migration/snapshot", test_snapshot);
+    qtest_add_func("/rust-vgpu/migration/shared-gpu", test_shared_gpu);
     return g_test_run();
 }
