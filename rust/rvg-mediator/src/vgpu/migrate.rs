@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use rvg_model::block::RegFile;
 use rvg_model::effects::Effects;
 use rvg_model::engine::{error, ring_ctl, RING_SIZE_MAX};
 use rvg_model::gtt::PAGE_SIZE;
@@ -281,31 +282,33 @@ impl Vgpu {
             ));
         }
         regs.engine = e;
-        let fits = |reg_width: u64, v: u64| reg_width >= 8 || v >> (reg_width * 8) == 0;
-        same(
-            "display.count",
-            saved.display.len() as u64,
-            DisplayReg::ALL.len() as u64,
-        )?;
-        for (&reg, &v) in DisplayReg::ALL.iter().zip(&saved.display) {
-            if !fits(reg.width(), v) {
-                return Err(LoadError::invalid(reg.name(), v, "wider than the register"));
-            }
-            regs.display.set(reg, v);
-        }
-        same(
-            "dispi.count",
-            saved.dispi.len() as u64,
-            DispiReg::ALL.len() as u64,
-        )?;
-        for (&reg, &v) in DispiReg::ALL.iter().zip(&saved.dispi) {
-            if !fits(reg.width(), v) {
-                return Err(LoadError::invalid(reg.name(), v, "wider than the register"));
-            }
-            regs.dispi.set(reg, v);
-        }
+        restore_block(&mut regs.display, "display.count", &saved.display)?;
+        restore_block(&mut regs.dispi, "dispi.count", &saved.dispi)?;
         regs.qext_endian = saved.qext_endian;
         regs.vga_ports = saved.vga_ports;
         Ok(regs)
     }
+}
+
+/// A block's registers from `values`, one per register in `R::ALL` order,
+/// each within its register's width.
+fn restore_block<R: Register>(
+    file: &mut RegFile<R>,
+    count_field: &'static str,
+    values: &[u64],
+) -> Result<(), LoadError> {
+    if values.len() != R::ALL.len() {
+        return Err(LoadError::Mismatch {
+            field: count_field,
+            source_value: values.len() as u64,
+            here: R::ALL.len() as u64,
+        });
+    }
+    for (&reg, &v) in R::ALL.iter().zip(values) {
+        if reg.width() < 8 && v >> (reg.width() * 8) != 0 {
+            return Err(LoadError::invalid(reg.name(), v, "wider than the register"));
+        }
+        file.set(reg, v);
+    }
+    Ok(())
 }
