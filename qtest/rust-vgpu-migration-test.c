@@ -77,42 +77,10 @@ static char *socket_uri(char **path)
     return g_strdup_printf("unix:%s", *path);
 }
 
-/* Poll query-migrate on `qts` until it is no longer under way. */
-static char *migration_status(QTestState *qts)
-{
-    for (int i = 0; i < 3000; i++) {
-        QDict *resp = qtest_qmp_assert_success_ref(qts,
-                          "{'execute': 'query-migrate'}");
-        const char *status = qdict_get_try_str(resp, "status");
-        char *out = g_strdup(status ? status : "none");
-
-        qobject_unref(resp);
-        if (strcmp(out, "setup") && strcmp(out, "active") &&
-            strcmp(out, "device") && strcmp(out, "pre-switchover") &&
-            strcmp(out, "none")) {
-            return out;
-        }
-        g_free(out);
-        g_usleep(10 * 1000);
-    }
-    g_assert_not_reached();
-}
-
 /* Migrate `from` to `to` (booted with -incoming `uri`); true if it worked. */
 static bool migrate_to(Side *from, Side *to, const char *uri)
 {
-    g_autofree char *status = NULL;
-
-    qtest_qmp_assert_success(from->r.qs->qts,
-                             "{'execute': 'migrate', 'arguments':"
-                             " {'uri': %s}}", uri);
-    status = migration_status(from->r.qs->qts);
-    g_test_message("migration: %s", status);
-    if (strcmp(status, "completed")) {
-        return false;
-    }
-    qtest_qmp_eventwait(to->r.qs->qts, "RESUME");
-    return true;
+    return rvg_migrate(from->r.qs->qts, to->r.qs->qts, uri);
 }
 
 /*
@@ -420,7 +388,6 @@ static void test_shared_gpu(void)
 {
     g_autofree char *sock = NULL;
     g_autofree char *uri = socket_uri(&sock);
-    g_autofree char *status = NULL;
     const char *devs = "-object rust-vgpu-gpu,id=gpu0,vram-size=16M "
                        "-device rust-vgpu,id=a,gpu=gpu0,vram-size=4M,addr=04.0 "
                        "-device rust-vgpu,id=b,gpu=gpu0,vram-size=4M,addr=05.0";
@@ -447,11 +414,7 @@ static void test_shared_gpu(void)
                FENCE(10 + v, false));
         eng_wait_idle(&e[0][v]);
     }
-    qtest_qmp_assert_success(qs[0]->qts, "{'execute': 'migrate',"
-                             " 'arguments': {'uri': %s}}", uri);
-    status = migration_status(qs[0]->qts);
-    g_assert_cmpstr(status, ==, "completed");
-    qtest_qmp_eventwait(qs[1]->qts, "RESUME");
+    g_assert_true(rvg_migrate(qs[0]->qts, qs[1]->qts, uri));
     for (int v = 0; v < 2; v++) {
         Eng *d = &e[1][v];
 

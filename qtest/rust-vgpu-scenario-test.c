@@ -9,7 +9,10 @@
  * (e.g. ",host=0000:00:03.0"), and RVG_SCENARIO_TRANSCRIPT names a file
  * that receives every observation, one "step: what = value" per line, so
  * the two runs can be compared line for line. Every step also asserts what
- * docs/hardware.md specifies.
+ * docs/hardware.md specifies. With RVG_SCENARIO_MIGRATE_TO set (properties
+ * for the destination's -device, "" for a soft GPU), the vGPU migrates to
+ * a second QEMU after the GTT step and the steps after run there: the
+ * transcript must not tell.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -222,6 +225,32 @@ static void test_engine(void)
     qpci_msix_disable(rvg->dev);
 }
 
+/*
+ * Live migration to a second QEMU, whose guest goes on where this one
+ * stopped: the same BARs, its PCI address allocator past them. Notes
+ * nothing: the transcript is the one a run without migration writes.
+ */
+static void test_migrate(void)
+{
+    const char *to = g_getenv("RVG_SCENARIO_MIGRATE_TO");
+    g_autofree char *sock = g_strdup_printf("%s/rvg-scenario-%d.sock",
+                                            g_get_tmp_dir(), getpid());
+    g_autofree char *uri = g_strdup_printf("unix:%s", sock);
+    Rvg *dst = g_new0(Rvg, 1);
+
+    dst->qs = qtest_pc_boot("-nodefaults -device rust-vgpu%s -incoming %s", to, uri);
+    dst->dev = find_rvg(dst->qs->pcibus);
+    g_assert_true(rvg_migrate(qts(), dst->qs->qts, uri));
+    unlink(sock);
+    dst->mmio = rvg->mmio;
+    dst->qs->pcibus->mmio_alloc_ptr = rvg->qs->pcibus->mmio_alloc_ptr;
+    dst->qs->pcibus->pio_alloc_ptr = rvg->qs->pcibus->pio_alloc_ptr;
+    rvg_stop(rvg);
+    rvg = dst;
+    eng.r = dst;
+    log_backend();
+}
+
 /* A system reset: power-on state, and a GPU that works afterwards. */
 static void test_reset(void)
 {
@@ -269,6 +298,9 @@ int main(int argc, char **argv)
     qtest_add_func("/rust-vgpu/scenario/config", test_config);
     qtest_add_func("/rust-vgpu/scenario/registers", test_registers);
     qtest_add_func("/rust-vgpu/scenario/gtt-shadowing", test_gtt_shadowing);
+    if (g_getenv("RVG_SCENARIO_MIGRATE_TO")) {
+        qtest_add_func("/rust-vgpu/scenario/migrate", test_migrate);
+    }
     qtest_add_func("/rust-vgpu/scenario/engine", test_engine);
     qtest_add_func("/rust-vgpu/scenario/reset", test_reset);
     ret = g_test_run();

@@ -127,6 +127,34 @@ static inline void rvg_wait_status(Rvg *r, uint32_t bits)
     g_assert_cmphex(greg_read(r, RVG_REG_INT_STATUS) & bits, ==, bits);
 }
 
+/*
+ * Migrate `from` to `to`, a QEMU started with -incoming `uri`: true once
+ * the migration completed and `to` runs, false if it failed (both within
+ * 30 s).
+ */
+static inline bool rvg_migrate(QTestState *from, QTestState *to, const char *uri)
+{
+    qtest_qmp_assert_success(from, "{'execute': 'migrate', 'arguments':"
+                             " {'uri': %s}}", uri);
+    for (int i = 0; i < 3000; i++) {
+        QDict *ret = qtest_qmp_assert_success_ref(from,
+                                                  "{'execute': 'query-migrate'}");
+        g_autofree char *status = g_strdup(qdict_get_try_str(ret, "status"));
+
+        qobject_unref(ret);
+        g_test_message("migration: %s", status ? status : "none");
+        if (status && !strcmp(status, "completed")) {
+            qtest_qmp_eventwait(to, "RESUME");
+            return true;
+        }
+        if (status && (!strcmp(status, "failed") || !strcmp(status, "cancelled"))) {
+            return false;
+        }
+        g_usleep(10 * 1000);
+    }
+    g_assert_not_reached();
+}
+
 /* A QMP response must be an error whose description contains `want`. */
 static inline void rvg_expect_error(QDict *resp, const char *want)
 {

@@ -10,9 +10,10 @@ space, registers, GTT shadowing with DMA into the L2 guest's RAM, engine
 commands, interrupts, a system reset) runs twice in the same L1, on
 -device rust-vgpu (the soft GPU) and on -device rust-vgpu,host=BDF (the
 kernel device); both must pass and their transcripts must agree line for
-line. A vGPU then migrates, mid-scenario (qtest/rust-vgpu-migration-test.c),
-between QEMU processes on two kernel devices (a second rust-vgpu-hw),
-from the soft GPU to a kernel device and back. Then QEMU must refuse each
+line. A vGPU then migrates between QEMU processes on two kernel devices
+(a second rust-vgpu-hw), from the soft GPU to a kernel device and back
+(qtest/rust-vgpu-migration-test.c); and the scenario on one kernel device
+migrates to the other halfway and goes on there with the same transcript. Then QEMU must refuse each
 bad configuration with a message naming the property, the value and the
 cause.
 """
@@ -67,6 +68,10 @@ migrate() {
     echo "== rc $?"
 }
 migrate host=$bdf host=$bdf2 ",host=$bdf" ",host=$bdf2"
+echo "== scenario vfio host=$bdf migrated to host=$bdf2"
+RVG_SCENARIO_DEVICE=",host=$bdf" RVG_SCENARIO_MIGRATE_TO=",host=$bdf2" \
+    RVG_SCENARIO_TRANSCRIPT=$RVG_WORK/migrated.txt timeout 300 $scenario --tap -k
+echo "== rc $?"
 migrate soft host=$bdf2 "" ",host=$bdf2"
 migrate host=$bdf soft ",host=$bdf" ""
 
@@ -197,6 +202,17 @@ class NestedVfio(unittest.TestCase):
 
     def test_migrates_from_a_kernel_device_to_the_soft_gpu(self):
         self.assert_migrated("host=0000:00:03.0 -> soft", r"vfio 0000:00:03\.0", "soft")
+
+    def test_the_scenario_goes_on_after_migrating_between_kernel_devices(self):
+        name = "scenario vfio host=0000:00:03.0 migrated to host=0000:00:05.0"
+        self.assert_scenario_passed(name)
+        text, _ = self.out[name]
+        self.assertRegex(text, r"(?m)^ok \d+ /x86_64/rust-vgpu/scenario/migrate$")
+        self.assertRegex(text, r"(?m)^# backend: vfio 0000:00:05\.0")
+        for step in ("engine", "reset"):
+            self.assertRegex(text, rf"(?m)^ok \d+ /x86_64/rust-vgpu/scenario/{step}$")
+        soft = self.nested.path("soft.txt").read_text().splitlines()
+        self.assertEqual(self.nested.path("migrated.txt").read_text().splitlines(), soft)
 
     def assert_refused(self, name, *wanted):
         text, rc = self.section(f"refuse {name}")
