@@ -44,22 +44,25 @@ qemu=@BUILD@/qemu-system-x86_64
 scenario=@BUILD@/tests/qtest/rust-vgpu/rust-vgpu-scenario-test
 export QTEST_QEMU_BINARY=$qemu
 
+# Each run is bounded: one that hangs fails at once (status 124), with
+# its section's output so far.
 echo "== scenario soft"
-RVG_SCENARIO_TRANSCRIPT=$RVG_WORK/soft.txt $scenario --tap -k
+RVG_SCENARIO_TRANSCRIPT=$RVG_WORK/soft.txt timeout 300 $scenario --tap -k
 echo "== rc $?"
 echo "== scenario vfio host=$bdf"
-RVG_SCENARIO_DEVICE=",host=$bdf" RVG_SCENARIO_TRANSCRIPT=$RVG_WORK/vfio.txt $scenario --tap -k
+RVG_SCENARIO_DEVICE=",host=$bdf" RVG_SCENARIO_TRANSCRIPT=$RVG_WORK/vfio.txt \
+    timeout 300 $scenario --tap -k
 echo "== rc $?"
 echo "== scenario vfio sysfsdev, config only"
 RVG_SCENARIO_DEVICE=",sysfsdev=/sys/bus/pci/devices/$bdf,vfio-iommu=legacy" \
-    RVG_SCENARIO_TRANSCRIPT=$RVG_WORK/sysfsdev.txt $scenario --tap -k -p /x86_64/rust-vgpu/scenario/config
+    RVG_SCENARIO_TRANSCRIPT=$RVG_WORK/sysfsdev.txt timeout 300 $scenario --tap -k \
+    -p /x86_64/rust-vgpu/scenario/config
 echo "== rc $?"
 
 # Migrations: $3 and $4 are the source's and the destination's GPU.
 bdf2=@GPU2@
 echo vfio-pci >/sys/bus/pci/devices/$bdf2/driver_override
 echo $bdf2 >/sys/bus/pci/drivers_probe
-# A run that hangs fails at once, with its section's output so far.
 migrate() {
     echo "== migration $1 -> $2"
     RVG_MIGRATION_SOURCE=$3 RVG_MIGRATION_DESTINATION=$4 timeout 300 \
