@@ -5,7 +5,6 @@
 use rvg_mediator::{GpuWrite, QUIESCE_TIMEOUT};
 
 use crate::device::{FfiDevice, Model};
-use crate::host::LogKind;
 use crate::ops::with_device;
 use crate::sys;
 
@@ -79,11 +78,8 @@ impl FfiDevice {
                 true
             }
             Err(msg) => {
+                // The shim reports it, with the device's name.
                 self.host.set_error(errp, &msg);
-                self.host.log(
-                    LogKind::Error,
-                    &format!("incoming migration refused: {msg}"),
-                );
                 false
             }
         }
