@@ -337,3 +337,37 @@ fn gpu_writes_are_the_mapped_pages_once_work_ran() {
     );
     assert_eq!(g.v.take_gpu_writes(), vec![], "reported once");
 }
+
+/// Two vGPUs on one GPU, the engine held with the neighbour's work in
+/// flight: a vGPU with nothing in the GPU quiesces and saves at once,
+/// whatever its neighbour does; one with work queued behind the
+/// neighbour's waits, and is refused while it does; once the engine runs,
+/// both finish and the waiting one saves.
+#[test]
+fn a_neighbours_work_in_flight_neither_blocks_nor_is_dropped() {
+    let config = VgpuConfig::new(VRAM);
+    let (shared, soft) = gpu(4 * config.private_gpu_vram(), TIMESLICE_DEFAULT);
+    let mut a = Guest::new(Vgpu::new(config.clone(), shared.clone()).unwrap());
+    let mut b = Guest::new(Vgpu::new(config, shared).unwrap());
+    soft.gpu().set_engine_hold(true);
+    b.submit(&[Command::Fence {
+        seqno: 1,
+        interrupt: false,
+    }]);
+    a.v.quiesce(Duration::ZERO).unwrap();
+    a.v.save().unwrap();
+
+    a.submit(&[Command::Fence {
+        seqno: 2,
+        interrupt: false,
+    }]);
+    assert!(a.v.quiesce(Duration::from_millis(20)).is_err());
+    assert!(a.v.save().is_err(), "work queued behind the neighbour's");
+    soft.gpu().set_engine_hold(false);
+    a.v.quiesce(Duration::from_secs(2)).unwrap();
+    b.wait_idle();
+    assert_eq!(a.reg(EngineReg::Seqno), 2);
+    assert_eq!(b.reg(EngineReg::Seqno), 1);
+    let saved = SavedVgpu::decode(&a.v.save().unwrap(), VGPU_GTT_ENTRIES).unwrap();
+    assert_eq!((saved.engine.seqno, saved.engine.head), (2, a.tail));
+}
