@@ -470,11 +470,16 @@ fn quiesce_waits_for_work_and_hands_back_only_unstarted_work() {
     assert!(c.ctx(a).unwrap().queue.is_empty());
     assert_eq!(c.quiesce(a), Quiesce::Settled);
 
-    // Half of a work in the ring, the rest queued: it must run first.
+    // Part of a work ran, the engine was disabled, the ring drained and
+    // was given up: the rest cannot be handed back (it may start inside a
+    // batch), so it must run first.
     let b = vgpu(&mut c);
     submit(&mut c, b, work(RING as usize, 9));
-    let _ = push(c.decide(t));
+    let chunk = push(c.decide(t));
     c.ctx(b).unwrap().enabled = false;
-    assert!(c.ctx(b).unwrap().offset > 0);
-    assert_eq!(c.quiesce(b), Quiesce::Running);
+    assert_eq!(c.quiesce(b), Quiesce::Running, "in the ring");
+    c.collect(ran(&chunk), t);
+    let _ = c.decide(t);
+    assert!(c.owner().is_none() && c.ctx(b).unwrap().offset > 0);
+    assert_eq!(c.quiesce(b), Quiesce::Running, "started, not in the ring");
 }
