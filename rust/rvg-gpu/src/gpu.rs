@@ -5,13 +5,15 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use std::sync::Weak;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
 
 use rvg_model::access::{AccessError, Lane};
 use rvg_model::block::{RegError, RegFile};
-use rvg_model::config::{check_vram_size, ConfigError, GpuConfig};
+use rvg_model::config::{ConfigError, GpuConfig};
 use rvg_model::dma::{DmaSpace, NoDma};
 use rvg_model::effects::Effects;
 use rvg_model::engine::{ring_ctl, EngineState, RunOutcome, Signal};
@@ -22,6 +24,7 @@ use rvg_model::rect_exec::PREEMPT_BAND_BYTES;
 use rvg_model::regs::{bar2, Bar2Target, DisplayReg};
 
 use crate::gfx_mem::GfxMem;
+use crate::partition::Partition;
 use crate::vram::Vram;
 
 /// Entries of the physical GTT: the whole BAR2 window, 512 MiB of graphics
@@ -52,10 +55,14 @@ struct GpuState {
     shutdown: bool,
 }
 
-/// What the GPU's register side and its engine worker share.
+/// What one function's register side and its engine worker share.
 struct Core {
+    phys: Arc<Physical>,
+    /// 0 for the PF, 1 + its index for a VF: its place at the arbiter.
+    function: usize,
+    partition: Partition,
+    /// The function's VRAM partition (the PF's is all of it).
     vram: Vram,
-    gtt: Box<[AtomicU64]>,
     state: Mutex<GpuState>,
     /// Signalled on new engine work, on the end of a run, on shutdown.
     wake: Condvar,
@@ -79,6 +86,7 @@ struct Core {
     inline_dwords: AtomicU32,
 }
 
+/// One PCI function of the GPU: the whole GPU (the PF), or an SR-IOV VF.
 pub struct Gpu {
     config: GpuConfig,
     core: Arc<Core>,
@@ -86,19 +94,29 @@ pub struct Gpu {
 }
 
 impl Gpu {
+    /// A GPU without VFs.
     pub fn new(config: GpuConfig) -> Result<Gpu, ConfigError> {
-        check_vram_size(config.vram_size)?;
-        let vram = Vram::new(config.vram_size).map_err(|e| {
-            ConfigError::Host(format!(
-                "cannot allocate {} bytes of VRAM: {e}",
-                config.vram_size
-            ))
-        })?;
+        Gpu::with_vfs(config, 0)
+    }
+
+    /// A function of the GPU `phys`: the PF (0, the whole) or VF `function - 1`.
+    fn function(
+        phys: Arc<Physical>,
+        function: usize,
+        partition: Partition,
+        config: GpuConfig,
+    ) -> Result<Gpu, ConfigError> {
+        let vram = phys
+            .vram
+            .window(partition.vram_base, partition.vram_size)
+            .map_err(|e| ConfigError::Host(format!("VRAM partition out of range: {e:?}")))?;
         let core = Arc::new(Core {
+            phys,
+            function,
+            partition,
             vram,
-            gtt: (0..GTT_ENTRIES).map(|_| AtomicU64::new(0)).collect(),
             state: Mutex::new(GpuState {
-                global: GlobalBlock::new(config.vram_size, GTT_ENTRIES),
+                global: GlobalBlock::new(partition.vram_size, partition.gtt_entries),
                 engine: EngineState::default(),
                 display: RegFile::default(),
                 generation: 0,
@@ -116,8 +134,12 @@ impl Gpu {
             inline_dwords: AtomicU32::new(0),
         });
         let worker_core = core.clone();
+        let name = match function {
+            0 => "rvg-engine".to_string(),
+            f => format!("rvg-engine-vf{}", f - 1),
+        };
         let worker = std::thread::Builder::new()
-            .name("rvg-engine".into())
+            .name(name)
             .spawn(move || worker_core.engine_loop())
             .map_err(|e| ConfigError::Host(format!("cannot start the engine thread: {e}")))?;
         Ok(Gpu {
@@ -131,8 +153,28 @@ impl Gpu {
         &self.config
     }
 
+    /// The function's VRAM: the PF's is all of it, a VF's its partition.
     pub fn vram(&self) -> &Vram {
         &self.core.vram
+    }
+
+    /// Where this function's GTT and VRAM sit in the GPU's.
+    pub fn partition(&self) -> Partition {
+        self.core.partition
+    }
+
+    /// Engine time this function has held at the arbiter.
+    pub fn engine_time(&self) -> Duration {
+        self.core.phys.arbiter.engine_time(self.core.function)
+    }
+
+    /// This function's weight at the arbiter: its quantum in base quanta,
+    /// 1 to [`crate::arbiter::MAX_WEIGHT`]. False for a weight out of range.
+    pub fn set_arbiter_weight(&self, weight: u32) -> bool {
+        self.core
+            .phys
+            .arbiter
+            .set_weight(self.core.function, weight)
     }
 
     /// Install how DMA addresses reach memory.
@@ -155,7 +197,7 @@ impl Gpu {
     /// Returns false for an index past the GTT.
     #[inline]
     pub fn set_gtt_entry(&self, index: u32, entry: GttEntry) -> bool {
-        match self.core.gtt.get(index as usize) {
+        match self.core.gtt().get(index as usize) {
             Some(slot) => {
                 slot.store(entry.0, Ordering::Release);
                 true
@@ -166,7 +208,7 @@ impl Gpu {
 
     pub fn gtt_entry(&self, index: u32) -> Option<GttEntry> {
         self.core
-            .gtt
+            .gtt()
             .get(index as usize)
             .map(|e| GttEntry(e.load(Ordering::Acquire)))
     }
@@ -212,23 +254,27 @@ impl Gpu {
     }
 
     /// Power-on state: registers, engine and GTT cleared, after any run in
-    /// flight has finished. VRAM keeps its contents, as memory does.
+    /// flight has finished. The PF's VRAM keeps its contents, as memory
+    /// does; a VF's partition is scrubbed, so its next tenant sees nothing
+    /// of the last. The PF's reset is the whole GPU's: every VF's too.
     pub fn reset(&self) -> Effects {
-        let mut st = self.core.state.lock();
-        st.engine = EngineState::default();
-        st.generation += 1;
-        self.core.generation.store(st.generation, Ordering::Release);
-        while st.running {
-            self.core.settled.wait(&mut st);
+        let line = self.core.reset();
+        if self.core.function == 0 {
+            let vfs: Vec<Arc<Core>> = self
+                .core
+                .phys
+                .vfs
+                .lock()
+                .iter()
+                .filter_map(Weak::upgrade)
+                .collect();
+            for vf in vfs {
+                // VFs signal by message only: a reset raises none.
+                vf.reset();
+            }
         }
-        self.core.preempt.store(false, Ordering::Release);
-        for e in self.core.gtt.iter() {
-            e.store(0, Ordering::Release);
-        }
-        st.global.reset();
-        st.display = RegFile::default();
         Effects {
-            irq: Some(st.global.irq.current()),
+            irq: Some(line),
             diags: Vec::new(),
         }
     }
@@ -295,8 +341,13 @@ impl Gpu {
                         }
                     }
                     if w.kick {
-                        if st.idle_with_work() && self.core.runs_inline(&st.engine) {
+                        let arbiter = &self.core.phys.arbiter;
+                        if st.idle_with_work()
+                            && self.core.runs_inline(&st.engine)
+                            && arbiter.try_acquire(self.core.function)
+                        {
                             st = self.core.run(st, RUN_BUDGET);
+                            arbiter.release(self.core.function);
                         }
                         // The worker only for work left to do: a wake-up
                         // for nothing costs the tail writer its core.
@@ -323,7 +374,7 @@ impl Gpu {
     fn gtt_slot(&self, index: u64, within: u64, size: u32) -> Result<&AtomicU64, RegError> {
         let slot = self
             .core
-            .gtt
+            .gtt()
             .get(index as usize)
             .ok_or(RegError::NoRegister {
                 offset: bar2::GTT + index * 8 + within,
@@ -378,7 +429,12 @@ impl Core {
     /// The engine worker: runs whatever the engine may run, a budget of
     /// commands at a time, outside the lock, so register accesses (a vCPU
     /// writing the tail, polling the seqno) never wait for a blit.
+    ///
+    /// The engine is the GPU's, shared by its functions: the worker holds
+    /// it at the arbiter from its first run until it has nothing left to
+    /// run or its quantum is up with another function waiting.
     fn engine_loop(&self) {
+        let arbiter = &self.phys.arbiter;
         let mut st = self.state.lock();
         loop {
             while !st.shutdown && !st.idle_with_work() {
@@ -387,8 +443,45 @@ impl Core {
             if st.shutdown {
                 return;
             }
-            st = self.run(st, RUN_BUDGET);
+            drop(st);
+            arbiter.acquire(self.function);
+            st = self.state.lock();
+            while !st.shutdown && st.idle_with_work() && !arbiter.should_yield(self.function) {
+                st = self.run(st, RUN_BUDGET);
+            }
+            drop(st);
+            arbiter.release(self.function);
+            st = self.state.lock();
         }
+    }
+
+    /// This function's part of the GTT: the window its registers show and
+    /// its engine translates through.
+    fn gtt(&self) -> &[AtomicU64] {
+        &self.phys.gtt[self.partition.gtt_range()]
+    }
+
+    /// The function's reset (see [`Gpu::reset`]): its own registers,
+    /// engine and GTT window, and a VF's VRAM partition. Returns its
+    /// interrupt line.
+    fn reset(&self) -> IrqLine {
+        let mut st = self.state.lock();
+        st.engine = EngineState::default();
+        st.generation += 1;
+        self.generation.store(st.generation, Ordering::Release);
+        while st.running {
+            self.settled.wait(&mut st);
+        }
+        self.preempt.store(false, Ordering::Release);
+        for e in self.gtt() {
+            e.store(0, Ordering::Release);
+        }
+        if self.function > 0 {
+            self.vram.scrub();
+        }
+        st.global.reset();
+        st.display = RegFile::default();
+        st.global.irq.current()
     }
 
     /// Whether a tail writer runs the engine's stream itself: a short one,
@@ -401,7 +494,7 @@ impl Core {
         }
         let dma = self.dma.read().clone();
         let mem = GfxMem {
-            gtt: &self.gtt,
+            gtt: self.gtt(),
             vram: &self.vram,
             dma: &*dma,
         };
@@ -426,7 +519,7 @@ impl Core {
 
             let dma = self.dma.read().clone();
             let mem = GfxMem {
-                gtt: &self.gtt,
+                gtt: self.gtt(),
                 vram: &self.vram,
                 dma: &*dma,
             };
@@ -435,6 +528,8 @@ impl Core {
                     Signal::Cancel
                 } else if self.preempt.load(Ordering::Acquire) {
                     Signal::Preempt
+                } else if self.phys.arbiter.should_yield(self.function) {
+                    Signal::Yield
                 } else {
                     Signal::Run
                 }
@@ -520,3 +615,11 @@ impl GpuState {
 #[cfg(test)]
 #[path = "gpu_tests.rs"]
 mod tests;
+
+#[path = "sriov.rs"]
+mod sriov;
+use sriov::Physical;
+
+#[cfg(test)]
+#[path = "sriov_tests.rs"]
+mod sriov_tests;

@@ -6,10 +6,13 @@
 //! GTT (`GfxMem`, the engine's `GfxMemory`), and the engine's worker thread.
 //! The `unsafe` these need (the VRAM mapping, fills) is here.
 
+pub mod arbiter;
 mod fill;
 pub mod gfx_mem;
 pub mod gpu;
+pub mod partition;
 pub mod vram;
 
 pub use gpu::{Gpu, IrqSink, GTT_ENTRIES};
+pub use partition::{Partition, MAX_VFS};
 pub use rvg_model::config::GpuConfig;

@@ -4,6 +4,7 @@
 
 use std::io;
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use crate::fill;
 
@@ -13,7 +14,18 @@ pub struct OutOfRange {
     pub len: u64,
 }
 
+/// VRAM, or a window of it (an SR-IOV function's partition): offsets are
+/// relative to the window, which every access stays inside.
 pub struct Vram {
+    /// The window's first byte, inside `mapping`.
+    ptr: NonNull<u8>,
+    len: usize,
+    /// The whole mapping, unmapped when its last window goes.
+    mapping: Arc<Mapping>,
+}
+
+/// One anonymous mapping, as `mmap` returned it.
+struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
 }
@@ -23,6 +35,10 @@ pub struct Vram {
 unsafe impl Send for Vram {}
 // SAFETY: as for Send: `&Vram` gives raw copies only.
 unsafe impl Sync for Vram {}
+// SAFETY: only its address is kept, to unmap it; nothing is accessed.
+unsafe impl Send for Mapping {}
+// SAFETY: as for Send.
+unsafe impl Sync for Mapping {}
 
 impl Vram {
     /// Map `len` bytes of zeroed anonymous memory (allocated on first touch).
@@ -42,10 +58,33 @@ impl Vram {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
+        let ptr = NonNull::new(ptr as *mut u8).expect("mmap never returns NULL on success");
         Ok(Vram {
-            ptr: NonNull::new(ptr as *mut u8).expect("mmap never returns NULL on success"),
+            ptr,
             len,
+            mapping: Arc::new(Mapping { ptr, len }),
         })
+    }
+
+    /// The `len` bytes at `offset` as VRAM of their own, sharing this
+    /// memory: what an SR-IOV function's BAR0 and engine see.
+    pub fn window(&self, offset: u64, len: u64) -> Result<Vram, OutOfRange> {
+        self.check(offset, len)?;
+        Ok(Vram {
+            // SAFETY: `offset + len <= self.len` (checked): the window is
+            // inside this one, hence inside the mapping it keeps alive.
+            ptr: unsafe { self.ptr.add(offset as usize) },
+            len: len as usize,
+            mapping: self.mapping.clone(),
+        })
+    }
+
+    /// Zero the whole window: what a function reset does to a partition,
+    /// so its next tenant sees nothing of the last.
+    pub fn scrub(&self) {
+        // SAFETY: the `len` bytes from `ptr` are this window, inside the
+        // mapping; written through the raw pointer only (see `fill32`).
+        unsafe { std::ptr::write_bytes(self.ptr.as_ptr(), 0, self.len) };
     }
 
     pub fn len(&self) -> u64 {
@@ -136,10 +175,10 @@ impl Vram {
     }
 }
 
-impl Drop for Vram {
+impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: unmapping exactly the mapping made in `new`; nothing
-        // refers to it any more (the owner is being dropped).
+        // SAFETY: unmapping exactly the mapping made in `Vram::new`; no
+        // window refers to it any more (each holds this `Arc`).
         unsafe { libc::munmap(self.ptr.as_ptr() as *mut libc::c_void, self.len) };
     }
 }
@@ -177,5 +216,25 @@ mod tests {
         v.read(0, &mut c).unwrap();
         assert_eq!(c, [1, 2, 1, 2, 3, 4, 5, 6]);
         assert!(v.copy_within(0, (1 << 20) - 2, 4).is_err());
+    }
+
+    #[test]
+    fn a_window_sees_only_its_part_and_outlives_its_parent() {
+        let v = Vram::new(1 << 20).unwrap();
+        v.fill32(0, 1 << 20, 0x5555_5555).unwrap();
+        let w = v.window(0x4000, 0x2000).unwrap();
+        assert!(v.window(0xff000, 0x2000).is_err());
+        drop(v);
+        assert_eq!(w.len(), 0x2000);
+        assert!(w.write(0x1ffc, &[0; 8]).is_err());
+        w.write(0, &[1, 2, 3, 4]).unwrap();
+        w.scrub();
+        let mut b = [0xffu8; 4];
+        w.read(0x1ffc, &mut b).unwrap();
+        assert_eq!(b, [0; 4]);
+        let inner = w.window(0x1000, 0x1000).unwrap();
+        inner.fill32(0, 4, 7).unwrap();
+        w.read(0x1000, &mut b).unwrap();
+        assert_eq!(b, [7, 0, 0, 0]);
     }
 }

@@ -123,6 +123,11 @@ pub enum Signal {
     Preempt,
     /// Stop here, the results will be dropped: the engine is being reset.
     Cancel,
+    /// Stop here for now, unseen by the ring's owner: the engine passes to
+    /// another function's ring (SR-IOV arbitration). Head and `resume`
+    /// say where the next run goes on; `ENABLE` stays set, nothing is
+    /// raised.
+    Yield,
 }
 
 /// What a run did.
@@ -348,8 +353,9 @@ impl EngineState {
         let ctl = self.ctl;
         let point = || poll(ctl, signal);
         loop {
-            match point() {
-                Signal::Run => {}
+            let signal = point();
+            match signal {
+                Signal::Run | Signal::Yield => {}
                 Signal::Preempt => {
                     self.stop_preempted(out);
                     return Signal::Preempt;
@@ -359,7 +365,7 @@ impl EngineState {
             if self.head == self.tail {
                 return Signal::Run;
             }
-            if out.commands >= budget {
+            if signal == Signal::Yield || out.commands >= budget {
                 out.more = true;
                 return Signal::Run;
             }
@@ -388,11 +394,19 @@ impl EngineState {
                 Err(e) => return self.halt(e, out),
                 Ok(RectEnd::Done) => {}
                 Ok(RectEnd::Stopped { rows, signal }) => {
-                    if signal == Signal::Preempt {
-                        // Head stays on the command; it resumes after
-                        // `rows` rows of its execution order.
-                        self.resume = rows as u32;
-                        self.stop_preempted(out);
+                    // Head stays on the command; it resumes after `rows`
+                    // rows of its execution order.
+                    match signal {
+                        Signal::Preempt => {
+                            self.resume = rows as u32;
+                            self.stop_preempted(out);
+                        }
+                        Signal::Yield => {
+                            self.resume = rows as u32;
+                            out.more = true;
+                            return Signal::Run;
+                        }
+                        Signal::Run | Signal::Cancel => {}
                     }
                     return signal;
                 }
@@ -486,13 +500,13 @@ impl EngineState {
 }
 
 /// What a preemption point does: `Cancel` first, then a request in `ctl`
-/// or from `signal`.
+/// or from `signal`, then a yield.
 fn poll(ctl: u32, signal: &dyn Fn() -> Signal) -> Signal {
     match signal() {
         Signal::Cancel => Signal::Cancel,
         Signal::Preempt => Signal::Preempt,
-        Signal::Run if ctl & ring_ctl::PREEMPT != 0 => Signal::Preempt,
-        Signal::Run => Signal::Run,
+        Signal::Run | Signal::Yield if ctl & ring_ctl::PREEMPT != 0 => Signal::Preempt,
+        signal => signal,
     }
 }
 

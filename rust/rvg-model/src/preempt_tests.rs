@@ -2,7 +2,7 @@
 //! that stopping and resuming anywhere gives the uninterrupted result.
 
 use std::cell::Cell;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
@@ -530,13 +530,16 @@ fn rect() -> impl Strategy<Value = Rect> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
-    /// Two rectangles run with preemption requests at random points (from
-    /// the signal, and from `ctl` at the start of a run), enabled again
-    /// after each stop: the end is the uninterrupted result.
+    /// Two rectangles run with preemption requests and arbitration yields
+    /// at random points (from the signal, and requests from `ctl` at the
+    /// start of a run), enabled again after each preemption: the end is
+    /// the uninterrupted result. A yield is unseen: the ring stays enabled
+    /// and nothing is raised.
     #[test]
-    fn any_preemptions_give_the_uninterrupted_result(
+    fn any_preemptions_and_yields_give_the_uninterrupted_result(
         rects in proptest::collection::vec(rect(), 1..3),
         gaps in proptest::collection::vec(0usize..6, 0..8),
+        yields in proptest::collection::vec(any::<bool>(), 8),
         in_ctl in proptest::collection::vec(any::<bool>(), 0..4),
     ) {
         let cmds: Vec<Command> = rects.iter().map(Rect::command).collect();
@@ -551,35 +554,39 @@ proptest! {
         let m = mem_with(&initial);
         let mut e = engine();
         submit(&mut e, &m, &cmds);
-        let stops: BTreeSet<usize> = gaps
+        let stops: BTreeMap<usize, Signal> = gaps
             .iter()
             .scan(0, |at, gap| {
                 *at += gap + 1;
                 Some(*at)
             })
+            .zip(&yields)
+            .map(|(at, &y)| (at, if y { Signal::Yield } else { Signal::Preempt }))
             .collect();
         let calls = Cell::new(0);
         let signal = || {
             calls.set(calls.get() + 1);
-            if stops.contains(&calls.get()) {
-                Signal::Preempt
-            } else {
-                Signal::Run
-            }
+            stops.get(&calls.get()).copied().unwrap_or(Signal::Run)
         };
         let mut round = 0;
         while e.head != e.tail {
             prop_assert!(round < 20, "no progress");
-            e.ctl = ring_ctl::ENABLE;
+            if e.ctl & ring_ctl::ENABLE == 0 {
+                e.ctl = ring_ctl::ENABLE;
+            }
             if in_ctl.get(round) == Some(&true) {
                 e.ctl |= ring_ctl::PREEMPT;
             }
             let out = e.run(&m, 100, &signal);
-            prop_assert!(!out.more);
             prop_assert_eq!(e.error, error::NONE);
             if out.preempted {
                 prop_assert_eq!(e.ctl, 0);
                 prop_assert!(out.raise.contains(IntSource::PREEMPTED));
+                prop_assert!(!out.more);
+            } else {
+                prop_assert_eq!(e.ctl, ring_ctl::ENABLE);
+                prop_assert!(out.raise.is_empty(), "{:?}", out.raise);
+                prop_assert_eq!(out.more, e.head != e.tail, "a yield leaves work");
             }
             round += 1;
         }

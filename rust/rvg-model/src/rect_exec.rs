@@ -38,7 +38,7 @@ impl Bands<'_> {
 pub enum RectEnd {
     /// Every row is done.
     Done,
-    /// A preemption point said stop (`Preempt` or `Cancel`) after `rows`
+    /// A preemption point said stop (`Preempt`, `Cancel`, `Yield`) after `rows`
     /// rows of the execution order.
     Stopped { rows: u64, signal: Signal },
 }

@@ -1,0 +1,335 @@
+//! The engine arbiter: one engine, shared by a GPU's functions (the PF and
+//! its VFs), each of which has its own ring. A function runs for its
+//! quantum (the base quantum times its weight) while others wait, then
+//! yields at the next preemption point (a command boundary, or between
+//! bands of a long rectangle); the engine passes round robin to the next
+//! function waiting, never to one that jumped the queue.
+//!
+//! The decisions are [`ArbCore`]'s, a pure function of state and time;
+//! [`Arbiter`] gives them a lock, a clock and a place to wait.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+/// A function's quantum at weight 1.
+pub const BASE_QUANTUM: Duration = Duration::from_millis(1);
+/// Weights a function may have: its quantum is that many base quanta.
+pub const MAX_WEIGHT: u32 = 64;
+
+/// The arbiter's state: who has the engine, since when, who waits.
+#[derive(Clone, Debug)]
+pub struct ArbCore {
+    base_quantum_ns: u64,
+    weights: Vec<u32>,
+    waiting: Vec<bool>,
+    owner: Option<usize>,
+    /// When the owner got the engine.
+    since_ns: u64,
+    /// Engine time each function has held, in ns.
+    held_ns: Vec<u64>,
+}
+
+impl ArbCore {
+    /// `functions` functions, weight 1 each.
+    pub fn new(functions: usize, base_quantum_ns: u64) -> ArbCore {
+        ArbCore {
+            base_quantum_ns,
+            weights: vec![1; functions],
+            waiting: vec![false; functions],
+            owner: None,
+            since_ns: 0,
+            held_ns: vec![0; functions],
+        }
+    }
+
+    pub fn owner(&self) -> Option<usize> {
+        self.owner
+    }
+
+    pub fn waiters(&self) -> u32 {
+        self.waiting.iter().filter(|&&w| w).count() as u32
+    }
+
+    pub fn weight(&self, f: usize) -> u32 {
+        self.weights[f]
+    }
+
+    /// Set function `f`'s weight, 1 to [`MAX_WEIGHT`]; false for others.
+    pub fn set_weight(&mut self, f: usize, weight: u32) -> bool {
+        if !(1..=MAX_WEIGHT).contains(&weight) {
+            return false;
+        }
+        self.weights[f] = weight;
+        true
+    }
+
+    fn quantum_ns(&self, f: usize) -> u64 {
+        self.base_quantum_ns * u64::from(self.weights[f])
+    }
+
+    /// Function `f` wants the engine at `now`: true if it has it at once
+    /// (free, and nobody is waiting for it), else it waits in line.
+    pub fn request(&mut self, f: usize, now: u64) -> bool {
+        if self.owner == Some(f) {
+            return true;
+        }
+        if self.owner.is_none() && self.waiters() == 0 {
+            self.grant(f, now);
+            return true;
+        }
+        self.waiting[f] = true;
+        false
+    }
+
+    /// Function `f` gives up waiting (it has nothing to run any more).
+    pub fn withdraw(&mut self, f: usize) {
+        self.waiting[f] = false;
+    }
+
+    /// The owner `f` has run its quantum while another function waits:
+    /// it should stop at its next preemption point.
+    pub fn should_yield(&self, f: usize, now: u64) -> bool {
+        self.owner == Some(f)
+            && self.waiters() > 0
+            && now.saturating_sub(self.since_ns) >= self.quantum_ns(f)
+    }
+
+    /// The owner `f` gives the engine back at `now`: it passes to the
+    /// first function waiting after `f` in function order, which is
+    /// returned. Nothing happens for a function that is not the owner.
+    pub fn release(&mut self, f: usize, now: u64) -> Option<usize> {
+        if self.owner != Some(f) {
+            return None;
+        }
+        self.held_ns[f] += now.saturating_sub(self.since_ns);
+        self.owner = None;
+        let n = self.waiting.len();
+        let next = (1..=n).map(|i| (f + i) % n).find(|&g| self.waiting[g])?;
+        self.grant(next, now);
+        Some(next)
+    }
+
+    fn grant(&mut self, f: usize, now: u64) {
+        self.waiting[f] = false;
+        self.owner = Some(f);
+        self.since_ns = now;
+    }
+
+    /// Engine time function `f` has held, the current holding included.
+    pub fn held_ns(&self, f: usize, now: u64) -> u64 {
+        let current = match self.owner {
+            Some(o) if o == f => now.saturating_sub(self.since_ns),
+            _ => 0,
+        };
+        self.held_ns[f] + current
+    }
+}
+
+/// [`ArbCore`] behind a lock, with a clock, for the functions' engine
+/// workers. Never taken while holding it: a function's register lock.
+pub struct Arbiter {
+    core: Mutex<ArbCore>,
+    granted: Condvar,
+    /// `ArbCore::waiters`, readable without the lock: a run asks at every
+    /// preemption point whether to yield, and nobody waiting (the common
+    /// case) is answered with one load.
+    waiters: AtomicU32,
+    epoch: Instant,
+}
+
+impl Arbiter {
+    pub fn new(functions: usize) -> Arbiter {
+        Arbiter {
+            core: Mutex::new(ArbCore::new(functions, BASE_QUANTUM.as_nanos() as u64)),
+            granted: Condvar::new(),
+            waiters: AtomicU32::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    fn publish(&self, core: &ArbCore) {
+        self.waiters.store(core.waiters(), Ordering::Release);
+    }
+
+    /// Wait until function `f` has the engine.
+    pub fn acquire(&self, f: usize) {
+        let mut core = self.core.lock();
+        let now = self.now();
+        if !core.request(f, now) {
+            self.publish(&core);
+            while core.owner() != Some(f) {
+                self.granted.wait(&mut core);
+            }
+        }
+        self.publish(&core);
+    }
+
+    /// The engine for function `f` if it is free and nobody waits: a short
+    /// stream run in its writer's thread never jumps the queue.
+    pub fn try_acquire(&self, f: usize) -> bool {
+        if self.waiters.load(Ordering::Acquire) > 0 {
+            return false;
+        }
+        let mut core = self.core.lock();
+        if core.owner().is_some() || core.waiters() > 0 {
+            return false;
+        }
+        let now = self.now();
+        core.request(f, now)
+    }
+
+    pub fn release(&self, f: usize) {
+        let mut core = self.core.lock();
+        let now = self.now();
+        if core.release(f, now).is_some() {
+            self.granted.notify_all();
+        }
+        self.publish(&core);
+    }
+
+    /// Whether the owner `f` should stop at its next preemption point.
+    #[inline]
+    pub fn should_yield(&self, f: usize) -> bool {
+        self.waiters.load(Ordering::Acquire) > 0 && self.should_yield_slow(f)
+    }
+
+    #[cold]
+    fn should_yield_slow(&self, f: usize) -> bool {
+        let now = self.now();
+        self.core.lock().should_yield(f, now)
+    }
+
+    /// The function holding the engine.
+    pub fn owner(&self) -> Option<usize> {
+        self.core.lock().owner()
+    }
+
+    pub fn set_weight(&self, f: usize, weight: u32) -> bool {
+        self.core.lock().set_weight(f, weight)
+    }
+
+    pub fn weight(&self, f: usize) -> u32 {
+        self.core.lock().weight(f)
+    }
+
+    pub fn engine_time(&self, f: usize) -> Duration {
+        let now = self.now();
+        Duration::from_nanos(self.core.lock().held_ns(f, now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const Q: u64 = 1_000;
+
+    #[test]
+    fn a_free_engine_is_granted_and_a_busy_one_queues() {
+        let mut a = ArbCore::new(3, Q);
+        assert!(a.request(1, 0));
+        assert!(a.request(1, 5), "the owner asking again keeps it");
+        assert!(!a.request(0, 10));
+        assert!(!a.request(2, 20));
+        assert_eq!(a.waiters(), 2);
+        // Round robin from the releaser: 2 comes after 1, then 0.
+        assert_eq!(a.release(1, 100), Some(2));
+        assert_eq!(a.release(2, 200), Some(0));
+        assert_eq!(a.release(0, 300), None);
+        assert_eq!(a.owner(), None);
+        assert_eq!(
+            (a.held_ns(0, 300), a.held_ns(1, 300), a.held_ns(2, 300)),
+            (100, 100, 100)
+        );
+    }
+
+    #[test]
+    fn a_free_engine_with_waiters_is_not_taken_out_of_turn() {
+        let mut a = ArbCore::new(2, Q);
+        assert!(a.request(0, 0));
+        assert!(!a.request(1, 1));
+        // Released and granted in one step: nobody sees it free between.
+        assert_eq!(a.release(0, 2), Some(1));
+        assert!(!a.request(0, 3));
+    }
+
+    #[test]
+    fn the_owner_yields_only_after_its_quantum_and_only_to_a_waiter() {
+        let mut a = ArbCore::new(2, Q);
+        a.request(0, 0);
+        assert!(!a.should_yield(0, 10 * Q), "nobody waits");
+        a.request(1, 10 * Q);
+        assert!(a.should_yield(0, 10 * Q), "held past its quantum");
+        assert!(!a.should_yield(1, 10 * Q), "only the owner yields");
+        a.release(0, 10 * Q);
+        assert!(!a.should_yield(1, 10 * Q + Q - 1));
+        a.request(0, 10 * Q + 1);
+        assert!(!a.should_yield(1, 10 * Q + Q - 1));
+        assert!(a.should_yield(1, 11 * Q));
+    }
+
+    #[test]
+    fn weights_scale_the_quantum_and_bad_weights_are_refused() {
+        let mut a = ArbCore::new(2, Q);
+        assert!(a.set_weight(1, 3));
+        assert!(!a.set_weight(1, 0));
+        assert!(!a.set_weight(1, MAX_WEIGHT + 1));
+        assert_eq!(a.weight(1), 3);
+        a.request(1, 0);
+        a.request(0, 0);
+        assert!(!a.should_yield(1, 3 * Q - 1));
+        assert!(a.should_yield(1, 3 * Q));
+    }
+
+    /// Functions that always have work, each running until told to yield
+    /// (at preemption points `step` apart): engine time splits by weight.
+    #[test]
+    fn busy_functions_share_the_engine_by_weight() {
+        let weights = [1, 1, 2, 4];
+        let mut a = ArbCore::new(weights.len(), Q);
+        for (f, &w) in weights.iter().enumerate() {
+            a.set_weight(f, w);
+        }
+        for f in 0..weights.len() {
+            a.request(f, 0);
+        }
+        let step = Q / 10;
+        let mut now = 0;
+        while now < 10_000 * Q {
+            now += step;
+            let owner = a.owner().unwrap();
+            if a.should_yield(owner, now) {
+                a.release(owner, now);
+                assert!(!a.request(owner, now), "it queues behind the others");
+            }
+        }
+        let total: u64 = (0..weights.len()).map(|f| a.held_ns(f, now)).sum();
+        let sum_w: u32 = weights.iter().sum();
+        for (f, &w) in weights.iter().enumerate() {
+            let share = a.held_ns(f, now) as f64 / total as f64;
+            let want = f64::from(w) / f64::from(sum_w);
+            assert!(
+                (share - want).abs() < 0.01,
+                "function {f}: {share} for {want}"
+            );
+        }
+    }
+
+    /// A function that is idle costs the others nothing: it is not in
+    /// line, so the busy one is never told to yield.
+    #[test]
+    fn an_idle_function_takes_no_turn() {
+        let mut a = ArbCore::new(3, Q);
+        a.request(2, 0);
+        a.request(0, 1);
+        a.withdraw(0);
+        assert!(!a.should_yield(2, 100 * Q));
+        assert_eq!(a.release(2, 100 * Q), None);
+    }
+}

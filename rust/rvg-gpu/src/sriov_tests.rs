@@ -1,0 +1,249 @@
+//! SR-IOV functions: each VF's window on the GTT and VRAM, the engine they
+//! take turns on, and what one VF's fault or reset does to the others.
+
+use super::*;
+use rvg_model::cmd::Command;
+use rvg_model::engine::{error, ring_ctl};
+use rvg_model::regs::{EngineReg, GlobalReg, Register};
+
+const MIB: u64 = 1 << 20;
+
+/// A 64 MiB GPU with 4 VFs of 16 MiB and 32768 GTT entries each.
+fn pf() -> Gpu {
+    Gpu::with_vfs(
+        GpuConfig {
+            vram_size: 64 * MIB,
+        },
+        4,
+    )
+    .unwrap()
+}
+
+fn g(r: GlobalReg) -> u64 {
+    bar2::GLOBAL + r.offset()
+}
+
+fn e(r: EngineReg) -> u64 {
+    bar2::ENGINE + r.offset()
+}
+
+/// The function's first 256 graphics pages mapped 1:1 onto its VRAM, a
+/// 4 KiB ring at graphics 0 holding `cmds`, the engine enabled and kicked.
+fn submit(f: &Gpu, cmds: &[Command]) {
+    map(f, 0..256);
+    let dw: Vec<u8> = cmds
+        .iter()
+        .flat_map(|c| c.encode())
+        .flat_map(|d| d.to_le_bytes())
+        .collect();
+    f.vram().write(0, &dw).unwrap();
+    f.mmio_write(e(EngineReg::RingBase), 0, 8);
+    f.mmio_write(e(EngineReg::RingSize), 4096, 4);
+    f.mmio_write(e(EngineReg::RingCtl), u64::from(ring_ctl::ENABLE), 4);
+    f.mmio_write(e(EngineReg::RingTail), dw.len() as u64, 4);
+}
+
+fn fill(dst: u64, color: u32) -> Command {
+    Command::FillRect {
+        dst,
+        pitch: 4096,
+        width: 1024,
+        height: 64,
+        color,
+    }
+}
+
+fn pixel(vram: &Vram, at: u64) -> u32 {
+    let mut px = [0u8; 4];
+    vram.read(at, &mut px).unwrap();
+    u32::from_le_bytes(px)
+}
+
+#[test]
+fn a_vf_sees_its_partition_as_a_whole_gpu() {
+    let pf = pf();
+    let vf = pf.vf(2).unwrap();
+    assert_eq!(vf.mmio_read(g(GlobalReg::VramSize), 8).unwrap(), 16 * MIB);
+    assert_eq!(vf.mmio_read(g(GlobalReg::GttEntries), 4).unwrap(), 32768);
+    assert_eq!(vf.vram().len(), 16 * MIB);
+    assert_eq!(
+        pf.mmio_read(g(GlobalReg::GttEntries), 4).unwrap(),
+        u64::from(GTT_ENTRIES)
+    );
+    // Its GTT entry n is the GPU's entry base + n.
+    vf.mmio_write(bar2::GTT + 5 * 8, 0x7003, 8);
+    assert_eq!(pf.gtt_entry(2 * 32768 + 5), Some(GttEntry(0x7003)));
+    assert_eq!(pf.gtt_entry(5), Some(GttEntry(0)));
+    // Past its window there is no register: a write changes nothing.
+    let past = bar2::GTT + 32768 * 8;
+    let fx = vf.mmio_write(past, 0x3, 8);
+    assert_eq!(fx.diags.len(), 1, "refused: {:?}", fx.diags);
+    assert!(vf.mmio_read(past, 8).is_err());
+    assert_eq!(pf.gtt_entry(3 * 32768), Some(GttEntry(0)));
+    // Its VRAM offset 0 is the GPU's partition base.
+    vf.vram().write(0, &[9]).unwrap();
+    let mut b = [0];
+    pf.vram().read(32 * MIB, &mut b).unwrap();
+    assert_eq!(b, [9]);
+    assert!(pf.vf(4).is_err(), "4 VFs: indexes 0 to 3");
+    assert!(vf.vf(0).is_err(), "a VF has no VFs");
+}
+
+#[test]
+fn a_vf_engine_writes_only_its_partition_and_faults_past_it() {
+    let pf = pf();
+    let vf = pf.vf(1).unwrap();
+    pf.vram().fill32(0, 64 * MIB, 0x5a5a_5a5a).unwrap();
+    // A local entry at the partition's last page, and one just past it.
+    vf.mmio_write(
+        bar2::GTT + 300 * 8,
+        GttEntry::new(16 * MIB - 4096, true).0,
+        8,
+    );
+    vf.mmio_write(bar2::GTT + 301 * 8, GttEntry::new(16 * MIB, true).0, 8);
+    submit(
+        &vf,
+        &[
+            Command::StoreDw {
+                addr: 300 * 4096,
+                value: 0x1111,
+            },
+            Command::StoreDw {
+                addr: 301 * 4096,
+                value: 0x2222,
+            },
+        ],
+    );
+    vf.wait_engine_idle();
+    let st = vf.engine_state();
+    assert_eq!((st.error, st.error_addr), (error::BAD_ADDRESS, 301 * 4096));
+    assert_eq!(pixel(pf.vram(), 32 * MIB - 4096), 0x1111);
+    // Outside the partition nothing changed: the next partition's first
+    // page, and everything below.
+    assert_eq!(pixel(pf.vram(), 32 * MIB), 0x5a5a_5a5a);
+    let mut all = vec![0u8; (64 * MIB) as usize];
+    pf.vram().read(0, &mut all).unwrap();
+    let changed: Vec<usize> = all
+        .chunks(4)
+        .enumerate()
+        .filter(|(_, w)| *w != [0x5a; 4])
+        .map(|(i, _)| i * 4)
+        .collect();
+    let ring = (16 * MIB) as usize..(16 * MIB + 4096) as usize;
+    assert!(
+        changed
+            .iter()
+            .all(|a| ring.contains(a) || *a == (32 * MIB - 4096) as usize),
+        "{:x?}",
+        &changed[..changed.len().min(8)]
+    );
+}
+
+#[test]
+fn two_vfs_share_the_engine_and_a_fault_stops_only_its_own() {
+    let pf = pf();
+    let (a, b) = (pf.vf(0).unwrap(), pf.vf(3).unwrap());
+    let mut work: Vec<Command> = (0..20).map(|i| fill(0x10000, i)).collect();
+    work.push(Command::Fence {
+        seqno: 7,
+        interrupt: false,
+    });
+    submit(&a, &work);
+    submit(
+        &b,
+        &[Command::StoreDw {
+            addr: 4000 * 4096,
+            value: 1,
+        }],
+    );
+    a.wait_engine_idle();
+    b.wait_engine_idle();
+    assert_eq!(a.engine_state().seqno, 7);
+    assert_eq!(a.engine_state().error, error::NONE);
+    assert_eq!(pixel(a.vram(), 0x10000 + 63 * 4096), 19);
+    assert_eq!(b.engine_state().error, error::BAD_ADDRESS);
+    let status = |f: &Gpu| f.mmio_read(g(GlobalReg::IntStatus), 4).unwrap();
+    assert_ne!(status(&b), 0, "the faulting VF has its own error status");
+    assert_eq!(status(&a), 0);
+    assert!(a.engine_time() > Duration::ZERO);
+}
+
+/// A VF with a little work does not wait for a busy VF's long work: it
+/// gets the engine after at most the busy one's quantum.
+#[test]
+fn a_vf_in_line_gets_its_turn_from_a_busy_one() {
+    let pf = pf();
+    let (busy, light) = (pf.vf(0).unwrap(), pf.vf(1).unwrap());
+    // 100 fills of 8 MiB: far more than a quantum's work.
+    let long: Vec<Command> = (0..100)
+        .map(|i| Command::FillRect {
+            dst: 0x10000,
+            pitch: 4096,
+            width: 1024,
+            height: 2048,
+            color: i,
+        })
+        .chain([Command::Fence {
+            seqno: 1,
+            interrupt: false,
+        }])
+        .collect();
+    let short = [
+        fill(0x10000, 0x77),
+        Command::Fence {
+            seqno: 1,
+            interrupt: false,
+        },
+    ];
+    busy.set_engine_hold(true);
+    light.set_engine_hold(true);
+    submit(&busy, &long);
+    map(&busy, 256..4096);
+    submit(&light, &short);
+    busy.set_engine_hold(false);
+    while pf.core.phys.arbiter.owner() != Some(busy.core.function) {
+        std::thread::yield_now();
+    }
+    light.set_engine_hold(false);
+    light.wait_engine_idle();
+    assert_eq!(light.engine_state().seqno, 1);
+    assert_eq!(pixel(light.vram(), 0x10000 + 63 * 4096), 0x77);
+    assert_eq!(busy.engine_state().seqno, 0, "the busy VF is still at it");
+    busy.mmio_write(e(EngineReg::RingCtl), u64::from(ring_ctl::RESET), 4);
+    assert!(busy.engine_time() > Duration::ZERO && light.engine_time() > Duration::ZERO);
+}
+
+fn map(f: &Gpu, pages: std::ops::Range<u32>) {
+    for i in pages {
+        f.mmio_write(
+            bar2::GTT + u64::from(i) * 8,
+            GttEntry::new(u64::from(i) * 4096, true).0,
+            8,
+        );
+    }
+}
+
+#[test]
+fn a_vf_reset_scrubs_its_partition_only_and_a_pf_reset_resets_every_vf() {
+    let pf = pf();
+    let (a, b) = (pf.vf(0).unwrap(), pf.vf(1).unwrap());
+    a.vram().fill32(0, 16 * MIB, 0xaaaa_aaaa).unwrap();
+    b.vram().fill32(0, 16 * MIB, 0xbbbb_bbbb).unwrap();
+    a.mmio_write(bar2::GTT, 0x3, 8);
+    b.mmio_write(bar2::GTT, 0x3, 8);
+    a.reset();
+    let mut buf = vec![0u8; (16 * MIB) as usize];
+    a.vram().read(0, &mut buf).unwrap();
+    assert!(buf.iter().all(|&x| x == 0), "the old tenant's VRAM is gone");
+    assert_eq!(a.gtt_entry(0), Some(GttEntry(0)));
+    assert_eq!(
+        pixel(b.vram(), 16 * MIB - 4),
+        0xbbbb_bbbb,
+        "the neighbour's is kept"
+    );
+    assert_eq!(b.gtt_entry(0), Some(GttEntry(3)));
+    // The PF's reset is the GPU's: the VFs too.
+    pf.reset();
+    assert_eq!(b.gtt_entry(0), Some(GttEntry(0)));
+    assert_eq!(pixel(b.vram(), 16 * MIB - 4), 0);
+}
