@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 /* Bumped whenever a table or struct below changes layout or meaning. */
-#define RVG_FFI_ABI_VERSION 11
+#define RVG_FFI_ABI_VERSION 12
 
 /* The Rust device. Only ever used through a shared reference on the Rust side. */
 typedef struct RvgDevice RvgDevice;
@@ -52,7 +52,8 @@ typedef enum RvgDirtyKind {
 /* Which QOM type is being realized. */
 typedef enum RvgModelKind {
     RVG_MODEL_VGPU = 0, /* rust-vgpu: the mediated vGPU the guest drives */
-    RVG_MODEL_HW = 1,   /* rust-vgpu-hw: the raw GPU model */
+    RVG_MODEL_HW = 1,   /* rust-vgpu-hw: the raw GPU model (its PF) */
+    RVG_MODEL_HW_VF = 2, /* rust-vgpu-hw-vf: one of its SR-IOV VFs */
 } RvgModelKind;
 
 /* The guest's interrupt configuration, as PCI config space says. */
@@ -92,6 +93,10 @@ typedef struct RvgConfig {
     const char *sysfsdev;
     const char *vfio_iommu;
     uint32_t weight; /* vGPU: engine share under fixed-share; validated by Rust */
+    uint16_t vfs;    /* rust-vgpu-hw: TotalVFs, 0 for none; validated by Rust */
+    /* rust-vgpu-hw-vf: its PF's device (realized, alive longer) and index */
+    RvgDevice *pf;
+    uint16_t vf_index;
 } RvgConfig;
 
 /* The console's surface: 32-bit x:R:G:B pixels, little endian. */
@@ -141,7 +146,12 @@ typedef struct RvgDeviceInfo {
     uint8_t *vram_ptr;     /* BAR0 memory, page-aligned, owned by Rust */
     uint64_t mmio_size;    /* BAR2 size */
     uint32_t msix_vectors; /* BAR4 table entries */
-    uint32_t msi_vectors;  /* MSI capability vectors */
+    uint32_t msi_vectors;  /* MSI capability vectors; 0: no MSI capability */
+    bool intx;             /* has an INTx pin (a VF has none) */
+    /* rust-vgpu-hw with VFs: the SR-IOV capability's VF device ID and each
+     * VF's BAR0 (VRAM partition) size; 0 without VFs */
+    uint16_t vf_device_id;
+    uint64_t vf_vram_size;
 } RvgDeviceInfo;
 
 typedef struct RvgHostServices {

@@ -25,6 +25,7 @@
 #include "hw/boards.h"
 #include "hw/pci/pci_device.h"
 #include "hw/pci/pcie.h"
+#include "hw/pci/pcie_sriov.h"
 #include "hw/pci/msi.h"
 #include "hw/pci/msix.h"
 #include "hw/qdev-properties.h"
@@ -95,7 +96,8 @@ static void host_msi_notify(RvgHost *host, uint32_t vector)
 static void host_intx_set(RvgHost *host, bool level)
 {
     BQL_LOCK_GUARD();
-    if (host_state(host)->exited) {
+    /* A VF has no INTx pin: it signals by MSI-X or not at all. */
+    if (host_state(host)->exited || !host_state(host)->info.intx) {
         return;
     }
     trace_rust_vgpu_irq("intx", level);
@@ -479,6 +481,66 @@ static bool rust_vgpu_pm_init(PCIDevice *pdev, Error **errp)
     return true;
 }
 
+/*
+ * The PF's SR-IOV capability (rust-vgpu-hw,vfs=N), and the extended
+ * capabilities its functions need: ARI once VFs reach past function 7,
+ * and on the PF, a multi-function device, an ACS capability that says
+ * its functions do no peer-to-peer, so a host gives each its own IOMMU
+ * group. Nothing for a device without VFs.
+ */
+enum {
+    RVG_EXT_SRIOV = 0x100, /* the first extended capability is at 0x100 */
+    /*
+     * Not at 0x140, right after SR-IOV's 0x40 bytes: QEMU 10.0's
+     * pcie_sriov_pf_reset writes its last VF BAR register as 8 bytes,
+     * 4 past the capability's end.
+     */
+    RVG_EXT_PF_ARI = 0x148,
+    RVG_EXT_ACS = 0x150,
+    RVG_EXT_VF_ARI = 0x100,
+    /* msix_init_exclusive_bar's BAR for up to 128 vectors */
+    RVG_MSIX_BAR_SIZE = 4096,
+};
+
+static bool rust_vgpu_sriov_init(RustVgpuState *s, Error **errp)
+{
+    PCIDevice *pdev = PCI_DEVICE(s);
+
+    if (pci_is_vf(pdev)) {
+        if (RUST_VGPU_BASE(pcie_sriov_get_pf(pdev))->vfs > 7) {
+            pcie_ari_init(pdev, RVG_EXT_VF_ARI);
+        }
+        return true;
+    }
+    if (!s->vfs) {
+        return true;
+    }
+    assert(s->info.msix_vectors <= 128);
+    if (!pcie_sriov_pf_init(pdev, RVG_EXT_SRIOV, TYPE_RUST_VGPU_HW_VF,
+                            s->info.vf_device_id, s->vfs, s->vfs, 1, 1,
+                            errp)) {
+        return false;
+    }
+    if (s->vfs > 7) {
+        pcie_ari_init(pdev, RVG_EXT_PF_ARI);
+    }
+    pcie_sriov_pf_init_vf_bar(pdev, RVG_BAR_VRAM,
+                              PCI_BASE_ADDRESS_SPACE_MEMORY |
+                              PCI_BASE_ADDRESS_MEM_TYPE_64 |
+                              PCI_BASE_ADDRESS_MEM_PREFETCH,
+                              s->info.vf_vram_size);
+    pcie_sriov_pf_init_vf_bar(pdev, RVG_BAR_MMIO,
+                              PCI_BASE_ADDRESS_SPACE_MEMORY |
+                              PCI_BASE_ADDRESS_MEM_TYPE_64,
+                              s->info.mmio_size);
+    pcie_sriov_pf_init_vf_bar(pdev, RVG_BAR_MSIX,
+                              PCI_BASE_ADDRESS_SPACE_MEMORY,
+                              RVG_MSIX_BAR_SIZE);
+    /* pcie_sriov_pf_init made the PF multi-function: ACS applies. */
+    pcie_acs_init(pdev, RVG_EXT_ACS);
+    return true;
+}
+
 static void rust_vgpu_realize(PCIDevice *pdev, Error **errp)
 {
     RustVgpuState *s = RUST_VGPU_BASE(pdev);
@@ -494,11 +556,22 @@ static void rust_vgpu_realize(PCIDevice *pdev, Error **errp)
         .sysfsdev = s->sysfsdev,
         .vfio_iommu = s->vfio_iommu,
         .weight = s->weight,
+        .vfs = s->vfs,
     };
 
     if (rvg_ops.abi_version != RVG_FFI_ABI_VERSION) {
         error_setg(errp, "Rust library ABI %u does not match the shim's %u",
                    rvg_ops.abi_version, RVG_FFI_ABI_VERSION);
+        return;
+    }
+    if (pci_is_vf(pdev)) {
+        /* Realized by the PF's pcie_sriov_pf_init, after the PF's device. */
+        config.pf = RUST_VGPU_BASE(pcie_sriov_get_pf(pdev))->dev;
+        config.vf_index = pcie_sriov_vf_number(pdev);
+    }
+    if (s->vfs && !pci_bus_is_express(pci_get_bus(pdev))) {
+        error_setg(errp, "property 'vfs' is %u: SR-IOV needs a PCI Express "
+                   "bus (pcie.0 or a root port)", s->vfs);
         return;
     }
     s->dev = rvg_ops.realize(&config, (RvgHost *)s, &rust_vgpu_host_services,
@@ -521,7 +594,7 @@ static void rust_vgpu_realize(PCIDevice *pdev, Error **errp)
     pci_config_set_revision(conf, s->info.revision);
     pci_config_set_class(conf, s->info.class_code >> 8);
     pci_config_set_prog_interface(conf, s->info.class_code & 0xff);
-    pci_config_set_interrupt_pin(conf, 1);
+    pci_config_set_interrupt_pin(conf, s->info.intx ? 1 : 0);
     /* No I/O BARs: I/O Space Enable is hardwired to zero. */
     pci_word_test_and_clear_mask(pdev->wmask + PCI_COMMAND, PCI_COMMAND_IO);
 
@@ -560,8 +633,12 @@ static void rust_vgpu_realize(PCIDevice *pdev, Error **errp)
     rust_vgpu_use_all_vectors(s);
 
     /* 64-bit addresses, per-vector masking. */
-    if (msi_init(pdev, 0, s->info.msi_vectors, true, true, errp) < 0) {
+    if (s->info.msi_vectors &&
+        msi_init(pdev, 0, s->info.msi_vectors, true, true, errp) < 0) {
         goto fail_msix;
+    }
+    if (pci_is_express(pdev) && !rust_vgpu_sriov_init(s, errp)) {
+        goto fail_msi;
     }
 
     if (rc->model == RVG_MODEL_VGPU) {
@@ -580,6 +657,8 @@ static void rust_vgpu_realize(PCIDevice *pdev, Error **errp)
     }
     return;
 
+fail_msi:
+    msi_uninit(pdev);
 fail_msix:
     msix_uninit_exclusive_bar(pdev);
 fail:
@@ -599,6 +678,8 @@ static void rust_vgpu_exit(PCIDevice *pdev)
 {
     RustVgpuState *s = RUST_VGPU_BASE(pdev);
 
+    /* The VFs go first: they reach the GPU through this device. */
+    pcie_sriov_pf_exit(pdev);
     rust_vgpu_migration_exit(s);
     if (s->dev) {
         rvg_ops.exit(s->dev);
@@ -663,6 +744,7 @@ static const Property rust_vgpu_properties[] = {
 
 static const Property rust_vgpu_hw_properties[] = {
     DEFINE_PROP_SIZE("vram-size", RustVgpuState, vram_size, 64 * MiB),
+    DEFINE_PROP_UINT16("vfs", RustVgpuState, vfs, 0),
 };
 
 static void rust_vgpu_base_class_init(ObjectClass *klass, void *data)
@@ -746,6 +828,20 @@ static void rust_vgpu_hw_class_init(ObjectClass *klass, void *data)
     device_class_set_props(dc, rust_vgpu_hw_properties);
     object_class_property_set_description(klass, "vram-size",
         "VRAM size (BAR0): a power of two from 1 MiB to 1 GiB, default 64M");
+    object_class_property_set_description(klass, "vfs",
+        "SR-IOV VFs the GPU offers (TotalVFs), 0 to 16, default 0: none; "
+        "each gets an equal partition of the GTT and VRAM");
+}
+
+/* Made by its PF's SR-IOV capability, never by a user. */
+static void rust_vgpu_hw_vf_class_init(ObjectClass *klass, void *data)
+{
+    DeviceClass *dc = DEVICE_CLASS(klass);
+
+    RUST_VGPU_BASE_CLASS(klass)->model = RVG_MODEL_HW_VF;
+    dc->vmsd = &vmstate_rust_vgpu_hw;
+    dc->desc = "rust-vgpu RVG-1 GPU model, an SR-IOV VF";
+    dc->user_creatable = false;
 }
 
 static const TypeInfo rust_vgpu_types[] = {
@@ -773,6 +869,11 @@ static const TypeInfo rust_vgpu_types[] = {
         .name = TYPE_RUST_VGPU_HW,
         .parent = TYPE_RUST_VGPU_BASE,
         .class_init = rust_vgpu_hw_class_init,
+    },
+    {
+        .name = TYPE_RUST_VGPU_HW_VF,
+        .parent = TYPE_RUST_VGPU_BASE,
+        .class_init = rust_vgpu_hw_vf_class_init,
     },
 };
 

@@ -20,6 +20,7 @@
 #define TYPE_RUST_VGPU_BASE "rust-vgpu-base"
 #define TYPE_RUST_VGPU "rust-vgpu"
 #define TYPE_RUST_VGPU_HW "rust-vgpu-hw"
+#define TYPE_RUST_VGPU_HW_VF "rust-vgpu-hw-vf"
 #define TYPE_RUST_VGPU_GPU "rust-vgpu-gpu"
 
 OBJECT_DECLARE_TYPE(RustVgpuState, RustVgpuClass, RUST_VGPU_BASE)
@@ -66,6 +67,7 @@ struct RustVgpuState {
     char *sysfsdev;
     char *vfio_iommu;
     uint32_t weight;
+    uint16_t vfs; /* rust-vgpu-hw: TotalVFs of its SR-IOV capability */
 
     MemoryRegion vram;
     MemoryRegion mmio;

@@ -21,7 +21,8 @@ use crate::sys;
 // one dependent load fewer. The device is boxed whole anyway.
 #[allow(clippy::large_enum_variant)]
 pub enum Model {
-    /// `rust-vgpu-hw`: the GPU itself, registers and all.
+    /// `rust-vgpu-hw`: the GPU itself, registers and all; or, as
+    /// `rust-vgpu-hw-vf`, one of its SR-IOV VFs.
     Hw(Arc<Gpu>),
     /// `rust-vgpu`: the mediated vGPU, touched only under the BQL.
     Vgpu(BqlCell<Vgpu>),
@@ -279,10 +280,19 @@ impl FfiDevice {
             c.intx.load(Ordering::Relaxed)
         );
         match &self.model {
-            Model::Hw(gpu) => format!(
-                "  model: RVG-1 GPU, unmediated\n  vram: {:#x}\n{irqs}",
-                gpu.vram().len()
-            ),
+            Model::Hw(gpu) => {
+                let p = gpu.partition();
+                format!(
+                    "  model: RVG-1 {}, unmediated\n  vram: {:#x} at {:#x}\n  \
+                     gtt: {} entries from {}\n  engine time: {} us\n{irqs}",
+                    if gpu.is_vf() { "VF" } else { "GPU" },
+                    p.vram_size,
+                    p.vram_base,
+                    p.gtt_entries,
+                    p.gtt_base,
+                    gpu.engine_time().as_micros()
+                )
+            }
             Model::Vgpu(v) => {
                 let mut v = v.borrow_mut();
                 let vram_size = v.config().vram_size;

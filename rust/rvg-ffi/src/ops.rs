@@ -99,14 +99,24 @@ fn report(services: &sys::RvgHostServices, errp: *mut sys::RvgErrorSink, msg: &s
 /// Build the model `config` asks for.
 fn build(config: &sys::RvgConfig, host: &Host) -> Result<Model, String> {
     if config.model == sys::RvgModelKind::RVG_MODEL_HW {
-        let gpu = Gpu::new(GpuConfig {
-            vram_size: config.vram_size,
-        })
+        let gpu = Gpu::with_vfs(
+            GpuConfig {
+                vram_size: config.vram_size,
+            },
+            config.vfs,
+        )
         .map_err(|e| e.to_string())?;
-        gpu.set_dma(Arc::new(HostDma(host.clone())));
-        let irq_host = host.clone();
-        gpu.set_irq_sink(Arc::new(move |line| irq_host.drive_irq(line)));
-        return Ok(Model::Hw(Arc::new(gpu)));
+        return Ok(Model::Hw(Arc::new(wire_function(gpu, host))));
+    }
+    if config.model == sys::RvgModelKind::RVG_MODEL_HW_VF {
+        // SAFETY: the shim passes its PF's live device, which outlives
+        // its VFs (the PF unrealizes them first).
+        let pf = unsafe { (config.pf as *const FfiDevice).as_ref() };
+        let Some(Model::Hw(pf)) = pf.map(|d| &d.model) else {
+            return Err("a VF needs its rust-vgpu-hw PF".to_string());
+        };
+        let vf = pf.vf(config.vf_index).map_err(|e| e.to_string())?;
+        return Ok(Model::Hw(Arc::new(wire_function(vf, host))));
     }
     let cfg = VgpuConfig {
         vram_size: config.vram_size,
@@ -146,6 +156,15 @@ fn build(config: &sys::RvgConfig, host: &Host) -> Result<Model, String> {
     let vgpu = Vgpu::new(cfg, gpu).map_err(|e| e.to_string())?;
     host.watch_fd(vgpu.event_fd());
     Ok(Model::Vgpu(BqlCell::new(vgpu)))
+}
+
+/// A GPU function whose DMA and interrupts go through its own PCI
+/// function in QEMU: its requester ID, its MSI-X table.
+fn wire_function(gpu: Gpu, host: &Host) -> Gpu {
+    gpu.set_dma(Arc::new(HostDma(host.clone())));
+    let irq_host = host.clone();
+    gpu.set_irq_sink(Arc::new(move |line| irq_host.drive_irq(line)));
+    gpu
 }
 
 /// What an `RvgGpu` pointer points to: the GPU the vGPUs share, and its
@@ -319,16 +338,24 @@ unsafe extern "C" fn rvg_set_weight(
 }
 
 fn device_info(model: &Model) -> sys::RvgDeviceInfo {
-    let (device_id, vram_size, vram_ptr) = match model {
-        Model::Hw(gpu) => (
-            pci::DEVICE_ID_HW,
+    let vram = |gpu: &Gpu| {
+        (
             gpu.vram().len(),
             gpu.vram().host_ptr(0).expect("offset 0 is inside VRAM"),
-        ),
+        )
+    };
+    let (device_id, (vram_size, vram_ptr)) = match model {
+        Model::Hw(gpu) if gpu.is_vf() => (pci::DEVICE_ID_HW_VF, vram(gpu)),
+        Model::Hw(gpu) => (pci::DEVICE_ID_HW, vram(gpu)),
         Model::Vgpu(v) => {
             let v = v.borrow_mut();
-            (pci::DEVICE_ID_VGPU, v.config().vram_size, v.vram_ptr())
+            (pci::DEVICE_ID_VGPU, (v.config().vram_size, v.vram_ptr()))
         }
+    };
+    let is_vf = matches!(model, Model::Hw(gpu) if gpu.is_vf());
+    let vf_vram_size = match model {
+        Model::Hw(gpu) => gpu.vf_partition_size(),
+        _ => 0,
     };
     sys::RvgDeviceInfo {
         vendor_id: pci::VENDOR_ID,
@@ -341,7 +368,15 @@ fn device_info(model: &Model) -> sys::RvgDeviceInfo {
         vram_ptr,
         mmio_size: bar2::SIZE,
         msix_vectors: pci::MSIX_VECTORS,
-        msi_vectors: pci::MSI_VECTORS,
+        // A VF signals by MSI-X alone.
+        msi_vectors: if is_vf { 0 } else { pci::MSI_VECTORS },
+        intx: !is_vf,
+        vf_device_id: if vf_vram_size > 0 {
+            pci::DEVICE_ID_HW_VF
+        } else {
+            0
+        },
+        vf_vram_size,
     }
 }
 

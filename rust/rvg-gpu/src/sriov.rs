@@ -68,4 +68,14 @@ impl Gpu {
         phys.vfs.lock().push(Arc::downgrade(&vf.core));
         Ok(vf)
     }
+
+    /// Whether this function is a VF.
+    pub fn is_vf(&self) -> bool {
+        self.core.function > 0
+    }
+
+    /// Each VF's VRAM partition (its BAR0) in bytes; 0 without VFs.
+    pub fn vf_partition_size(&self) -> u64 {
+        self.core.phys.partitions.first().map_or(0, |p| p.vram_size)
+    }
 }

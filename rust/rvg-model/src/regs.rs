@@ -7,6 +7,8 @@ pub mod pci {
     pub const DEVICE_ID_VGPU: u16 = 0x1111;
     /// The raw model has an ID of its own: no guest display driver binds it.
     pub const DEVICE_ID_HW: u16 = 0x5256;
+    /// An SR-IOV VF of the raw model (the PF's SR-IOV capability says so).
+    pub const DEVICE_ID_HW_VF: u16 = 0x5257;
     /// Subsystem 1234:5256 identifies an RVG-1 GPU behind either device ID.
     pub const SUBSYSTEM_VENDOR_ID: u16 = 0x1234;
     pub const SUBSYSTEM_ID: u16 = 0x5256;
