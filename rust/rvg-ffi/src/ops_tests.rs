@@ -164,14 +164,24 @@ fn realize_on(
         sysfsdev: ptr::null(),
         vfio_iommu: ptr::null(),
         weight: 100,
+        vfs: 0,
+        pf: ptr::null_mut(),
+        vf_index: 0,
     };
+    realize_config(host, &config)
+}
+
+fn realize_config(
+    host: &Recorder,
+    config: &sys::RvgConfig,
+) -> (*mut sys::RvgDevice, sys::RvgDeviceInfo, String) {
     let mut info = sys::RvgDeviceInfo::default();
     let mut err = String::new();
     let realize = rvg_ops.realize.unwrap();
     // SAFETY: all pointers are live for the call; SERVICES is 'static.
     let dev = unsafe {
         realize(
-            &config,
+            config,
             host as *const Recorder as *mut sys::RvgHost,
             &SERVICES,
             &mut info,
@@ -290,6 +300,53 @@ fn hw_model_intx_follows_the_level_and_guest_errors_are_logged() {
         "{}",
         calls[3]
     );
+}
+
+/// A PF with VFs says what its SR-IOV capability needs; a VF realized on
+/// it reports its own identity and partition, and signals by MSI-X only.
+#[test]
+fn a_vf_is_realized_on_its_pf() {
+    let host = Recorder::default();
+    let hw = sys::RvgConfig {
+        model: sys::RvgModelKind::RVG_MODEL_HW,
+        vram_size: 16 << 20,
+        vfs: 2,
+        ..Default::default()
+    };
+    let (pf, pf_info, err) = realize_config(&host, &hw);
+    assert!(!pf.is_null(), "{err}");
+    assert_eq!(
+        (pf_info.vf_device_id, pf_info.vf_vram_size),
+        (0x5257, 8 << 20)
+    );
+    assert!(pf_info.intx && pf_info.msi_vectors == 1);
+    let vf_config = |pf, vf_index| sys::RvgConfig {
+        model: sys::RvgModelKind::RVG_MODEL_HW_VF,
+        pf,
+        vf_index,
+        ..Default::default()
+    };
+    let (vf, info, err) = realize_config(&host, &vf_config(pf, 1));
+    assert!(!vf.is_null(), "{err}");
+    assert_eq!((info.device_id, info.vram_size), (0x5257, 8 << 20));
+    assert_eq!(
+        (info.intx, info.msi_vectors, info.vf_vram_size),
+        (false, 0, 0)
+    );
+    let (none, _, err) = realize_config(&host, &vf_config(pf, 2));
+    assert!(none.is_null());
+    assert_eq!(err, "property 'vf' is 2: the PF offers 2 VFs");
+    let (none, _, err) = realize_config(&host, &vf_config(ptr::null_mut(), 0));
+    assert!(none.is_null());
+    assert_eq!(err, "a VF needs its rust-vgpu-hw PF");
+    // SAFETY: live devices, freed once: the VF first, as QEMU does.
+    unsafe {
+        let gtt = bar2::GTT_WINDOW_ENTRIES as u64 / 2;
+        rvg_ops.mmio_write.unwrap()(vf, bar2::GTT, 0x3, 8);
+        assert_eq!(rvg_ops.mmio_read.unwrap()(pf, bar2::GTT + gtt * 8, 8), 0x3);
+        rvg_ops.unrealize.unwrap()(vf);
+        rvg_ops.unrealize.unwrap()(pf);
+    }
 }
 
 #[test]

@@ -74,8 +74,12 @@ impl Gpu {
         self.core.function > 0
     }
 
-    /// Each VF's VRAM partition (its BAR0) in bytes; 0 without VFs.
+    /// Each VF's VRAM partition (its BAR0) in bytes; 0 for a function
+    /// that offers no VFs (a PF without them, or a VF).
     pub fn vf_partition_size(&self) -> u64 {
-        self.core.phys.partitions.first().map_or(0, |p| p.vram_size)
+        match self.is_vf() {
+            true => 0,
+            false => self.core.phys.partitions.first().map_or(0, |p| p.vram_size),
+        }
     }
 }
