@@ -81,6 +81,7 @@ typedef enum RvgMemKind {
 typedef struct RvgConfig {
     RvgModelKind model;
     uint64_t vram_size; /* bytes; validated by Rust */
+    uint64_t gfx_size;  /* vGPU: graphics address space, bytes; validated by Rust */
     RvgGpu *gpu;        /* vGPU: the GPU to attach to; NULL for a private one */
     uint32_t xres;      /* vGPU: the EDID's preferred mode; validated by Rust */
     uint32_t yres;

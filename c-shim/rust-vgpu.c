@@ -549,6 +549,7 @@ static void rust_vgpu_realize(PCIDevice *pdev, Error **errp)
     RvgConfig config = {
         .model = rc->model,
         .vram_size = s->vram_size,
+        .gfx_size = s->gfx_size,
         .gpu = s->gpu ? s->gpu->gpu : NULL,
         .xres = s->xres,
         .yres = s->yres,
@@ -733,6 +734,7 @@ static const VMStateDescription vmstate_rust_vgpu_hw = {
 /* Each concrete type has its own table: the limits differ. */
 static const Property rust_vgpu_properties[] = {
     DEFINE_PROP_SIZE("vram-size", RustVgpuState, vram_size, 64 * MiB),
+    DEFINE_PROP_SIZE("gfx-size", RustVgpuState, gfx_size, 128 * MiB),
     DEFINE_PROP_LINK("gpu", RustVgpuState, gpu, TYPE_RUST_VGPU_GPU,
                      RustVgpuGpu *),
     DEFINE_PROP_UINT32("xres", RustVgpuState, xres, 0),
@@ -791,6 +793,10 @@ static void rust_vgpu_class_init(ObjectClass *klass, void *data)
     device_class_set_props(dc, rust_vgpu_properties);
     object_class_property_set_description(klass, "vram-size",
         "VRAM size (BAR0): a power of two from 1 MiB to 512 MiB, default 64M");
+    object_class_property_set_description(klass, "gfx-size",
+        "graphics address space (what the vGPU's GTT maps): a power of two "
+        "from 4 MiB to 128 MiB, default 128M; smaller ones fit more vGPUs on "
+        "a GPU, or one on an SR-IOV VF");
     object_class_property_set_description(klass, "gpu",
         "id of a rust-vgpu-gpu object to share; default: a GPU of its own");
     object_class_property_set_description(klass, "xres",

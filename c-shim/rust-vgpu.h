@@ -60,6 +60,7 @@ struct RustVgpuState {
 
     /* properties */
     uint64_t vram_size;
+    uint64_t gfx_size;
     RustVgpuGpu *gpu;
     uint32_t xres;
     uint32_t yres;

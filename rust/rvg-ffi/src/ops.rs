@@ -120,6 +120,7 @@ fn build(config: &sys::RvgConfig, host: &Host) -> Result<Model, String> {
     }
     let cfg = VgpuConfig {
         vram_size: config.vram_size,
+        gfx_size: config.gfx_size,
         xres: config.xres,
         yres: config.yres,
         weight: config.weight,

@@ -157,6 +157,7 @@ fn realize_on(
     let config = sys::RvgConfig {
         model,
         vram_size,
+        gfx_size: 128 << 20,
         gpu,
         xres: 640,
         yres: 480,

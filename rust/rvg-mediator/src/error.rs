@@ -28,6 +28,12 @@ pub enum NoRoom {
     #[error("the GPU's GTT holds {capacity} vGPUs and all are in use")]
     GttFull { capacity: usize },
     #[error(
+        "the GPU's GTT has {available} entries for vGPUs and gfx-size {} needs {wanted}: \
+         a smaller gfx-size fits",
+        human_size(u64::from(*wanted) << 12)
+    )]
+    GttTooSmall { available: u32, wanted: u32 },
+    #[error(
         "the GPU's VRAM has no free {} slice ({} of {} in use by {users} vGPUs)",
         human_size(*wanted),
         human_size(*used),

@@ -35,6 +35,13 @@ pub struct SliceLayout {
 }
 
 impl SliceLayout {
+    /// The vGPU's graphics address space in bytes: what its GTT maps.
+    pub fn gfx_space(&self) -> u64 {
+        u64::from(self.gtt_entries) << rvg_model::gtt::PAGE_SHIFT
+    }
+}
+
+impl SliceLayout {
     /// What every entry that maps nothing points at.
     pub fn scratch_entry(&self) -> GttEntry {
         GttEntry::invalid_to(self.scratch, true)

@@ -80,6 +80,15 @@ pub fn check_vgpu_vram_size(value: u64) -> Result<(), ConfigError> {
     check_pow2("vram-size", value, VRAM_SIZE_MIN, VGPU_VRAM_SIZE_MAX)
 }
 
+/// A vGPU's graphics address space: what its GTT maps.
+pub const GFX_SIZE_MIN: u64 = 4 << 20;
+pub const GFX_SIZE_MAX: u64 = 128 << 20;
+
+/// Check a vGPU's `gfx-size`.
+pub fn check_gfx_size(value: u64) -> Result<(), ConfigError> {
+    check_pow2("gfx-size", value, GFX_SIZE_MIN, GFX_SIZE_MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,7 +78,13 @@ pub struct SoftGpu {
 
 impl SoftGpu {
     pub fn new(config: GpuConfig, log: SoftLog) -> Result<SoftGpu, rvg_model::ConfigError> {
-        let gpu = Arc::new(Gpu::new(config)?);
+        Ok(SoftGpu::on(Gpu::new(config)?, log))
+    }
+
+    /// The contract over a GPU function made elsewhere: an SR-IOV VF of a
+    /// GPU, which a mediator then drives as it would a whole GPU.
+    pub fn on(gpu: Gpu, log: SoftLog) -> SoftGpu {
+        let gpu = Arc::new(gpu);
         // Behind the contract the tail writer is a mediator's scheduler
         // thread: a short stream (a fence or a store and a fence, closed by
         // the scheduler's own fence) runs right there.
@@ -88,13 +94,13 @@ impl SoftGpu {
         let irq = Arc::new(Mutex::new(IrqState::default()));
         let engine_irq = irq.clone();
         gpu.set_irq_sink(Arc::new(move |line| deliver(&engine_irq, line)));
-        Ok(SoftGpu {
+        SoftGpu {
             config: Mutex::new(config_space()),
             gpu,
             dma,
             irq,
             log,
-        })
+        }
     }
 
     /// The model itself, for tests that check the physical side.

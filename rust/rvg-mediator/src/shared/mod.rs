@@ -212,9 +212,10 @@ impl SharedGpu {
         &self.sched
     }
 
-    /// Room for one more vGPU with `vram_size` bytes of VRAM.
-    pub fn alloc_slice(&self, vram_size: u64) -> Result<SliceLayout, NoRoom> {
-        self.slices.lock().alloc(vram_size)
+    /// Room for one more vGPU with `gtt_entries` GTT entries (its
+    /// graphics space) and `vram_size` bytes of VRAM.
+    pub fn alloc_slice(&self, gtt_entries: u32, vram_size: u64) -> Result<SliceLayout, NoRoom> {
+        self.slices.lock().alloc(gtt_entries, vram_size)
     }
 
     pub fn free_slice(&self, layout: &SliceLayout) {

@@ -1,13 +1,19 @@
 //! The vGPU's properties as the user set them, and their checks.
 
-use rvg_model::config::{check_vgpu_vram_size, human_size, ConfigError};
+use rvg_model::config::{check_gfx_size, check_vgpu_vram_size, human_size, ConfigError};
+use rvg_model::gtt::PAGE_SHIFT;
 
+use super::VGPU_GFX_SPACE;
 use crate::display::edid;
 use crate::shared::sched::{DEFAULT_WEIGHT, WEIGHTS};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VgpuConfig {
     pub vram_size: u64,
+    /// Its graphics address space in bytes, what its GTT maps: a power
+    /// of two, 128 MiB by default (smaller ones fit more vGPUs on a GPU,
+    /// or one on an SR-IOV VF's partition).
+    pub gfx_size: u64,
     /// The monitor's preferred mode, as its EDID says; 0 and 0 pick the
     /// first of [`AUTO_MODES`] that fits the VRAM.
     pub xres: u32,
@@ -29,6 +35,7 @@ impl VgpuConfig {
     pub fn new(vram_size: u64) -> VgpuConfig {
         VgpuConfig {
             vram_size,
+            gfx_size: VGPU_GFX_SPACE,
             xres: 0,
             yres: 0,
             weight: DEFAULT_WEIGHT,
@@ -46,8 +53,14 @@ impl VgpuConfig {
             .unwrap_or(AUTO_MODES[AUTO_MODES.len() - 1])
     }
 
+    /// Its GTT entries, one per page of its graphics space.
+    pub fn gtt_entries(&self) -> u32 {
+        (self.gfx_size >> PAGE_SHIFT) as u32
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_vgpu_vram_size(self.vram_size)?;
+        check_gfx_size(self.gfx_size)?;
         check_weight(self.weight)?;
         // 0 is "unset"; a value that is set must be in range.
         let side = |property, value: u32, min, max| {

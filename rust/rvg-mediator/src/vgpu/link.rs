@@ -12,7 +12,7 @@ use rvg_vfio::contract::{Mapping, Region};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::inbox::Inbox;
-use super::{State, VgpuConfig, VGPU_GFX_SPACE};
+use super::{State, VgpuConfig};
 use crate::guest_gfx::GuestView;
 use crate::scan::Scanner;
 use crate::shadow::{PhysGtt, SliceLayout};
@@ -57,7 +57,7 @@ impl Link {
             return;
         }
         let scanner = Scanner {
-            space: VGPU_GFX_SPACE,
+            space: self.layout.gfx_space(),
             reloc: gfx_addr(self.layout.gtt_base),
         };
         let view = GuestView {

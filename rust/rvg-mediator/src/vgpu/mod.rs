@@ -46,7 +46,7 @@ pub use regs::{RegRead, RegWrite, VirtRegs};
 pub use report::VgpuReport;
 pub use saved::{LoadError, SavedVgpu, SAVED_MIN_VERSION, SAVED_VERSION};
 
-/// Bytes of graphics address space a guest sees.
+/// Bytes of graphics address space a guest sees by default (`gfx-size`).
 pub const VGPU_GFX_SPACE: u64 = VGPU_GTT_ENTRIES as u64 * PAGE_SIZE;
 
 /// Command-stream counters for `info rust-vgpu`.
@@ -108,7 +108,7 @@ impl Vgpu {
     /// the scratch page, open an engine context.
     pub fn new(config: VgpuConfig, gpu: Arc<SharedGpu>) -> Result<Vgpu, AttachError> {
         config.validate()?;
-        let layout = gpu.alloc_slice(config.vram_size)?;
+        let layout = gpu.alloc_slice(config.gtt_entries(), config.vram_size)?;
         let attached = (|| {
             let vram = Region::new(gpu.device().clone(), VFIO_PCI_BAR0_REGION_INDEX)
                 .and_then(|r| r.mmap(layout.vram_base, layout.vram_size))
@@ -149,7 +149,7 @@ impl Vgpu {
                 }
             }),
             gfx_addr(layout.gtt_base),
-            VGPU_GFX_SPACE,
+            layout.gfx_space(),
         );
         gpu.scheduler().set_weight(ctx, config.weight);
         Ok(Vgpu {
@@ -353,7 +353,12 @@ impl Vgpu {
         let st = &self.state;
         let (plane, dispi) = st.regs.scanout();
         Frame {
-            choice: scanout::choose(&plane, &dispi, self.link.config.vram_size, VGPU_GFX_SPACE),
+            choice: scanout::choose(
+                &plane,
+                &dispi,
+                self.link.config.vram_size,
+                self.link.layout.gfx_space(),
+            ),
             engine_progress: st.engine_progress,
             gtt_generation: st.gtt.generation(),
         }
