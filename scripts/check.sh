@@ -3,8 +3,9 @@
 # the fuzz targets (their seed corpora replayed, then a few seconds each),
 # the qtests inside the patched QEMU (and again inside its ASan/UBSan build,
 # where a leak, an invalid access or undefined behaviour fails the run),
-# the guest boot test (a Debian guest on the vGPU) and the nested VFIO test
-# (the kernel backend against Linux's vfio-pci). Prints each runner's
+# the guest boot test (a Debian guest on the vGPU), the nested VFIO test
+# (the kernel backend against Linux's vfio-pci) and the nested SR-IOV test
+# (VMs on VFs of one GPU through pci-pf-stub and vfio-pci). Prints each runner's
 # summary and a total. Expects `scripts/build-qemu.sh` and
 # `scripts/build-qemu.sh asan` to have run (make check does both).
 set -euo pipefail
@@ -66,6 +67,11 @@ nested_rc=0
 RVG_NESTED_LOG=$logs/nested-l1.log python3 "$repo/guest/vfio/test_nested.py" -v 2>&1 |
     tee "$logs/nested.log" || nested_rc=$?
 
+rvg_log "nested SR-IOV test (guest/vfio/test_sriov.py: VMs on VFs of one GPU, TCG in TCG)"
+sriov_rc=0
+RVG_NESTED_LOG=$logs/sriov-l1.log python3 "$repo/guest/vfio/test_sriov.py" -v 2>&1 |
+    tee "$logs/sriov.log" || sriov_rc=$?
+
 # Count what actually ran: cargo's per-binary results and the qtests' TAP.
 read -r cargo_pass cargo_fail < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' "$logs/cargo-test.log")
 # meson prints one "▶ i/n <test path> OK|FAIL|ERROR|SKIP" line per TAP subtest.
@@ -113,12 +119,15 @@ read -r boot_pass boot_fail < <(unittest_counts "$logs/guest-boot.log" "$boot_rc
 echo "guest boot: $boot_pass passed, $boot_fail failed"
 read -r nested_pass nested_fail < <(unittest_counts "$logs/nested.log" "$nested_rc")
 echo "nested VFIO: $nested_pass passed, $nested_fail failed"
+read -r sriov_pass sriov_fail < <(unittest_counts "$logs/sriov.log" "$sriov_rc")
+echo "nested SR-IOV: $sriov_pass passed, $sriov_fail failed"
 [ "$fuzz_pass" -gt 0 ] || { echo "no fuzz target ran"; exit 1; }
 [ "$qtest_pass" -gt 0 ] || { echo "no qtest ran"; exit 1; }
 [ "$asan_pass" -gt 0 ] || { echo "no sanitizer qtest ran"; exit 1; }
 [ "$boot_pass" -gt 0 ] || { echo "no guest boot test ran"; exit 1; }
 [ "$nested_pass" -gt 0 ] || { echo "no nested VFIO test ran"; exit 1; }
-echo "$((cargo_pass + fuzz_pass + qtest_pass + asan_pass + harness_pass + boot_pass + nested_pass)) passed," \
-    "$((cargo_fail + fuzz_fail + qtest_fail + asan_fail + harness_fail + boot_fail + nested_fail)) failed"
-[ "$fuzz_rc" = 0 ] && [ "$fuzz_fail" = 0 ] && [ "$qtest_rc" = 0 ] && [ "$asan_rc" = 0 ] && [ "$asan_fail" = 0 ] && [ "$harness_rc" = 0 ] && [ "$harness_fail" = 0 ] && [ "$boot_rc" = 0 ] && [ "$nested_rc" = 0 ] && [ "$cargo_fail" = 0 ] &&
-    [ "$qtest_fail" = 0 ] && [ "$boot_fail" = 0 ] && [ "$nested_fail" = 0 ]
+[ "$sriov_pass" -gt 0 ] || { echo "no nested SR-IOV test ran"; exit 1; }
+echo "$((cargo_pass + fuzz_pass + qtest_pass + asan_pass + harness_pass + boot_pass + nested_pass + sriov_pass)) passed," \
+    "$((cargo_fail + fuzz_fail + qtest_fail + asan_fail + harness_fail + boot_fail + nested_fail + sriov_fail)) failed"
+[ "$fuzz_rc" = 0 ] && [ "$fuzz_fail" = 0 ] && [ "$qtest_rc" = 0 ] && [ "$asan_rc" = 0 ] && [ "$asan_fail" = 0 ] && [ "$harness_rc" = 0 ] && [ "$harness_fail" = 0 ] && [ "$boot_rc" = 0 ] && [ "$nested_rc" = 0 ] && [ "$sriov_rc" = 0 ] && [ "$cargo_fail" = 0 ] &&
+    [ "$qtest_fail" = 0 ] && [ "$boot_fail" = 0 ] && [ "$nested_fail" = 0 ] && [ "$sriov_fail" = 0 ]

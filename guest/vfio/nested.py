@@ -32,8 +32,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 from boot import Guest, GuestError, add_timeout_args, build_image, default_qemu  # noqa: E402
 
-# What the L1 initramfs needs: 9p for the host's root, VFIO for the GPU.
-L1_MODULES = "9p 9pnet_virtio vfio vfio_iommu_type1 vfio_pci"
+# What the L1 initramfs needs: 9p for the host's root, VFIO for the GPU, and
+# pci-pf-stub for an SR-IOV PF whose VFs go to vfio-pci.
+L1_MODULES = "9p 9pnet_virtio vfio vfio_iommu_type1 vfio_pci pci-pf-stub"
 # VRAM of the nested GPU: the default vGPU's slice (64 MiB) and the
 # mediator's reserved VRAM fit, as in the soft GPU a vGPU gets.
 GPU_VRAM = "128M"
