@@ -2,8 +2,9 @@
  * rust-vgpu-hw with SR-IOV (vfs=N) behind a PCIe root port: the PF's
  * SR-IOV capability, VF Enable, each VF's identity and BARs, a VF's GTT
  * window and VRAM partition, engine work on two VFs at once, a fault on
- * one VF while another completes, and Function Level Reset scrubbing a
- * VF's partition.
+ * one VF while another completes, Function Level Reset scrubbing a
+ * VF's partition, and the PF's own block where the host sets each
+ * function's engine quantum.
  *
  * libqos knows nothing of SR-IOV, and reaches config space through the
  * legacy ports, which end at 256 bytes: the test opens q35's ECAM window
@@ -451,6 +452,41 @@ static void test_flr_scrubs_the_partition(void)
     pf_stop(p);
 }
 
+/* The PF's SR-IOV block: partitions, and each function's quantum. */
+static void test_quanta(void)
+{
+    Pf *p = pf_start("vfs=4,vram-size=64M");
+    Vf *v = &p->vf[0];
+
+    sriov_enable(p);
+    g_assert_cmpuint(qpci_io_readl(p->r.dev, p->r.mmio,
+                                   RVG_SRIOV + RVG_SRIOV_TOTAL_VFS), ==, NUM_VFS);
+    g_assert_cmpuint(qpci_io_readl(p->r.dev, p->r.mmio,
+                                   RVG_SRIOV + RVG_SRIOV_VF_GTT_ENTRIES), ==,
+                     VF_GTT_ENTRIES);
+    g_assert_cmphex(qpci_io_readq(p->r.dev, p->r.mmio,
+                                  RVG_SRIOV + RVG_SRIOV_VF_VRAM_SIZE), ==, VF_VRAM);
+    for (int f = 0; f <= NUM_VFS; f++) {
+        g_assert_cmpuint(qpci_io_readl(p->r.dev, p->r.mmio,
+                                       RVG_SRIOV + RVG_SRIOV_QUANTUM(f)), ==, 1000);
+    }
+    /* VF 1's quantum: 4 ms. Too short a one, and a VF past TotalVFs, are
+     * refused. */
+    qpci_io_writel(p->r.dev, p->r.mmio, RVG_SRIOV + RVG_SRIOV_QUANTUM(2), 4000);
+    qpci_io_writel(p->r.dev, p->r.mmio, RVG_SRIOV + RVG_SRIOV_QUANTUM(2), 99);
+    g_assert_cmpuint(qpci_io_readl(p->r.dev, p->r.mmio,
+                                   RVG_SRIOV + RVG_SRIOV_QUANTUM(2)), ==, 4000);
+    g_assert_cmpuint(qpci_io_readl(p->r.dev, p->r.mmio,
+                                   RVG_SRIOV + RVG_SRIOV_QUANTUM(NUM_VFS + 1)), ==, 0);
+    /* A VF has no such block: it cannot change its own share. */
+    qpci_io_writel(&v->dev, v->r.mmio, RVG_SRIOV + RVG_SRIOV_QUANTUM(1), 100000);
+    g_assert_cmpuint(qpci_io_readl(&v->dev, v->r.mmio,
+                                   RVG_SRIOV + RVG_SRIOV_QUANTUM(1)), ==, 0);
+    g_assert_cmpuint(qpci_io_readl(p->r.dev, p->r.mmio,
+                                   RVG_SRIOV + RVG_SRIOV_QUANTUM(1)), ==, 1000);
+    pf_stop(p);
+}
+
 static void test_bad_vfs(void)
 {
     QTestState *qts = qtest_init("-machine q35 -nodefaults"
@@ -486,6 +522,7 @@ int main(int argc, char **argv)
                    test_fault_stays_in_its_vf);
     qtest_add_func("/rust-vgpu/sriov/flr-scrubs-the-partition",
                    test_flr_scrubs_the_partition);
+    qtest_add_func("/rust-vgpu/sriov/quanta", test_quanta);
     qtest_add_func("/rust-vgpu/sriov/bad-vfs", test_bad_vfs);
     return g_test_run();
 }

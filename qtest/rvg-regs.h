@@ -46,6 +46,13 @@
 #define RVG_ENGINE          0x2000
 #define RVG_DISPLAY         0x3000
 #define RVG_GTT             0x100000
+/* A PF's SR-IOV block (rust-vgpu-hw,vfs=N only; not on a VF) */
+#define RVG_SRIOV           0x4000
+#define RVG_SRIOV_TOTAL_VFS      0x00
+#define RVG_SRIOV_VF_GTT_ENTRIES 0x04
+#define RVG_SRIOV_VF_VRAM_SIZE   0x08
+/* Function f's engine quantum in us: f = 0 the PF, 1 + n VF n */
+#define RVG_SRIOV_QUANTUM(f)     (0x10 + 4 * (f))
 
 #define RVG_DISPI_ID              0x00
 #define RVG_DISPI_XRES            0x02

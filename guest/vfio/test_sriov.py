@@ -6,8 +6,9 @@
 One L0 boot (guest/vfio/nested.py) with a rust-vgpu-hw,vfs=4 at 00:06.0.
 In L1, Debian's kernel binds the PF to pci-pf-stub, creates the VFs with
 sriov_numvfs and binds each to vfio-pci, each in an IOMMU group of its
-own. Then several L1 QEMU processes run at once, one VF each, as separate
-VMs (-device rust-vgpu,host=VF,gfx-size=64M):
+own; the host sets VF 1's engine quantum in the PF's SR-IOV block through
+sysfs. Then several L1 QEMU processes run at once, one VF each, as
+separate VMs (-device rust-vgpu,host=VF,gfx-size=64M):
 
 - the qtest scenario on all four VFs at once; each transcript matches a
   soft-GPU run with the same properties line for line;
@@ -74,6 +75,25 @@ for link in $pfdev/virtfn*; do
 done
 echo "== rc $rc"
 set -- $vfs
+
+# The host sets VF 1's engine quantum in the PF's SR-IOV block (BAR2
+# 0x4000, QUANTUM_VF1 at 0x18) through sysfs, as docs/sriov.md shows.
+echo "== quantum"
+python3 - $pf <<'PY'
+import mmap, os, struct, sys
+dev = "/sys/bus/pci/devices/" + sys.argv[1]
+with open(dev + "/config", "r+b") as c:  # Memory Space on
+    c.seek(4)
+    cmd = struct.unpack("<H", c.read(2))[0]
+    c.seek(4)
+    c.write(struct.pack("<H", cmd | 2))
+fd = os.open(dev + "/resource2", os.O_RDWR | os.O_SYNC)
+regs = memoryview(mmap.mmap(fd, 2 << 20)).cast("I")
+before = regs[0x4018 // 4]
+regs[0x4018 // 4] = 4000
+print("total_vfs", regs[0x4000 // 4], "quantum_vf1", before, "->", regs[0x4018 // 4])
+PY
+echo "== rc $?"
 
 echo "== scenario soft@PROPS@"
 RVG_SCENARIO_DEVICE="@PROPS@" RVG_SCENARIO_GTT_ENTRIES=@GTT@ \
@@ -180,6 +200,11 @@ class NestedSriov(unittest.TestCase):
         # Every VF in an IOMMU group of its own, apart from the PF's.
         groups = [g for *_, g in vfs] + [pf.group(3)]
         self.assertEqual(len(set(groups)), len(groups), text)
+
+    def test_the_host_sets_a_vf_quantum_through_the_pf(self):
+        text, rc = self.section("quantum")
+        self.assertEqual(rc, 0, text)
+        self.assertIn(f"total_vfs {VFS} quantum_vf1 1000 -> 4000", text)
 
     def test_the_scenario_passes_on_every_vf_at_once(self):
         soft = self.nested.path("soft.txt").read_text().splitlines()

@@ -1,6 +1,6 @@
 //! The engine arbiter: one engine, shared by a GPU's functions (the PF and
 //! its VFs), each of which has its own ring. A function runs for its
-//! quantum (the base quantum times its weight) while others wait, then
+//! quantum (the PF's `QUANTUM_*` registers set each) while others wait, then
 //! yields at the next preemption point (a command boundary, or between
 //! bands of a long rectangle); the engine passes round robin to the next
 //! function waiting, never to one that jumped the queue.
@@ -13,16 +13,16 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-/// A function's quantum at weight 1.
-pub const BASE_QUANTUM: Duration = Duration::from_millis(1);
-/// Weights a function may have: its quantum is that many base quanta.
-pub const MAX_WEIGHT: u32 = 64;
+/// A function's quantum until the PF sets another.
+pub const DEFAULT_QUANTUM: Duration = Duration::from_millis(1);
+/// The quanta a function may have.
+pub const QUANTUM_MIN: Duration = Duration::from_micros(100);
+pub const QUANTUM_MAX: Duration = Duration::from_millis(100);
 
 /// The arbiter's state: who has the engine, since when, who waits.
 #[derive(Clone, Debug)]
 pub struct ArbCore {
-    base_quantum_ns: u64,
-    weights: Vec<u32>,
+    quanta_ns: Vec<u64>,
     waiting: Vec<bool>,
     owner: Option<usize>,
     /// When the owner got the engine.
@@ -32,11 +32,10 @@ pub struct ArbCore {
 }
 
 impl ArbCore {
-    /// `functions` functions, weight 1 each.
-    pub fn new(functions: usize, base_quantum_ns: u64) -> ArbCore {
+    /// `functions` functions, a quantum of `quantum_ns` each.
+    pub fn new(functions: usize, quantum_ns: u64) -> ArbCore {
         ArbCore {
-            base_quantum_ns,
-            weights: vec![1; functions],
+            quanta_ns: vec![quantum_ns; functions],
             waiting: vec![false; functions],
             owner: None,
             since_ns: 0,
@@ -52,21 +51,14 @@ impl ArbCore {
         self.waiting.iter().filter(|&&w| w).count() as u32
     }
 
-    pub fn weight(&self, f: usize) -> u32 {
-        self.weights[f]
+    pub fn quantum_ns(&self, f: usize) -> u64 {
+        self.quanta_ns[f]
     }
 
-    /// Set function `f`'s weight, 1 to [`MAX_WEIGHT`]; false for others.
-    pub fn set_weight(&mut self, f: usize, weight: u32) -> bool {
-        if !(1..=MAX_WEIGHT).contains(&weight) {
-            return false;
-        }
-        self.weights[f] = weight;
-        true
-    }
-
-    fn quantum_ns(&self, f: usize) -> u64 {
-        self.base_quantum_ns * u64::from(self.weights[f])
+    /// Set function `f`'s quantum: its share of the engine against the
+    /// others' while they all have work.
+    pub fn set_quantum_ns(&mut self, f: usize, quantum_ns: u64) {
+        self.quanta_ns[f] = quantum_ns;
     }
 
     /// Function `f` wants the engine at `now`: true if it has it at once
@@ -131,7 +123,10 @@ impl ArbCore {
 /// workers. Never taken while holding it: a function's register lock.
 pub struct Arbiter {
     core: Mutex<ArbCore>,
-    granted: Condvar,
+    /// One per function: a grant wakes its new owner alone, not every
+    /// function in line (sixteen waking on two cores to find it is not
+    /// theirs cost a tenth of the engine).
+    granted: Vec<Condvar>,
     /// `ArbCore::waiters`, readable without the lock: a run asks at every
     /// preemption point whether to yield, and nobody waiting (the common
     /// case) is answered with one load.
@@ -142,8 +137,8 @@ pub struct Arbiter {
 impl Arbiter {
     pub fn new(functions: usize) -> Arbiter {
         Arbiter {
-            core: Mutex::new(ArbCore::new(functions, BASE_QUANTUM.as_nanos() as u64)),
-            granted: Condvar::new(),
+            core: Mutex::new(ArbCore::new(functions, DEFAULT_QUANTUM.as_nanos() as u64)),
+            granted: (0..functions).map(|_| Condvar::new()).collect(),
             waiters: AtomicU32::new(0),
             epoch: Instant::now(),
         }
@@ -164,7 +159,7 @@ impl Arbiter {
         if !core.request(f, now) {
             self.publish(&core);
             while core.owner() != Some(f) {
-                self.granted.wait(&mut core);
+                self.granted[f].wait(&mut core);
             }
         }
         self.publish(&core);
@@ -187,8 +182,8 @@ impl Arbiter {
     pub fn release(&self, f: usize) {
         let mut core = self.core.lock();
         let now = self.now();
-        if core.release(f, now).is_some() {
-            self.granted.notify_all();
+        if let Some(next) = core.release(f, now) {
+            self.granted[next].notify_one();
         }
         self.publish(&core);
     }
@@ -210,12 +205,20 @@ impl Arbiter {
         self.core.lock().owner()
     }
 
-    pub fn set_weight(&self, f: usize, weight: u32) -> bool {
-        self.core.lock().set_weight(f, weight)
+    /// Set function `f`'s quantum, [`QUANTUM_MIN`] to [`QUANTUM_MAX`];
+    /// false, with nothing changed, for one outside.
+    pub fn set_quantum(&self, f: usize, quantum: Duration) -> bool {
+        if !(QUANTUM_MIN..=QUANTUM_MAX).contains(&quantum) {
+            return false;
+        }
+        self.core
+            .lock()
+            .set_quantum_ns(f, quantum.as_nanos() as u64);
+        true
     }
 
-    pub fn weight(&self, f: usize) -> u32 {
-        self.core.lock().weight(f)
+    pub fn quantum(&self, f: usize) -> Duration {
+        Duration::from_nanos(self.core.lock().quantum_ns(f))
     }
 
     pub fn engine_time(&self, f: usize) -> Duration {
@@ -275,26 +278,35 @@ mod tests {
     }
 
     #[test]
-    fn weights_scale_the_quantum_and_bad_weights_are_refused() {
+    fn a_function_holds_the_engine_for_its_own_quantum() {
         let mut a = ArbCore::new(2, Q);
-        assert!(a.set_weight(1, 3));
-        assert!(!a.set_weight(1, 0));
-        assert!(!a.set_weight(1, MAX_WEIGHT + 1));
-        assert_eq!(a.weight(1), 3);
+        a.set_quantum_ns(1, 3 * Q);
+        assert_eq!((a.quantum_ns(0), a.quantum_ns(1)), (Q, 3 * Q));
         a.request(1, 0);
         a.request(0, 0);
         assert!(!a.should_yield(1, 3 * Q - 1));
         assert!(a.should_yield(1, 3 * Q));
     }
 
-    /// Functions that always have work, each running until told to yield
-    /// (at preemption points `step` apart): engine time splits by weight.
     #[test]
-    fn busy_functions_share_the_engine_by_weight() {
+    fn quanta_outside_the_range_are_refused() {
+        let a = Arbiter::new(2);
+        assert!(a.set_quantum(1, Duration::from_millis(5)));
+        assert!(!a.set_quantum(1, QUANTUM_MIN - Duration::from_nanos(1)));
+        assert!(!a.set_quantum(0, QUANTUM_MAX + Duration::from_nanos(1)));
+        assert_eq!(a.quantum(1), Duration::from_millis(5));
+        assert_eq!(a.quantum(0), DEFAULT_QUANTUM);
+    }
+
+    /// Functions that always have work, each running until told to yield
+    /// (at preemption points `step` apart): engine time splits as their
+    /// quanta do.
+    #[test]
+    fn busy_functions_share_the_engine_by_their_quanta() {
         let weights = [1, 1, 2, 4];
         let mut a = ArbCore::new(weights.len(), Q);
         for (f, &w) in weights.iter().enumerate() {
-            a.set_weight(f, w);
+            a.set_quantum_ns(f, w * Q);
         }
         for f in 0..weights.len() {
             a.request(f, 0);
@@ -310,10 +322,10 @@ mod tests {
             }
         }
         let total: u64 = (0..weights.len()).map(|f| a.held_ns(f, now)).sum();
-        let sum_w: u32 = weights.iter().sum();
+        let sum_w: u64 = weights.iter().sum();
         for (f, &w) in weights.iter().enumerate() {
             let share = a.held_ns(f, now) as f64 / total as f64;
-            let want = f64::from(w) / f64::from(sum_w);
+            let want = w as f64 / sum_w as f64;
             assert!(
                 (share - want).abs() < 0.01,
                 "function {f}: {share} for {want}"

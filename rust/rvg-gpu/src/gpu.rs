@@ -168,15 +168,6 @@ impl Gpu {
         self.core.phys.arbiter.engine_time(self.core.function)
     }
 
-    /// This function's weight at the arbiter: its quantum in base quanta,
-    /// 1 to [`crate::arbiter::MAX_WEIGHT`]. False for a weight out of range.
-    pub fn set_arbiter_weight(&self, weight: u32) -> bool {
-        self.core
-            .phys
-            .arbiter
-            .set_weight(self.core.function, weight)
-    }
-
     /// Install how DMA addresses reach memory.
     pub fn set_dma(&self, dma: Arc<dyn DmaSpace>) {
         *self.core.dma.write() = dma;
@@ -287,6 +278,7 @@ impl Gpu {
             Bar2Target::Global(rel) => self.core.state.lock().global.read(rel, size),
             Bar2Target::Engine(rel) => self.core.state.lock().engine.read(rel, size),
             Bar2Target::Display(rel) => self.core.state.lock().display.read(rel, size),
+            Bar2Target::Sriov(rel) => self.sriov_read(rel, size),
             Bar2Target::Gtt { index, within } => self.gtt_read(index, within, size),
             _ => Err(RegError::NoRegister { offset, size }),
         }
@@ -364,6 +356,7 @@ impl Gpu {
                 .display
                 .write(rel, value, size)
                 .map(|_| ()),
+            Bar2Target::Sriov(rel) => self.sriov_write(rel, value, size),
             Bar2Target::Gtt { index, within } => self.gtt_write(index, within, value, size),
             _ => Err(RegError::NoRegister { offset, size }),
         };

@@ -7,11 +7,16 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
+use std::time::Duration;
+
 use super::{Core, Gpu, GTT_ENTRIES};
-use crate::arbiter::Arbiter;
+use crate::arbiter::{Arbiter, QUANTUM_MAX, QUANTUM_MIN};
 use crate::partition::{vf_partitions, Partition};
 use crate::vram::Vram;
+use rvg_model::access::Lane;
+use rvg_model::block::{decode, RegError};
 use rvg_model::config::{check_vram_size, ConfigError, GpuConfig};
+use rvg_model::regs::{bar2, Register, SriovReg};
 
 /// What every function of one GPU shares: its memory and its engine.
 pub(super) struct Physical {
@@ -81,5 +86,60 @@ impl Gpu {
             true => 0,
             false => self.core.phys.partitions.first().map_or(0, |p| p.vram_size),
         }
+    }
+
+    /// The PF's SR-IOV block register an access hits: a VF, and a GPU
+    /// without VFs, have no such block, and only the quanta of functions
+    /// that exist answer.
+    fn sriov_reg(&self, rel: u64, size: u32) -> Result<(SriovReg, Lane), RegError> {
+        let phys = &self.core.phys;
+        let none = RegError::NoRegister {
+            offset: bar2::SRIOV + rel,
+            size,
+        };
+        if self.is_vf() || phys.partitions.is_empty() {
+            return Err(none);
+        }
+        let (reg, lane) = decode::<SriovReg>(rel, size)?;
+        match reg.quantum_of() {
+            Some(f) if f > phys.partitions.len() => Err(none),
+            _ => Ok((reg, lane)),
+        }
+    }
+
+    pub(super) fn sriov_read(&self, rel: u64, size: u32) -> Result<u64, RegError> {
+        let (reg, lane) = self.sriov_reg(rel, size)?;
+        let phys = &self.core.phys;
+        let value = match (reg, reg.quantum_of()) {
+            (_, Some(f)) => phys.arbiter.quantum(f).as_micros() as u64,
+            (SriovReg::TotalVfs, _) => phys.partitions.len() as u64,
+            (SriovReg::VfGttEntries, _) => u64::from(phys.partitions[0].gtt_entries),
+            (_, None) => phys.partitions[0].vram_size,
+        };
+        Ok(lane.extract(value))
+    }
+
+    /// A `QUANTUM_*` write takes effect at the function's next turn; one
+    /// outside 100 to 100000 us is refused, the quantum unchanged.
+    pub(super) fn sriov_write(&self, rel: u64, value: u64, size: u32) -> Result<(), RegError> {
+        let (reg, lane) = self.sriov_reg(rel, size)?;
+        let Some(f) = reg.quantum_of() else {
+            return Err(RegError::ReadOnly {
+                reg: reg.name(),
+                value,
+            });
+        };
+        let arbiter = &self.core.phys.arbiter;
+        let old = arbiter.quantum(f).as_micros() as u64;
+        let us = lane.merge(old, value);
+        if !arbiter.set_quantum(f, Duration::from_micros(us)) {
+            return Err(RegError::Refused(format!(
+                "{} of {us} us refused: a quantum is {} to {} us",
+                reg.name(),
+                QUANTUM_MIN.as_micros(),
+                QUANTUM_MAX.as_micros()
+            )));
+        }
+        Ok(())
     }
 }

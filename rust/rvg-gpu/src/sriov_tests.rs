@@ -4,7 +4,7 @@
 use super::*;
 use rvg_model::cmd::Command;
 use rvg_model::engine::{error, ring_ctl};
-use rvg_model::regs::{EngineReg, GlobalReg, Register};
+use rvg_model::regs::{EngineReg, GlobalReg, Register, SriovReg};
 
 const MIB: u64 = 1 << 20;
 
@@ -246,4 +246,42 @@ fn a_vf_reset_scrubs_its_partition_only_and_a_pf_reset_resets_every_vf() {
     pf.reset();
     assert_eq!(b.gtt_entry(0), Some(GttEntry(0)));
     assert_eq!(pixel(b.vram(), 16 * MIB - 4), 0);
+}
+
+fn sr(r: SriovReg) -> u64 {
+    bar2::SRIOV + r.offset()
+}
+
+#[test]
+fn the_pf_alone_has_the_sriov_block() {
+    let pf = pf();
+    let vf = pf.vf(0).unwrap();
+    assert_eq!(pf.mmio_read(sr(SriovReg::TotalVfs), 4), Ok(4));
+    assert_eq!(pf.mmio_read(sr(SriovReg::VfGttEntries), 4), Ok(32768));
+    assert_eq!(pf.mmio_read(sr(SriovReg::VfVramSize), 8), Ok(16 * MIB));
+    assert_eq!(pf.mmio_read(sr(SriovReg::QuantumVf2), 4), Ok(1000));
+    // VF 3's quantum: 5 ms; 50 us is too short, VF 4 does not exist.
+    assert!(pf
+        .mmio_write(sr(SriovReg::QuantumVf3), 5000, 4)
+        .diags
+        .is_empty());
+    assert_eq!(pf.mmio_read(sr(SriovReg::QuantumVf3), 4), Ok(5000));
+    let fx = pf.mmio_write(sr(SriovReg::QuantumVf3), 50, 4);
+    assert_eq!(fx.diags.len(), 1, "{:?}", fx.diags);
+    assert_eq!(pf.mmio_read(sr(SriovReg::QuantumVf3), 4), Ok(5000));
+    assert!(pf.mmio_read(sr(SriovReg::QuantumVf4), 4).is_err());
+    assert_eq!(pf.mmio_write(sr(SriovReg::TotalVfs), 9, 4).diags.len(), 1);
+    // A VF has none of it, and a write there changes nothing.
+    assert!(vf.mmio_read(sr(SriovReg::TotalVfs), 4).is_err());
+    assert_eq!(
+        vf.mmio_write(sr(SriovReg::QuantumVf0), 100, 4).diags.len(),
+        1
+    );
+    assert_eq!(pf.mmio_read(sr(SriovReg::QuantumVf0), 4), Ok(1000));
+    // Nor has a GPU without VFs.
+    let plain = Gpu::new(GpuConfig {
+        vram_size: 16 * MIB,
+    })
+    .unwrap();
+    assert!(plain.mmio_read(sr(SriovReg::TotalVfs), 4).is_err());
 }

@@ -33,6 +33,8 @@ pub mod bar2 {
     pub const GLOBAL: u64 = 0x1000;
     pub const ENGINE: u64 = 0x2000;
     pub const DISPLAY: u64 = 0x3000;
+    /// A PF's SR-IOV block: only a GPU with VFs, and only its PF, has it.
+    pub const SRIOV: u64 = 0x4000;
     /// Size of each register block.
     pub const BLOCK_SIZE: u64 = 0x1000;
     pub const GTT: u64 = 0x10_0000;
@@ -53,6 +55,7 @@ pub enum Bar2Target {
     Global(u64),
     Engine(u64),
     Display(u64),
+    Sriov(u64),
     /// GTT entry `index`, byte `within` of it.
     Gtt {
         index: u64,
@@ -76,8 +79,9 @@ impl Bar2Target {
         }
     }
 
-    /// The register blocks' part of `decode`: `Global`, `Engine` or
-    /// `Display` for an offset in one of their pages, else `Unassigned`.
+    /// The register blocks' part of `decode`: `Global`, `Engine`,
+    /// `Display` or `Sriov` for an offset in one of their pages, else
+    /// `Unassigned`.
     #[inline(always)]
     pub fn register_block(offset: u64) -> Bar2Target {
         use bar2::*;
@@ -86,6 +90,7 @@ impl Bar2Target {
             page if page == GLOBAL / BLOCK_SIZE => Bar2Target::Global(rel),
             page if page == ENGINE / BLOCK_SIZE => Bar2Target::Engine(rel),
             page if page == DISPLAY / BLOCK_SIZE => Bar2Target::Display(rel),
+            page if page == SRIOV / BLOCK_SIZE => Bar2Target::Sriov(rel),
             _ => Bar2Target::Unassigned,
         }
     }
@@ -264,6 +269,41 @@ register_block! {
 }
 
 register_block! {
+    /// A PF's SR-IOV block, at `bar2::SRIOV`: the VFs' partitions, and
+    /// each function's engine quantum in microseconds (`QUANTUM_PF`, then
+    /// VF 0 to 15; only those of VFs the GPU offers answer).
+    SriovReg {
+        TotalVfs = 0x00, 4, ReadOnly, "TOTAL_VFS";
+        VfGttEntries = 0x04, 4, ReadOnly, "VF_GTT_ENTRIES";
+        VfVramSize = 0x08, 8, ReadOnly, "VF_VRAM_SIZE";
+        QuantumPf = 0x10, 4, ReadWrite, "QUANTUM_PF";
+        QuantumVf0 = 0x14, 4, ReadWrite, "QUANTUM_VF0";
+        QuantumVf1 = 0x18, 4, ReadWrite, "QUANTUM_VF1";
+        QuantumVf2 = 0x1c, 4, ReadWrite, "QUANTUM_VF2";
+        QuantumVf3 = 0x20, 4, ReadWrite, "QUANTUM_VF3";
+        QuantumVf4 = 0x24, 4, ReadWrite, "QUANTUM_VF4";
+        QuantumVf5 = 0x28, 4, ReadWrite, "QUANTUM_VF5";
+        QuantumVf6 = 0x2c, 4, ReadWrite, "QUANTUM_VF6";
+        QuantumVf7 = 0x30, 4, ReadWrite, "QUANTUM_VF7";
+        QuantumVf8 = 0x34, 4, ReadWrite, "QUANTUM_VF8";
+        QuantumVf9 = 0x38, 4, ReadWrite, "QUANTUM_VF9";
+        QuantumVf10 = 0x3c, 4, ReadWrite, "QUANTUM_VF10";
+        QuantumVf11 = 0x40, 4, ReadWrite, "QUANTUM_VF11";
+        QuantumVf12 = 0x44, 4, ReadWrite, "QUANTUM_VF12";
+        QuantumVf13 = 0x48, 4, ReadWrite, "QUANTUM_VF13";
+        QuantumVf14 = 0x4c, 4, ReadWrite, "QUANTUM_VF14";
+        QuantumVf15 = 0x50, 4, ReadWrite, "QUANTUM_VF15";
+    }
+}
+
+impl SriovReg {
+    /// The function a `QUANTUM_*` register sets (0 the PF, 1 + n VF n).
+    pub fn quantum_of(self) -> Option<usize> {
+        self.index().checked_sub(SriovReg::QuantumPf.index())
+    }
+}
+
+register_block! {
     /// Bochs DISPI registers, 16 bits each at `bar2::DISPI + 2 * index`.
     DispiReg {
         Id = 0x00, 2, ReadOnly, "DISPI_ID";
@@ -373,6 +413,7 @@ mod tests {
     #[test]
     fn registers_are_naturally_aligned_and_disjoint() {
         check_block::<GlobalReg>();
+        check_block::<SriovReg>();
         check_block::<EngineReg>();
         check_block::<DisplayReg>();
         check_block::<DispiReg>();
@@ -391,7 +432,8 @@ mod tests {
         assert_eq!(Bar2Target::decode(0x604), Bar2Target::QemuExt(4));
         assert_eq!(Bar2Target::decode(0x1fff), Bar2Target::Global(0xfff));
         assert_eq!(Bar2Target::decode(0x3010), Bar2Target::Display(0x10));
-        assert_eq!(Bar2Target::decode(0x4000), Bar2Target::Unassigned);
+        assert_eq!(Bar2Target::decode(0x4008), Bar2Target::Sriov(8));
+        assert_eq!(Bar2Target::decode(0x5000), Bar2Target::Unassigned);
         assert_eq!(
             Bar2Target::decode(0x10_000c),
             Bar2Target::Gtt {
