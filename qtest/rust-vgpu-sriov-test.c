@@ -50,7 +50,7 @@ typedef struct Pf {
     Rvg r;           /* the PF's BAR2 and config space */
     QPCIBar vram;
     uint16_t sriov;  /* its SR-IOV capability */
-    Vf vf[NUM_VFS];
+    Vf vf[16];
 } Pf;
 
 /* q35's MMCONFIG window, as firmware would place it. */
@@ -171,24 +171,35 @@ static void sriov_write_bar(Pf *p, int bar, uint64_t addr)
  * host driver enables it (QEMU maps a VF's BARs on its own Memory Space
  * Enable, as Linux sets it).
  */
-static void sriov_enable(Pf *p)
+static void sriov_enable_n(Pf *p, int num, uint64_t vf_vram)
 {
     uint32_t secondary = qpci_config_readb(p->port, PCI_SECONDARY_BUS);
-    uint64_t bar0 = mmio_alloc(p->bus, NUM_VFS * VF_VRAM);
-    uint64_t bar2 = mmio_alloc(p->bus, NUM_VFS * RVG_MMIO_SIZE);
-    uint64_t bar4 = mmio_alloc(p->bus, NUM_VFS * 4096);
+    uint64_t bar0 = mmio_alloc(p->bus, num * vf_vram);
+    uint64_t bar2 = mmio_alloc(p->bus, num * RVG_MMIO_SIZE);
+    uint64_t bar4 = mmio_alloc(p->bus, num * 4096);
+    uint16_t ctrl = PCI_SRIOV_CTRL_VFE | PCI_SRIOV_CTRL_MSE;
     uint16_t offset, stride;
 
-    xcfg_writew(p->r.dev, p->sriov + PCI_SRIOV_NUM_VF, NUM_VFS);
+    g_assert_cmpint(num, <=, ARRAY_SIZE(p->vf));
+    if (num > 7) {
+        /* VFs past function 7: the root port forwards by ARI, and the
+         * PF is told its hierarchy is ARI capable. */
+        uint8_t exp = qpci_find_capability(p->port, PCI_CAP_ID_EXP, 0);
+
+        qpci_config_writew(p->port, exp + PCI_EXP_DEVCTL2,
+                           qpci_config_readw(p->port, exp + PCI_EXP_DEVCTL2) |
+                           PCI_EXP_DEVCTL2_ARI);
+        ctrl |= PCI_SRIOV_CTRL_ARI;
+    }
+    xcfg_writew(p->r.dev, p->sriov + PCI_SRIOV_NUM_VF, num);
     sriov_write_bar(p, RVG_BAR_VRAM, bar0);
     sriov_write_bar(p, RVG_BAR_MMIO, bar2);
     xcfg_writel(p->r.dev, p->sriov + PCI_SRIOV_BAR + 4 * RVG_BAR_MSIX,
                        bar4);
-    xcfg_writew(p->r.dev, p->sriov + PCI_SRIOV_CTRL,
-                       PCI_SRIOV_CTRL_VFE | PCI_SRIOV_CTRL_MSE);
+    xcfg_writew(p->r.dev, p->sriov + PCI_SRIOV_CTRL, ctrl);
     offset = xcfg_readw(p->r.dev, p->sriov + PCI_SRIOV_VF_OFFSET);
     stride = xcfg_readw(p->r.dev, p->sriov + PCI_SRIOV_VF_STRIDE);
-    for (int i = 0; i < NUM_VFS; i++) {
+    for (int i = 0; i < num; i++) {
         Vf *v = &p->vf[i];
 
         v->dev = (QPCIDevice) {
@@ -197,10 +208,15 @@ static void sriov_enable(Pf *p)
         };
         v->r.dev = &v->dev;
         v->r.mmio = (QPCIBar) { .addr = bar2 + i * RVG_MMIO_SIZE };
-        v->vram = (QPCIBar) { .addr = bar0 + i * VF_VRAM };
+        v->vram = (QPCIBar) { .addr = bar0 + i * vf_vram };
         v->msix = (QPCIBar) { .addr = bar4 + i * 4096 };
         rvg_pci_enable(&v->dev);
     }
+}
+
+static void sriov_enable(Pf *p)
+{
+    sriov_enable_n(p, NUM_VFS, VF_VRAM);
 }
 
 /* A guest driver's view of VF `v`'s engine: its ring at graphics 0. */
@@ -452,6 +468,34 @@ static void test_flr_scrubs_the_partition(void)
     pf_stop(p);
 }
 
+/* Density: 16 VFs (ARI), each with work of its own, all done. */
+static void test_sixteen_vfs(void)
+{
+    /* 8 MiB partitions: all BARs fit libqos's 512 MiB of MMIO. */
+    Pf *p = pf_start("vfs=16,vram-size=128M");
+    Eng e[16];
+
+    sriov_enable_n(p, 16, 8 * MiB);
+    for (int i = 0; i < 16; i++) {
+        uint32_t work[] = { FILL(0x10000000u * (i % 16) + i), FENCE(100 + i, true) };
+
+        vf_engine(&e[i], &p->vf[i]);
+        eng_emit(&e[i], work, ARRAY_SIZE(work));
+    }
+    for (int i = 0; i < 16; i++) {
+        eng_kick(&e[i]);
+    }
+    for (int i = 0; i < 16; i++) {
+        eng_wait_idle(&e[i]);
+        g_assert_cmphex(eng_read(&e[i], RVG_ENGINE_SEQNO), ==, 100 + i);
+        g_assert_cmphex(eng_read(&e[i], RVG_ENGINE_ERROR), ==, 0);
+        /* In its own 8 MiB partition of the GPU's VRAM. */
+        g_assert_cmphex(qpci_io_readl(p->r.dev, p->vram, i * 8 * MiB + FILL_AT),
+                        ==, 0x10000000u * (i % 16) + i);
+    }
+    pf_stop(p);
+}
+
 /* The PF's SR-IOV block: partitions, and each function's quantum. */
 static void test_quanta(void)
 {
@@ -522,6 +566,7 @@ int main(int argc, char **argv)
                    test_fault_stays_in_its_vf);
     qtest_add_func("/rust-vgpu/sriov/flr-scrubs-the-partition",
                    test_flr_scrubs_the_partition);
+    qtest_add_func("/rust-vgpu/sriov/sixteen-vfs", test_sixteen_vfs);
     qtest_add_func("/rust-vgpu/sriov/quanta", test_quanta);
     qtest_add_func("/rust-vgpu/sriov/bad-vfs", test_bad_vfs);
     return g_test_run();

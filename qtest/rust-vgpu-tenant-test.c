@@ -149,6 +149,10 @@ static void attack_once(uint32_t round)
     uint64_t bad_entries[] = {
         eng.vram_size | RVG_GTT_LOCAL | RVG_GTT_VALID,   /* past its VRAM */
         (1ull << 40) | RVG_GTT_LOCAL | RVG_GTT_VALID,    /* far past it */
+        /* where other VFs' partitions start in a 512 MiB, 4-VF GPU */
+        (128ull << 20) | RVG_GTT_LOCAL | RVG_GTT_VALID,
+        (256ull << 20) | RVG_GTT_LOCAL | RVG_GTT_VALID,
+        (384ull << 20) | RVG_GTT_LOCAL | RVG_GTT_VALID,
         0xfee00000ull | RVG_GTT_VALID,                   /* MSI, not RAM */
         (1ull << 40) | RVG_GTT_VALID,                    /* no RAM there */
         0xb0000000ull | RVG_GTT_VALID,                   /* config space */

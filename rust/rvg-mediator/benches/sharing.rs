@@ -10,97 +10,24 @@
 //! engine, writing it back) and the accounting cost. Each vGPU's part of
 //! the fills is printed too.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::busy::Busy;
 use rvg_mediator::shared::{Policy, SchedConfig};
-use rvg_mediator::{SharedGpu, Vgpu, VgpuConfig};
-use rvg_model::cmd::Command;
-use rvg_model::engine::ring_ctl;
-use rvg_model::gtt::GttEntry;
-use rvg_model::regs::{bar2, EngineReg, Register};
+use rvg_mediator::{SharedGpu, VgpuConfig};
 use rvg_model::GpuConfig;
 use rvg_vfio::SoftGpu;
 
 const VRAM: u64 = 16 << 20;
-const PAGE: u64 = 4096;
-const RING: u32 = 64 << 10;
-/// A 4 MiB fill past the ring, then a fence with its number.
-const ROWS: u32 = 1024;
-/// Fills kept queued per vGPU: about 5 ms of this machine's engine.
-const QUEUED: u32 = 64;
 const SPAN: Duration = Duration::from_secs(1);
 /// Rounds, each measuring one vGPU alone and then three under each policy:
 /// this machine's memory bandwidth drifts by a fifth from second to
 /// second, so only ratios taken side by side, and their medians, mean
 /// anything.
 const ROUNDS: usize = 7;
-
-fn eng(r: EngineReg) -> u64 {
-    bar2::ENGINE + r.offset()
-}
-
-struct Busy {
-    v: Vgpu,
-    tail: u32,
-    emitted: u32,
-}
-
-impl Busy {
-    fn new(gpu: &Arc<SharedGpu>) -> Busy {
-        let mut v = Vgpu::new(VgpuConfig::new(VRAM), gpu.clone()).expect("vGPU");
-        for i in 0..VRAM / PAGE {
-            v.mmio_write(bar2::GTT + 8 * i, GttEntry::new(i * PAGE, true).0, 8);
-        }
-        v.mmio_write(eng(EngineReg::RingSize), u64::from(RING), 4);
-        v.mmio_write(eng(EngineReg::RingCtl), u64::from(ring_ctl::ENABLE), 4);
-        Busy {
-            v,
-            tail: 0,
-            emitted: 0,
-        }
-    }
-
-    fn done(&mut self) -> u32 {
-        self.v.mmio_read(eng(EngineReg::Seqno), 4).unwrap() as u32
-    }
-
-    /// Top the ring up to `QUEUED` fills.
-    fn feed(&mut self) {
-        assert_eq!(self.v.mmio_read(eng(EngineReg::Error), 4), Ok(0));
-        let queued = self.emitted - self.done();
-        if queued > QUEUED / 2 {
-            return;
-        }
-        for _ in queued..QUEUED {
-            self.emitted += 1;
-            let cmds = [
-                Command::FillRect {
-                    dst: u64::from(RING),
-                    pitch: 4096,
-                    width: 1024,
-                    height: ROWS,
-                    color: self.emitted,
-                },
-                Command::Fence {
-                    seqno: self.emitted,
-                    interrupt: false,
-                },
-            ];
-            for d in cmds.iter().flat_map(|c| c.encode()) {
-                // SAFETY: the ring lies inside the VRAM slice, which lives
-                // as long as `v`.
-                unsafe {
-                    let at = self.v.vram_ptr().add(self.tail as usize).cast::<u32>();
-                    at.write_unaligned(d.to_le());
-                }
-                self.tail = (self.tail + 4) % RING;
-            }
-        }
-        self.v
-            .mmio_write(eng(EngineReg::RingTail), u64::from(self.tail), 4);
-    }
-}
 
 /// Fills per second over `SPAN` with `n` busy vGPUs under `policy`, all
 /// together and each, and slices ended by preemption per second.
@@ -121,7 +48,9 @@ fn measure(policy: Policy, n: usize) -> (f64, Vec<f64>, f64) {
     };
     let gpu =
         Arc::new(SharedGpu::new(Arc::new(soft), config, Arc::new(|m| panic!("{m}"))).expect("GPU"));
-    let mut busy: Vec<Busy> = (0..n).map(|_| Busy::new(&gpu)).collect();
+    let mut busy: Vec<Busy> = (0..n)
+        .map(|_| Busy::new(&gpu, VgpuConfig::new(VRAM)))
+        .collect();
     // Warm up: every ring full, the scheduler in its stride.
     let warm = Instant::now() + Duration::from_millis(200);
     while Instant::now() < warm {

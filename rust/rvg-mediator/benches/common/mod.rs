@@ -1,4 +1,8 @@
-//! What the benchmarks share: a vGPU on a private soft GPU.
+//! What the benchmarks share: a vGPU on a private soft GPU, and busy ones.
+
+#![allow(dead_code)]
+
+pub mod busy;
 
 use std::sync::Arc;
 
