@@ -23,9 +23,12 @@ As a library (guest/vfio/test_nested.py):
 """
 
 import argparse
+import os
+import re
 import shutil
 import sys
 import tempfile
+import unittest
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -122,6 +125,53 @@ class Nested:
             self.guest.close()  # a caller's setUpClass may never reach __exit__
             raise
         return int(match.group(1))
+
+
+def sections(log):
+    """The script's output split at its "== NAME" lines: {NAME: (text, rc)}."""
+    out, name, lines = {}, None, []
+    for line in log.split("\n"):
+        m = re.match(r"== rc (\d+)$", line)
+        if m and name is not None:
+            out[name] = ("\n".join(lines), int(m.group(1)))
+            name, lines = None, []
+        elif line.startswith("== "):
+            name, lines = line[3:], []
+        elif name is not None:
+            lines.append(line)
+    return out
+
+
+class NestedCase(unittest.TestCase):
+    """One L0 boot for a test class: its l1_script() runs in L1 with L0's
+    extra_devices, and its tests read the script's "== NAME" sections."""
+
+    extra_devices = ()
+    nested = None
+    rc = None
+    out = {}
+
+    @classmethod
+    def l1_script(cls):
+        raise NotImplementedError
+
+    @classmethod
+    def setUpClass(cls):
+        cls.nested = Nested(cls.l1_script(), extra_devices=list(cls.extra_devices))
+        cls.nested.__enter__()
+        cls.rc = cls.nested.run(timeout=900)
+        cls.out = sections(cls.nested.log())
+        if os.environ.get("RVG_NESTED_LOG"):
+            Path(os.environ["RVG_NESTED_LOG"]).write_text(cls.nested.log())
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.nested is not None:
+            cls.nested.__exit__(None, None, None)
+
+    def section(self, name):
+        self.assertIn(name, self.out, f"no '{name}' in the L1 log:\n{self.nested.log()}")
+        return self.out[name]
 
 
 def main():

@@ -18,8 +18,6 @@ bad configuration with a message naming the property, the value and the
 cause.
 """
 
-import os
-import re
 import sys
 import unittest
 from pathlib import Path
@@ -28,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 from boot import default_qemu  # noqa: E402
-from nested import GPU_VRAM, Nested  # noqa: E402
+from nested import GPU_VRAM, NestedCase  # noqa: E402
 
 BUILD = Path(default_qemu()).parent
 # A second PCI device for L1 to bind to vfio-pci: QEMU's edu, not a GPU.
@@ -112,45 +110,14 @@ echo "== group $group virtio $virtio"
 """
 
 
-def sections(log):
-    """The script's output split at its "== NAME" lines: {NAME: (text, rc)}."""
-    out, name, lines = {}, None, []
-    for line in log.split("\n"):
-        m = re.match(r"== rc (\d+)$", line)
-        if m and name is not None:
-            out[name] = ("\n".join(lines), int(m.group(1)))
-            name, lines = None, []
-        elif line.startswith("== "):
-            name, lines = line[3:], []
-        elif name is not None:
-            lines.append(line)
-    return out
-
-
-class NestedVfio(unittest.TestCase):
-    nested = None
-    rc = None
+class NestedVfio(NestedCase):
+    extra_devices = (f"edu,addr={EDU_ADDR.split(':')[2]}",
+                     f"rust-vgpu-hw,addr={GPU2_ADDR.split(':')[2]},vram-size={GPU_VRAM}")
 
     @classmethod
-    def setUpClass(cls):
-        script = (SCRIPT.replace("@BUILD@", str(BUILD)).replace("@EDU@", EDU_ADDR)
-                  .replace("@GPU2@", GPU2_ADDR))
-        gpu2 = f"rust-vgpu-hw,addr={GPU2_ADDR.split(':')[2]},vram-size={GPU_VRAM}"
-        cls.nested = Nested(script, extra_devices=[f"edu,addr={EDU_ADDR.split(':')[2]}", gpu2])
-        cls.nested.__enter__()
-        cls.rc = cls.nested.run(timeout=900)
-        cls.out = sections(cls.nested.log())
-        if os.environ.get("RVG_NESTED_LOG"):
-            Path(os.environ["RVG_NESTED_LOG"]).write_text(cls.nested.log())
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.nested is not None:
-            cls.nested.__exit__(None, None, None)
-
-    def section(self, name):
-        self.assertIn(name, self.out, f"no '{name}' in the L1 log:\n{self.nested.log()}")
-        return self.out[name]
+    def l1_script(cls):
+        return (SCRIPT.replace("@BUILD@", str(BUILD)).replace("@EDU@", EDU_ADDR)
+                .replace("@GPU2@", GPU2_ADDR))
 
     def assert_scenario_passed(self, name):
         text, rc = self.section(name)

@@ -21,7 +21,6 @@ separate VMs (-device rust-vgpu,host=VF,gfx-size=64M):
   canaries intact and reports its fills (the fairness figures).
 """
 
-import os
 import re
 import sys
 import unittest
@@ -31,8 +30,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 from boot import default_qemu  # noqa: E402
-from nested import Nested  # noqa: E402
-from test_nested import sections  # noqa: E402
+from nested import NestedCase  # noqa: E402
 
 BUILD = Path(default_qemu()).parent
 PF_ADDR = "0000:00:06.0"
@@ -153,31 +151,15 @@ done
 """
 
 
-class NestedSriov(unittest.TestCase):
-    nested = None
-    rc = None
+class NestedSriov(NestedCase):
+    extra_devices = (PF_DEVICE,)
 
     @classmethod
-    def setUpClass(cls):
-        script = (SCRIPT.replace("@BUILD@", str(BUILD)).replace("@PF@", PF_ADDR)
-                  .replace("@VFS@", str(VFS)).replace("@PROPS@", VF_PROPS)
-                  .replace("@GTT@", str(VF_GTT_ENTRIES))
-                  .replace("@SECONDS@", str(VICTIM_SECONDS)))
-        cls.nested = Nested(script, extra_devices=[PF_DEVICE])
-        cls.nested.__enter__()
-        cls.rc = cls.nested.run(timeout=900)
-        cls.out = sections(cls.nested.log())
-        if os.environ.get("RVG_NESTED_LOG"):
-            Path(os.environ["RVG_NESTED_LOG"]).write_text(cls.nested.log())
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.nested is not None:
-            cls.nested.__exit__(None, None, None)
-
-    def section(self, name):
-        self.assertIn(name, self.out, f"no '{name}' in the L1 log:\n{self.nested.log()}")
-        return self.out[name]
+    def l1_script(cls):
+        return (SCRIPT.replace("@BUILD@", str(BUILD)).replace("@PF@", PF_ADDR)
+                .replace("@VFS@", str(VFS)).replace("@PROPS@", VF_PROPS)
+                .replace("@GTT@", str(VF_GTT_ENTRIES))
+                .replace("@SECONDS@", str(VICTIM_SECONDS)))
 
     def vfs(self):
         text, _ = self.section("sriov")
