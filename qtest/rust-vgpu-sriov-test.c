@@ -496,6 +496,56 @@ static void test_sixteen_vfs(void)
     pf_stop(p);
 }
 
+/*
+ * A VF whose batch goes on past its quantum and the preemption timeout
+ * while another VF waits is halted with PREEMPT_TIMEOUT; the other's
+ * work completes; a ring reset recovers the halted one.
+ */
+static void test_preempt_timeout(void)
+{
+    Pf *p = pf_start("vfs=4,vram-size=64M");
+    Vf *hog = &p->vf[0], *light = &p->vf[1];
+    /* 30000 fills of 8 MiB: minutes of engine time, in one batch. */
+    enum { FILLS = 30000, BATCH_AT = 0x80000 };
+    g_autofree uint32_t *batch = g_new(uint32_t, FILLS * 7 + 1);
+    uint32_t ring[] = { BATCH_START(BATCH_AT, (FILLS * 7 + 1) * 4), FENCE(1, false) };
+    uint32_t work[] = { FILL(0x44444444), FENCE(2, false) };
+    Eng eh, el;
+
+    sriov_enable(p);
+    qpci_io_writel(p->r.dev, p->r.mmio, RVG_SRIOV + RVG_SRIOV_PREEMPT_TIMEOUT_US, 2000);
+    qpci_io_writel(p->r.dev, p->r.mmio, RVG_SRIOV + RVG_SRIOV_PREEMPT_TIMEOUT_US, 10);
+    g_assert_cmpuint(qpci_io_readl(p->r.dev, p->r.mmio,
+                                   RVG_SRIOV + RVG_SRIOV_PREEMPT_TIMEOUT_US), ==, 2000);
+    vf_engine(&eh, hog);
+    vf_engine(&el, light);
+    /* The batch and its fills reach past the first MiB. */
+    eng_map_vram(&eh, VF_VRAM / 4096);
+    for (int i = 0; i < FILLS; i++) {
+        uint32_t f[] = { FILL_RECT(2 * MiB, 4096, 1024, 2048, i) };
+
+        memcpy(&batch[i * 7], f, sizeof(f));
+    }
+    batch[FILLS * 7] = BATCH_END();
+    qpci_memwrite(&hog->dev, hog->vram, BATCH_AT, batch, (FILLS * 7 + 1) * 4);
+    eng_submit(&eh, ring, ARRAY_SIZE(ring));
+    /* The hog has the engine well before the other asks. */
+    g_usleep(50 * 1000);
+    eng_submit(&el, work, ARRAY_SIZE(work));
+    eng_wait_idle(&el);
+    g_assert_cmphex(eng_read(&el, RVG_ENGINE_SEQNO), ==, 2);
+    eng_wait_idle(&eh);
+    g_assert_cmphex(eng_read(&eh, RVG_ENGINE_ERROR), ==, RVG_ERR_PREEMPT_TIMEOUT);
+    g_assert_cmphex(eng_read(&eh, RVG_ENGINE_SEQNO), ==, 0);
+    rvg_wait_status(&hog->r, RVG_INT_ENGINE_ERROR);
+    g_assert_cmphex(greg_read(&light->r, RVG_REG_INT_STATUS) & RVG_INT_ENGINE_ERROR, ==, 0);
+    eng_reset(&eh);
+    eng_submit(&eh, (uint32_t[]) { FENCE(3, false) }, 2);
+    eng_wait_idle(&eh);
+    g_assert_cmphex(eng_read(&eh, RVG_ENGINE_SEQNO), ==, 3);
+    pf_stop(p);
+}
+
 /* The PF's SR-IOV block: partitions, and each function's quantum. */
 static void test_quanta(void)
 {
@@ -568,6 +618,7 @@ int main(int argc, char **argv)
                    test_flr_scrubs_the_partition);
     qtest_add_func("/rust-vgpu/sriov/sixteen-vfs", test_sixteen_vfs);
     qtest_add_func("/rust-vgpu/sriov/quanta", test_quanta);
+    qtest_add_func("/rust-vgpu/sriov/preempt-timeout", test_preempt_timeout);
     qtest_add_func("/rust-vgpu/sriov/bad-vfs", test_bad_vfs);
     return g_test_run();
 }

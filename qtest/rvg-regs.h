@@ -53,6 +53,7 @@
 #define RVG_SRIOV_VF_VRAM_SIZE   0x08
 /* Function f's engine quantum in us: f = 0 the PF, 1 + n VF n */
 #define RVG_SRIOV_QUANTUM(f)     (0x10 + 4 * (f))
+#define RVG_SRIOV_PREEMPT_TIMEOUT_US 0x54
 
 #define RVG_DISPI_ID              0x00
 #define RVG_DISPI_XRES            0x02

@@ -6,8 +6,8 @@
 One L0 boot (guest/vfio/nested.py) with a rust-vgpu-hw,vfs=4 at 00:06.0.
 In L1, Debian's kernel binds the PF to pci-pf-stub, creates the VFs with
 sriov_numvfs and binds each to vfio-pci, each in an IOMMU group of its
-own; the host sets VF 1's engine quantum in the PF's SR-IOV block through
-sysfs. Then several L1 QEMU processes run at once, one VF each, as
+own; the host sets VF 1's engine quantum and the preemption timeout in
+the PF's SR-IOV block through sysfs. Then several L1 QEMU processes run at once, one VF each, as
 separate VMs (-device rust-vgpu,host=VF,gfx-size=64M):
 
 - the qtest scenario on all four VFs at once; each transcript matches a
@@ -74,8 +74,9 @@ done
 echo "== rc $rc"
 set -- $vfs
 
-# The host sets VF 1's engine quantum in the PF's SR-IOV block (BAR2
-# 0x4000, QUANTUM_VF1 at 0x18) through sysfs, as docs/sriov.md shows.
+# The host sets VF 1's engine quantum and the preemption timeout in the
+# PF's SR-IOV block (BAR2 0x4000: QUANTUM_VF1 at 0x18, PREEMPT_TIMEOUT_US
+# at 0x54) through sysfs, as docs/sriov.md shows.
 echo "== quantum"
 python3 - $pf <<'PY'
 import mmap, os, struct, sys
@@ -87,9 +88,11 @@ with open(dev + "/config", "r+b") as c:  # Memory Space on
     c.write(struct.pack("<H", cmd | 2))
 fd = os.open(dev + "/resource2", os.O_RDWR | os.O_SYNC)
 regs = memoryview(mmap.mmap(fd, 2 << 20)).cast("I")
-before = regs[0x4018 // 4]
+before = regs[0x4018 // 4], regs[0x4054 // 4]
 regs[0x4018 // 4] = 4000
-print("total_vfs", regs[0x4000 // 4], "quantum_vf1", before, "->", regs[0x4018 // 4])
+regs[0x4054 // 4] = 50000
+print("total_vfs", regs[0x4000 // 4], "quantum_vf1", before[0], "->", regs[0x4018 // 4],
+      "preempt_timeout_us", before[1], "->", regs[0x4054 // 4])
 PY
 echo "== rc $?"
 
@@ -183,10 +186,11 @@ class NestedSriov(NestedCase):
         groups = [g for *_, g in vfs] + [pf.group(3)]
         self.assertEqual(len(set(groups)), len(groups), text)
 
-    def test_the_host_sets_a_vf_quantum_through_the_pf(self):
+    def test_the_host_sets_a_vf_quantum_and_the_timeout_through_the_pf(self):
         text, rc = self.section("quantum")
         self.assertEqual(rc, 0, text)
-        self.assertIn(f"total_vfs {VFS} quantum_vf1 1000 -> 4000", text)
+        self.assertIn(f"total_vfs {VFS} quantum_vf1 1000 -> 4000 "
+                      "preempt_timeout_us 100000 -> 50000", text)
 
     def test_the_scenario_passes_on_every_vf_at_once(self):
         soft = self.nested.path("soft.txt").read_text().splitlines()

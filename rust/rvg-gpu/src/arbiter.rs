@@ -18,11 +18,18 @@ pub const DEFAULT_QUANTUM: Duration = Duration::from_millis(1);
 /// The quanta a function may have.
 pub const QUANTUM_MIN: Duration = Duration::from_micros(100);
 pub const QUANTUM_MAX: Duration = Duration::from_millis(100);
+/// How long past its quantum a function may go on without a preemption
+/// point (inside a batch) while another waits, before its ring is halted.
+pub const DEFAULT_PREEMPT_TIMEOUT: Duration = Duration::from_millis(100);
+pub const PREEMPT_TIMEOUT_MIN: Duration = Duration::from_millis(1);
+pub const PREEMPT_TIMEOUT_MAX: Duration = Duration::from_secs(10);
 
 /// The arbiter's state: who has the engine, since when, who waits.
 #[derive(Clone, Debug)]
 pub struct ArbCore {
     quanta_ns: Vec<u64>,
+    /// 0: none.
+    preempt_timeout_ns: u64,
     waiting: Vec<bool>,
     owner: Option<usize>,
     /// When the owner got the engine.
@@ -36,6 +43,7 @@ impl ArbCore {
     pub fn new(functions: usize, quantum_ns: u64) -> ArbCore {
         ArbCore {
             quanta_ns: vec![quantum_ns; functions],
+            preempt_timeout_ns: 0,
             waiting: vec![false; functions],
             owner: None,
             since_ns: 0,
@@ -88,6 +96,25 @@ impl ArbCore {
             && now.saturating_sub(self.since_ns) >= self.quantum_ns(f)
     }
 
+    /// How long past its quantum an owner may go on while another waits
+    /// (0: for ever).
+    pub fn set_preempt_timeout_ns(&mut self, ns: u64) {
+        self.preempt_timeout_ns = ns;
+    }
+
+    pub fn preempt_timeout_ns(&self) -> u64 {
+        self.preempt_timeout_ns
+    }
+
+    /// The owner `f` has gone on past its quantum and the preemption
+    /// timeout while another waits: its ring is to be halted.
+    pub fn overdue(&self, f: usize, now: u64) -> bool {
+        self.preempt_timeout_ns > 0
+            && self.owner == Some(f)
+            && self.waiters() > 0
+            && now.saturating_sub(self.since_ns) >= self.quantum_ns(f) + self.preempt_timeout_ns
+    }
+
     /// The owner `f` gives the engine back at `now`: it passes to the
     /// first function waiting after `f` in function order, which is
     /// returned. Nothing happens for a function that is not the owner.
@@ -136,8 +163,10 @@ pub struct Arbiter {
 
 impl Arbiter {
     pub fn new(functions: usize) -> Arbiter {
+        let mut core = ArbCore::new(functions, DEFAULT_QUANTUM.as_nanos() as u64);
+        core.set_preempt_timeout_ns(DEFAULT_PREEMPT_TIMEOUT.as_nanos() as u64);
         Arbiter {
-            core: Mutex::new(ArbCore::new(functions, DEFAULT_QUANTUM.as_nanos() as u64)),
+            core: Mutex::new(core),
             granted: (0..functions).map(|_| Condvar::new()).collect(),
             waiters: AtomicU32::new(0),
             epoch: Instant::now(),
@@ -198,6 +227,35 @@ impl Arbiter {
     fn should_yield_slow(&self, f: usize) -> bool {
         let now = self.now();
         self.core.lock().should_yield(f, now)
+    }
+
+    /// Whether the owner `f` is past its quantum and the preemption
+    /// timeout with another waiting.
+    #[inline]
+    pub fn overdue(&self, f: usize) -> bool {
+        self.waiters.load(Ordering::Acquire) > 0 && self.overdue_slow(f)
+    }
+
+    #[cold]
+    fn overdue_slow(&self, f: usize) -> bool {
+        let now = self.now();
+        self.core.lock().overdue(f, now)
+    }
+
+    /// Set the preemption timeout: zero (none), or [`PREEMPT_TIMEOUT_MIN`]
+    /// to [`PREEMPT_TIMEOUT_MAX`]; false, with nothing changed, otherwise.
+    pub fn set_preempt_timeout(&self, timeout: Duration) -> bool {
+        if !timeout.is_zero() && !(PREEMPT_TIMEOUT_MIN..=PREEMPT_TIMEOUT_MAX).contains(&timeout) {
+            return false;
+        }
+        self.core
+            .lock()
+            .set_preempt_timeout_ns(timeout.as_nanos() as u64);
+        true
+    }
+
+    pub fn preempt_timeout(&self) -> Duration {
+        Duration::from_nanos(self.core.lock().preempt_timeout_ns())
     }
 
     /// The function holding the engine.
@@ -286,6 +344,22 @@ mod tests {
         a.request(0, 0);
         assert!(!a.should_yield(1, 3 * Q - 1));
         assert!(a.should_yield(1, 3 * Q));
+    }
+
+    #[test]
+    fn an_owner_is_overdue_past_its_quantum_and_the_timeout_with_a_waiter() {
+        let mut a = ArbCore::new(2, Q);
+        a.request(0, 0);
+        assert!(!a.overdue(0, 100 * Q), "no timeout set");
+        a.set_preempt_timeout_ns(5 * Q);
+        assert!(!a.overdue(0, 100 * Q), "nobody waits");
+        a.request(1, 50 * Q);
+        assert!(a.overdue(0, 100 * Q));
+        assert!(!a.overdue(1, 100 * Q), "only the owner");
+        a.release(0, 100 * Q);
+        a.request(0, 100 * Q);
+        assert!(!a.overdue(1, 100 * Q + 6 * Q - 1));
+        assert!(a.overdue(1, 100 * Q + 6 * Q));
     }
 
     #[test]

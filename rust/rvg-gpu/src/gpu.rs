@@ -2,6 +2,7 @@
 //! backend runs behind the VFIO contract. Full GTT, all registers, no
 //! mediation: whoever drives it is trusted.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use rvg_model::block::{RegError, RegFile};
 use rvg_model::config::{ConfigError, GpuConfig};
 use rvg_model::dma::{DmaSpace, NoDma};
 use rvg_model::effects::Effects;
-use rvg_model::engine::{ring_ctl, EngineState, RunOutcome, Signal};
+use rvg_model::engine::{error, ring_ctl, EngineError, EngineState, RunOutcome, Signal};
 use rvg_model::global::{GlobalBlock, GlobalWrite};
 use rvg_model::gtt::GttEntry;
 use rvg_model::irq::IrqLine;
@@ -80,6 +81,8 @@ struct Core {
     /// Cleared, under the lock, when the request is answered and on every
     /// reset.
     preempt: AtomicBool,
+    /// Its rings halted for the arbiter's preemption timeout.
+    preempt_timeouts: AtomicU64,
     /// A stream of at most this many dwords, written while the engine is
     /// idle, runs in the tail writer's own thread (0: the worker runs
     /// everything).
@@ -131,6 +134,7 @@ impl Gpu {
             irq_sink: RwLock::new(None),
             generation: AtomicU64::new(0),
             preempt: AtomicBool::new(false),
+            preempt_timeouts: AtomicU64::new(0),
             inline_dwords: AtomicU32::new(0),
         });
         let worker_core = core.clone();
@@ -166,6 +170,12 @@ impl Gpu {
     /// Engine time this function has held at the arbiter.
     pub fn engine_time(&self) -> Duration {
         self.core.phys.arbiter.engine_time(self.core.function)
+    }
+
+    /// How often the arbiter halted this function's ring for going on
+    /// past its quantum and the preemption timeout.
+    pub fn preempt_timeouts(&self) -> u64 {
+        self.core.preempt_timeouts.load(Ordering::Relaxed)
     }
 
     /// Install how DMA addresses reach memory.
@@ -516,11 +526,17 @@ impl Core {
                 vram: &self.vram,
                 dma: &*dma,
             };
+            let overdue = Cell::new(false);
             let signal = || {
                 if self.generation.load(Ordering::Acquire) != generation {
                     Signal::Cancel
                 } else if self.preempt.load(Ordering::Acquire) {
                     Signal::Preempt
+                } else if self.phys.arbiter.overdue(self.function) {
+                    // Past its quantum and the timeout inside a batch,
+                    // where it cannot yield: it is stopped, and halted.
+                    overdue.set(true);
+                    Signal::Cancel
                 } else if self.phys.arbiter.should_yield(self.function) {
                     Signal::Yield
                 } else {
@@ -528,6 +544,9 @@ impl Core {
                 }
             };
             let mut out = engine.run(&mem, budget, &signal);
+            if overdue.get() {
+                self.halt_overdue(&mut engine, &mut out);
+            }
 
             st = self.state.lock();
             st.running = false;
@@ -584,6 +603,24 @@ impl Core {
         st.engine.stop_preempted(&mut out);
         self.preempt.store(false, Ordering::Release);
         st.global.irq.raise(out.raise)
+    }
+}
+
+impl Core {
+    /// Halt a ring the arbiter stopped for its preemption timeout: `ERROR`
+    /// is `PREEMPT_TIMEOUT` at the command it was in, as on any error; the
+    /// guest resets the ring to go on.
+    fn halt_overdue(&self, engine: &mut EngineState, out: &mut RunOutcome) {
+        let e = EngineError::at(
+            error::PREEMPT_TIMEOUT,
+            engine.ring_base + u64::from(engine.head),
+        );
+        engine.error = e.code;
+        engine.error_addr = e.addr;
+        engine.resume = 0;
+        out.raise |= e.interrupts();
+        out.more = false;
+        self.preempt_timeouts.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use std::time::Duration;
 
 use super::{Core, Gpu, GTT_ENTRIES};
-use crate::arbiter::{Arbiter, QUANTUM_MAX, QUANTUM_MIN};
+use crate::arbiter::{Arbiter, PREEMPT_TIMEOUT_MAX, PREEMPT_TIMEOUT_MIN, QUANTUM_MAX, QUANTUM_MIN};
 use crate::partition::{vf_partitions, Partition};
 use crate::vram::Vram;
 use rvg_model::access::Lane;
@@ -114,6 +114,7 @@ impl Gpu {
             (_, Some(f)) => phys.arbiter.quantum(f).as_micros() as u64,
             (SriovReg::TotalVfs, _) => phys.partitions.len() as u64,
             (SriovReg::VfGttEntries, _) => u64::from(phys.partitions[0].gtt_entries),
+            (SriovReg::PreemptTimeoutUs, _) => phys.arbiter.preempt_timeout().as_micros() as u64,
             (_, None) => phys.partitions[0].vram_size,
         };
         Ok(lane.extract(value))
@@ -121,15 +122,28 @@ impl Gpu {
 
     /// A `QUANTUM_*` write takes effect at the function's next turn; one
     /// outside 100 to 100000 us is refused, the quantum unchanged.
+    /// `PREEMPT_TIMEOUT_US` takes 0 (none) or 1000 to 10000000 us.
     pub(super) fn sriov_write(&self, rel: u64, value: u64, size: u32) -> Result<(), RegError> {
         let (reg, lane) = self.sriov_reg(rel, size)?;
+        let arbiter = &self.core.phys.arbiter;
+        if reg == SriovReg::PreemptTimeoutUs {
+            let us = lane.merge(arbiter.preempt_timeout().as_micros() as u64, value);
+            return match arbiter.set_preempt_timeout(Duration::from_micros(us)) {
+                true => Ok(()),
+                false => Err(RegError::Refused(format!(
+                    "{} of {us} us refused: it is 0 (none) or {} to {} us",
+                    reg.name(),
+                    PREEMPT_TIMEOUT_MIN.as_micros(),
+                    PREEMPT_TIMEOUT_MAX.as_micros()
+                ))),
+            };
+        }
         let Some(f) = reg.quantum_of() else {
             return Err(RegError::ReadOnly {
                 reg: reg.name(),
                 value,
             });
         };
-        let arbiter = &self.core.phys.arbiter;
         let old = arbiter.quantum(f).as_micros() as u64;
         let us = lane.merge(old, value);
         if !arbiter.set_quantum(f, Duration::from_micros(us)) {

@@ -4,6 +4,7 @@
 use super::*;
 use rvg_model::cmd::Command;
 use rvg_model::engine::{error, ring_ctl};
+use rvg_model::irq::IntSource;
 use rvg_model::regs::{EngineReg, GlobalReg, Register, SriovReg};
 
 const MIB: u64 = 1 << 20;
@@ -284,4 +285,102 @@ fn the_pf_alone_has_the_sriov_block() {
     })
     .unwrap();
     assert!(plain.mmio_read(sr(SriovReg::TotalVfs), 4).is_err());
+}
+
+/// A VF whose batch goes on long past its quantum while another waits is
+/// stopped inside the batch and halted with `PREEMPT_TIMEOUT`; the one
+/// waiting gets the engine, and the halted one recovers by a ring reset.
+#[test]
+fn a_batch_past_the_preemption_timeout_is_halted_alone() {
+    let pf = pf();
+    let (hog, light) = (pf.vf(0).unwrap(), pf.vf(1).unwrap());
+    assert!(pf
+        .mmio_write(sr(SriovReg::PreemptTimeoutUs), 2000, 4)
+        .diags
+        .is_empty());
+    assert_eq!(pf.mmio_read(sr(SriovReg::PreemptTimeoutUs), 4), Ok(2000));
+    assert_eq!(
+        pf.mmio_write(sr(SriovReg::PreemptTimeoutUs), 10, 4)
+            .diags
+            .len(),
+        1
+    );
+    // A batch of 200 fills of 8 MiB at 0x100000 (far longer than 3 ms).
+    let fills: Vec<u8> = (0..200)
+        .map(|i| Command::FillRect {
+            dst: 0x100000,
+            pitch: 4096,
+            width: 1024,
+            height: 2048,
+            color: i,
+        })
+        .chain([Command::BatchEnd])
+        .flat_map(|c| c.encode())
+        .flat_map(|d| d.to_le_bytes())
+        .collect();
+    map(&hog, 0..4096);
+    hog.vram().write(0x2000, &fills).unwrap();
+    let batch = Command::BatchStart {
+        addr: 0x2000,
+        len: fills.len() as u32,
+    };
+    hog.set_engine_hold(true);
+    light.set_engine_hold(true);
+    submit(
+        &hog,
+        &[
+            batch,
+            Command::Fence {
+                seqno: 1,
+                interrupt: false,
+            },
+        ],
+    );
+    hog.mmio_write(
+        g(GlobalReg::IntEnable),
+        u64::from(IntSource::ENGINE_ERROR.bits()),
+        4,
+    );
+    submit(
+        &light,
+        &[
+            fill(0x10000, 0x66),
+            Command::Fence {
+                seqno: 1,
+                interrupt: false,
+            },
+        ],
+    );
+    hog.set_engine_hold(false);
+    while pf.core.phys.arbiter.owner() != Some(hog.core.function) {
+        std::thread::yield_now();
+    }
+    light.set_engine_hold(false);
+    light.wait_engine_idle();
+    hog.wait_engine_idle();
+    assert_eq!(light.engine_state().seqno, 1);
+    let st = hog.engine_state();
+    assert_eq!(
+        (st.error, st.error_addr, st.head, st.seqno),
+        (error::PREEMPT_TIMEOUT, 0, 0, 0)
+    );
+    assert_eq!(hog.preempt_timeouts(), 1);
+    assert_eq!(
+        hog.mmio_read(g(GlobalReg::IntStatus), 4),
+        Ok(u64::from(IntSource::ENGINE_ERROR.bits()))
+    );
+    // A ring reset, and it runs again.
+    hog.mmio_write(e(EngineReg::RingCtl), u64::from(ring_ctl::RESET), 4);
+    submit(
+        &hog,
+        &[Command::Fence {
+            seqno: 5,
+            interrupt: false,
+        }],
+    );
+    hog.wait_engine_idle();
+    assert_eq!(
+        (hog.engine_state().seqno, hog.engine_state().error),
+        (5, error::NONE)
+    );
 }

@@ -46,7 +46,9 @@ pub mod error {
     pub const HANG: u32 = 11;
     /// The context's time was up and the engine did not stop for the
     /// preemption request within the GPU's preemption timeout: the context
-    /// was halted and the engine reset (raised by the mediator's scheduler).
+    /// was halted and the engine reset (raised by the mediator's scheduler,
+    /// and by an SR-IOV GPU's arbiter for a function that did not yield
+    /// within the PF's `PREEMPT_TIMEOUT_US` of its quantum's end).
     pub const PREEMPT_TIMEOUT: u32 = 12;
     /// The highest code there is.
     pub const MAX: u32 = PREEMPT_TIMEOUT;
@@ -353,8 +355,8 @@ impl EngineState {
         let ctl = self.ctl;
         let point = || poll(ctl, signal);
         loop {
-            let signal = point();
-            match signal {
+            let here = point();
+            match here {
                 Signal::Run | Signal::Yield => {}
                 Signal::Preempt => {
                     self.stop_preempted(out);
@@ -365,7 +367,7 @@ impl EngineState {
             if self.head == self.tail {
                 return Signal::Run;
             }
-            if signal == Signal::Yield || out.commands >= budget {
+            if here == Signal::Yield || out.commands >= budget {
                 out.more = true;
                 return Signal::Run;
             }
@@ -385,7 +387,10 @@ impl EngineState {
             };
             let result = match command {
                 Command::BatchStart { addr, len } => {
-                    self.batch(mem, addr, len, out).map(|_| RectEnd::Done)
+                    match self.batch(mem, addr, len, out, signal) {
+                        Ok(Signal::Cancel) => return Signal::Cancel,
+                        r => r.map(|_| RectEnd::Done),
+                    }
                 }
                 Command::BatchEnd => Err(EngineError::at(error::BATCH_NESTING, at)),
                 c => self.execute(mem, c, at, &mut out.raise, &bands),
@@ -426,24 +431,57 @@ impl EngineState {
     }
 
     /// Run a batch buffer: commands in `[addr, addr + len)` until BATCH_END
-    /// or its end.
+    /// or its end. `Cancel` if `signal` said so at a point inside.
+    ///
+    /// No preemption inside a batch (where it stands could not be saved):
+    /// it runs to its end. But it stops for `Cancel` between its commands
+    /// and between bands of its rectangles, its results dropped: a reset,
+    /// or an arbiter's preemption timeout, never waits for a whole batch.
     fn batch(
         &mut self,
         mem: &dyn GfxMemory,
         addr: u64,
         len: u32,
         out: &mut RunOutcome,
-    ) -> Result<(), EngineError> {
+        signal: &dyn Fn() -> Signal,
+    ) -> Result<Signal, EngineError> {
         check_batch(addr, len)?;
         let mut bytes = vec![0u8; len as usize];
         mem.read(addr, &mut bytes)?;
         let RunOutcome {
             raise, commands, ..
         } = out;
-        // No preemption points inside a batch: it runs to its end.
-        walk_batch(addr, &cmd::dwords(&bytes), commands, |c, _, at| {
-            self.execute(mem, c, at, raise, &Bands::WHOLE).map(|_| ())
-        })
+        let cancel_only = || match signal() {
+            Signal::Cancel => Signal::Cancel,
+            _ => Signal::Run,
+        };
+        let inside = Bands {
+            skip: 0,
+            point: Some(&cancel_only),
+        };
+        let mut cancelled = false;
+        let walked = walk_batch(addr, &cmd::dwords(&bytes), commands, |c, _, at| {
+            let end = match cancel_only() {
+                Signal::Cancel => RectEnd::Stopped {
+                    rows: 0,
+                    signal: Signal::Cancel,
+                },
+                _ => self.execute(mem, c, at, raise, &inside)?,
+            };
+            match end {
+                RectEnd::Stopped { .. } => {
+                    cancelled = true;
+                    // Stops the walk; what it carries is dropped.
+                    Err(EngineError::at(error::NONE, at))
+                }
+                RectEnd::Done => Ok(()),
+            }
+        });
+        match walked {
+            _ if cancelled => Ok(Signal::Cancel),
+            Ok(()) => Ok(Signal::Run),
+            Err(e) => Err(e),
+        }
     }
 
     /// One non-control command; rectangles start and may stop as `bands`

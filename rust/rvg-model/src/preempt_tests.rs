@@ -332,10 +332,54 @@ fn a_batch_has_no_preemption_points() {
         len: bytes.len() as u32,
     };
     submit(&mut e, &m, &[batch]);
+    // A request standing from the first point inside the batch on (a
+    // yield too) is answered only after it.
     let calls = Cell::new(0);
-    let out = e.run(&m, 10, &on_call(2, Signal::Preempt, &calls));
+    let out = e.run(&m, 10, &from_call(2, Signal::Preempt, &calls));
     assert_preempted(&e, &out, e.tail, 0);
     assert_same(&contents(&m), &with_rows(&initial, big, 0..10), "result");
+    assert!(
+        calls.get() > 2,
+        "the batch asked at its points: {}",
+        calls.get()
+    );
+}
+
+/// A reset (or an arbiter's preemption timeout) does not wait for a whole
+/// batch: it stops at the next point inside, between bands of a rectangle.
+#[test]
+fn a_batch_stops_for_a_cancel_inside() {
+    let big = fill(0x100000, WIDE_ROW as u32, WIDE, 10);
+    let bytes: Vec<u8> = [big, big, Command::BatchEnd]
+        .iter()
+        .flat_map(|c| c.encode())
+        .flat_map(|d| d.to_le_bytes())
+        .collect();
+    let initial = pattern();
+    let m = mem_with(&initial);
+    m.write(0x8000, &bytes).unwrap();
+    let mut e = engine();
+    let batch = Command::BatchStart {
+        addr: 0x8000,
+        len: bytes.len() as u32,
+    };
+    submit(&mut e, &m, &[batch]);
+    let calls = Cell::new(0);
+    // Call 1: the ring's point before the batch; 2: before its first
+    // command; 3: after the first band of 4 rows.
+    let out = e.run(&m, 10, &from_call(3, Signal::Cancel, &calls));
+    assert_eq!(calls.get(), 3);
+    assert!(!out.preempted && out.raise.is_empty());
+    assert_eq!(
+        (e.head, e.error),
+        (0, error::NONE),
+        "head stays on the batch"
+    );
+    assert_same(
+        &contents(&m),
+        &with_rows(&initial, big, 0..4),
+        "one band done",
+    );
 }
 
 #[test]

@@ -269,9 +269,11 @@ register_block! {
 }
 
 register_block! {
-    /// A PF's SR-IOV block, at `bar2::SRIOV`: the VFs' partitions, and
-    /// each function's engine quantum in microseconds (`QUANTUM_PF`, then
-    /// VF 0 to 15; only those of VFs the GPU offers answer).
+    /// A PF's SR-IOV block, at `bar2::SRIOV`: the VFs' partitions, each
+    /// function's engine quantum in microseconds (`QUANTUM_PF`, then VF 0
+    /// to 15; only those of VFs the GPU offers answer), and how long past
+    /// its quantum a function may go on without yielding while another
+    /// waits (`PREEMPT_TIMEOUT_US`, 0: for ever).
     SriovReg {
         TotalVfs = 0x00, 4, ReadOnly, "TOTAL_VFS";
         VfGttEntries = 0x04, 4, ReadOnly, "VF_GTT_ENTRIES";
@@ -293,13 +295,17 @@ register_block! {
         QuantumVf13 = 0x48, 4, ReadWrite, "QUANTUM_VF13";
         QuantumVf14 = 0x4c, 4, ReadWrite, "QUANTUM_VF14";
         QuantumVf15 = 0x50, 4, ReadWrite, "QUANTUM_VF15";
+        PreemptTimeoutUs = 0x54, 4, ReadWrite, "PREEMPT_TIMEOUT_US";
     }
 }
 
 impl SriovReg {
     /// The function a `QUANTUM_*` register sets (0 the PF, 1 + n VF n).
     pub fn quantum_of(self) -> Option<usize> {
-        self.index().checked_sub(SriovReg::QuantumPf.index())
+        let first = SriovReg::QuantumPf.index();
+        (first..=SriovReg::QuantumVf15.index())
+            .contains(&self.index())
+            .then(|| self.index() - first)
     }
 }
 
