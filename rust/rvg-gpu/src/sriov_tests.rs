@@ -209,7 +209,10 @@ fn a_vf_in_line_gets_its_turn_from_a_busy_one() {
     light.wait_engine_idle();
     assert_eq!(light.engine_state().seqno, 1);
     assert_eq!(pixel(light.vram(), 0x10000 + 63 * 4096), 0x77);
+    // The busy one yielded: it is still at its work, not halted (as the
+    // preemption timeout would have halted it).
     assert_eq!(busy.engine_state().seqno, 0, "the busy VF is still at it");
+    assert_eq!(busy.engine_state().error, error::NONE);
     busy.mmio_write(e(EngineReg::RingCtl), u64::from(ring_ctl::RESET), 4);
     assert!(busy.engine_time() > Duration::ZERO && light.engine_time() > Duration::ZERO);
 }
