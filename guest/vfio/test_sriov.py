@@ -118,6 +118,13 @@ for vf; do
     i=$((i + 1))
 done
 
+# A VF by its sysfs path, as by its address.
+echo "== scenario vf0 sysfsdev, config only"
+RVG_SCENARIO_DEVICE=",sysfsdev=/sys/bus/pci/devices/$1,vfio-iommu=legacy@PROPS@" \
+    RVG_SCENARIO_GTT_ENTRIES=@GTT@ timeout 300 $scenario --tap -k \
+    -p /x86_64/rust-vgpu/scenario/config
+echo "== rc $?"
+
 # Tenants: $1 attacker, $2 and $3 victims, $4 a runaway killed mid-work,
 # then a new VM on $4.
 tenant() {
@@ -205,6 +212,13 @@ class NestedSriov(NestedCase):
                 self.assertRegex(text, rf"(?m)^ok \d+ /x86_64/rust-vgpu/scenario/{step}$")
             self.assertEqual(self.nested.path(f"vf{i}.txt").read_text().splitlines(), soft,
                              f"VF {vf} saw what the soft GPU did not")
+
+    def test_a_vf_opens_by_its_sysfs_path_too(self):
+        text, rc = self.section("scenario vf0 sysfsdev, config only")
+        self.assertEqual(rc, 0, text)
+        vf = self.vfs()[0][0]
+        self.assertRegex(text, rf"(?m)^# backend: vfio {re.escape(vf)} ")
+        self.assertRegex(text, r"(?m)^ok 1 /x86_64/rust-vgpu/scenario/config$")
 
     def tenant(self, name):
         text, rc = self.section(f"tenant {name}")

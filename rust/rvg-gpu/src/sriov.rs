@@ -25,7 +25,9 @@ pub(super) struct Physical {
     pub(super) arbiter: Arbiter,
     /// Each VF's window, by VF index.
     pub(super) partitions: Vec<Partition>,
-    /// The VFs made so far: a PF reset resets them too.
+    /// Each VF's function, by VF index, while it lives: a PF reset resets
+    /// them too, and a second one for an index is refused (the two would
+    /// be one function at the arbiter).
     pub(super) vfs: Mutex<Vec<Weak<Core>>>,
 }
 
@@ -44,8 +46,8 @@ impl Gpu {
         let phys = Arc::new(Physical {
             gtt: (0..GTT_ENTRIES).map(|_| AtomicU64::new(0)).collect(),
             arbiter: Arbiter::new(1 + partitions.len()),
+            vfs: Mutex::new(partitions.iter().map(|_| Weak::new()).collect()),
             partitions,
-            vfs: Mutex::new(Vec::new()),
             vram,
         });
         let whole = Partition::whole(GTT_ENTRIES, config.vram_size);
@@ -66,11 +68,20 @@ impl Gpu {
                 value: index.to_string(),
                 expected: format!("the PF offers {} VFs", phys.partitions.len()),
             })?;
+        let mut vfs = phys.vfs.lock();
+        let slot = &mut vfs[usize::from(index)];
+        if slot.strong_count() > 0 {
+            return Err(ConfigError::BadProperty {
+                property: "vf",
+                value: index.to_string(),
+                expected: "that VF's function exists already".to_string(),
+            });
+        }
         let config = GpuConfig {
             vram_size: partition.vram_size,
         };
         let vf = Gpu::function(phys.clone(), 1 + usize::from(index), partition, config)?;
-        phys.vfs.lock().push(Arc::downgrade(&vf.core));
+        *slot = Arc::downgrade(&vf.core);
         Ok(vf)
     }
 

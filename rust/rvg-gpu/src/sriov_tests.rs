@@ -88,6 +88,14 @@ fn a_vf_sees_its_partition_as_a_whole_gpu() {
     assert_eq!(b, [9]);
     assert!(pf.vf(4).is_err(), "4 VFs: indexes 0 to 3");
     assert!(vf.vf(0).is_err(), "a VF has no VFs");
+    // One function per VF: a second would share its place at the arbiter.
+    let twice = pf.vf(2).err().unwrap().to_string();
+    assert_eq!(
+        twice,
+        "property 'vf' is 2: that VF's function exists already"
+    );
+    drop(vf);
+    assert!(pf.vf(2).is_ok(), "once it is gone, it can be made again");
 }
 
 #[test]
