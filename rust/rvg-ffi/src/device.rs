@@ -284,13 +284,15 @@ impl FfiDevice {
                 let p = gpu.partition();
                 format!(
                     "  model: RVG-1 {}, unmediated\n  vram: {:#x} at {:#x}\n  \
-                     gtt: {} entries from {}\n  engine time: {} us\n{irqs}",
+                     gtt: {} entries from {}\n  engine time: {} us, \
+                     preempt-timeouts={}\n{irqs}",
                     if gpu.is_vf() { "VF" } else { "GPU" },
                     p.vram_size,
                     p.vram_base,
                     p.gtt_entries,
                     p.gtt_base,
-                    gpu.engine_time().as_micros()
+                    gpu.engine_time().as_micros(),
+                    gpu.preempt_timeouts()
                 )
             }
             Model::Vgpu(v) => {

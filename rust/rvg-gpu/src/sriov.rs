@@ -4,10 +4,9 @@
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use parking_lot::Mutex;
-
-use std::time::Duration;
 
 use super::{Core, Gpu, GTT_ENTRIES};
 use crate::arbiter::{Arbiter, PREEMPT_TIMEOUT_MAX, PREEMPT_TIMEOUT_MIN, QUANTUM_MAX, QUANTUM_MIN};

@@ -315,11 +315,12 @@ fn overlapping_different_pitch_copies_and_one_row_run_to_their_end() {
     runs_to_the_tail(&[copy(0x100000, 0, 0x100100, 0, 256 << 10, 1)], 2);
 }
 
-#[test]
-fn a_batch_has_no_preemption_points() {
-    let big = fill(0x100000, WIDE_ROW as u32, WIDE, 10);
-    let bytes: Vec<u8> = [big, Command::BatchEnd]
+/// An engine whose ring holds one batch of `cmds` (at 0x8000, over the
+/// pattern): the engine, its memory, the memory before.
+fn batch_of(cmds: &[Command]) -> (EngineState, FlatMem, Vec<u8>) {
+    let bytes: Vec<u8> = cmds
         .iter()
+        .chain([&Command::BatchEnd])
         .flat_map(|c| c.encode())
         .flat_map(|d| d.to_le_bytes())
         .collect();
@@ -332,6 +333,13 @@ fn a_batch_has_no_preemption_points() {
         len: bytes.len() as u32,
     };
     submit(&mut e, &m, &[batch]);
+    (e, m, initial)
+}
+
+#[test]
+fn a_batch_has_no_preemption_points() {
+    let big = fill(0x100000, WIDE_ROW as u32, WIDE, 10);
+    let (mut e, m, initial) = batch_of(&[big]);
     // A request standing from the first point inside the batch on (a
     // yield too) is answered only after it.
     let calls = Cell::new(0);
@@ -350,20 +358,7 @@ fn a_batch_has_no_preemption_points() {
 #[test]
 fn a_batch_stops_for_a_cancel_inside() {
     let big = fill(0x100000, WIDE_ROW as u32, WIDE, 10);
-    let bytes: Vec<u8> = [big, big, Command::BatchEnd]
-        .iter()
-        .flat_map(|c| c.encode())
-        .flat_map(|d| d.to_le_bytes())
-        .collect();
-    let initial = pattern();
-    let m = mem_with(&initial);
-    m.write(0x8000, &bytes).unwrap();
-    let mut e = engine();
-    let batch = Command::BatchStart {
-        addr: 0x8000,
-        len: bytes.len() as u32,
-    };
-    submit(&mut e, &m, &[batch]);
+    let (mut e, m, initial) = batch_of(&[big, big]);
     let calls = Cell::new(0);
     // Call 1: the ring's point before the batch; 2: before its first
     // command; 3: after the first band of 4 rows.
