@@ -24,6 +24,18 @@ pub const DEFAULT_PREEMPT_TIMEOUT: Duration = Duration::from_millis(100);
 pub const PREEMPT_TIMEOUT_MIN: Duration = Duration::from_millis(1);
 pub const PREEMPT_TIMEOUT_MAX: Duration = Duration::from_secs(10);
 
+/// What the owner of the engine does at a preemption point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Turn {
+    /// Go on: nobody waits, or its quantum is not up.
+    Keep,
+    /// Yield: its quantum is up and another function waits.
+    Yield,
+    /// Stop and be halted: past its quantum and the preemption timeout
+    /// with another waiting (it could not yield, inside a batch).
+    Overdue,
+}
+
 /// The arbiter's state: who has the engine, since when, who waits.
 #[derive(Clone, Debug)]
 pub struct ArbCore {
@@ -94,6 +106,17 @@ impl ArbCore {
         self.owner == Some(f)
             && self.waiters() > 0
             && now.saturating_sub(self.since_ns) >= self.quantum_ns(f)
+    }
+
+    /// What `f` does at a preemption point at `now`.
+    pub fn turn(&self, f: usize, now: u64) -> Turn {
+        if self.overdue(f, now) {
+            Turn::Overdue
+        } else if self.should_yield(f, now) {
+            Turn::Yield
+        } else {
+            Turn::Keep
+        }
     }
 
     /// How long past its quantum an owner may go on while another waits
@@ -181,17 +204,33 @@ impl Arbiter {
         self.waiters.store(core.waiters(), Ordering::Release);
     }
 
-    /// Wait until function `f` has the engine.
-    pub fn acquire(&self, f: usize) {
+    /// Wait until function `f` has the engine: true. False, out of line,
+    /// once `give_up` says so: asked under the lock before every wait, so
+    /// a `wake(f)` after `give_up` turned true is never missed. A function
+    /// that goes away does not wait for another's quantum, which with no
+    /// preemption timeout could be a whole batch.
+    pub fn acquire(&self, f: usize, give_up: &dyn Fn() -> bool) -> bool {
         let mut core = self.core.lock();
         let now = self.now();
         if !core.request(f, now) {
             self.publish(&core);
             while core.owner() != Some(f) {
+                if give_up() {
+                    core.withdraw(f);
+                    self.publish(&core);
+                    return false;
+                }
                 self.granted[f].wait(&mut core);
             }
         }
         self.publish(&core);
+        true
+    }
+
+    /// Wake `f` if it waits in `acquire`, to ask its `give_up` again.
+    pub fn wake(&self, f: usize) {
+        let _core = self.core.lock();
+        self.granted[f].notify_one();
     }
 
     /// The engine for function `f` if it is free and nobody waits: a short
@@ -217,29 +256,25 @@ impl Arbiter {
         self.publish(&core);
     }
 
-    /// Whether the owner `f` should stop at its next preemption point.
+    /// What the owner `f` does at this preemption point: one question,
+    /// answered by one load while nobody waits (the common case).
     #[inline]
-    pub fn should_yield(&self, f: usize) -> bool {
-        self.waiters.load(Ordering::Acquire) > 0 && self.should_yield_slow(f)
+    pub fn turn(&self, f: usize) -> Turn {
+        match self.waiters.load(Ordering::Acquire) {
+            0 => Turn::Keep,
+            _ => self.turn_contended(f),
+        }
     }
 
     #[cold]
-    fn should_yield_slow(&self, f: usize) -> bool {
+    fn turn_contended(&self, f: usize) -> Turn {
         let now = self.now();
-        self.core.lock().should_yield(f, now)
+        self.core.lock().turn(f, now)
     }
 
-    /// Whether the owner `f` is past its quantum and the preemption
-    /// timeout with another waiting.
-    #[inline]
-    pub fn overdue(&self, f: usize) -> bool {
-        self.waiters.load(Ordering::Acquire) > 0 && self.overdue_slow(f)
-    }
-
-    #[cold]
-    fn overdue_slow(&self, f: usize) -> bool {
-        let now = self.now();
-        self.core.lock().overdue(f, now)
+    /// Functions waiting in line.
+    pub fn waiting(&self) -> u32 {
+        self.waiters.load(Ordering::Acquire)
     }
 
     /// Set the preemption timeout: zero (none), or [`PREEMPT_TIMEOUT_MIN`]
@@ -360,6 +395,19 @@ mod tests {
         a.request(0, 100 * Q);
         assert!(!a.overdue(1, 100 * Q + 6 * Q - 1));
         assert!(a.overdue(1, 100 * Q + 6 * Q));
+    }
+
+    #[test]
+    fn overdue_comes_before_yield() {
+        let mut a = ArbCore::new(2, Q);
+        a.set_preempt_timeout_ns(5 * Q);
+        a.request(0, 0);
+        assert_eq!(a.turn(0, 10 * Q), Turn::Keep, "nobody waits");
+        a.request(1, 0);
+        assert_eq!(a.turn(0, Q - 1), Turn::Keep);
+        assert_eq!(a.turn(0, Q), Turn::Yield);
+        assert_eq!(a.turn(0, 6 * Q), Turn::Overdue);
+        assert_eq!(a.turn(1, 6 * Q), Turn::Keep, "not the owner");
     }
 
     #[test]

@@ -22,6 +22,7 @@ use rvg_model::irq::IrqLine;
 use rvg_model::rect_exec::PREEMPT_BAND_BYTES;
 use rvg_model::regs::{bar2, Bar2Target, DisplayReg};
 
+use crate::arbiter::Turn;
 use crate::gfx_mem::GfxMem;
 use crate::partition::Partition;
 use crate::vram::Vram;
@@ -81,6 +82,9 @@ struct Core {
     preempt: AtomicBool,
     /// Its rings halted for the arbiter's preemption timeout.
     preempt_timeouts: AtomicU64,
+    /// `GpuState::shutdown`, readable without the lock by a worker waiting
+    /// in line at the arbiter.
+    leaving: AtomicBool,
     /// A stream of at most this many dwords, written while the engine is
     /// idle, runs in the tail writer's own thread (0: the worker runs
     /// everything).
@@ -133,6 +137,7 @@ impl Gpu {
             generation: AtomicU64::new(0),
             preempt: AtomicBool::new(false),
             preempt_timeouts: AtomicU64::new(0),
+            leaving: AtomicBool::new(false),
             inline_dwords: AtomicU32::new(0),
         });
         let worker_core = core.clone();
@@ -419,7 +424,10 @@ impl Gpu {
 impl Drop for Gpu {
     fn drop(&mut self) {
         self.core.state.lock().shutdown = true;
+        self.core.leaving.store(true, Ordering::Release);
         self.core.wake.notify_all();
+        // Its worker may wait in line behind another function's turn.
+        self.core.phys.arbiter.wake(self.core.function);
         if let Some(worker) = self.worker.take() {
             let _ = worker.join();
         }
@@ -445,9 +453,13 @@ impl Core {
                 return;
             }
             drop(st);
-            arbiter.acquire(self.function);
+            let leaving = || self.leaving.load(Ordering::Acquire);
+            if !arbiter.acquire(self.function, &leaving) {
+                st = self.state.lock();
+                continue;
+            }
             st = self.state.lock();
-            while !st.shutdown && st.idle_with_work() && !arbiter.should_yield(self.function) {
+            while !st.shutdown && st.idle_with_work() && arbiter.turn(self.function) == Turn::Keep {
                 st = self.run(st, RUN_BUDGET);
             }
             drop(st);
@@ -530,15 +542,17 @@ impl Core {
                     Signal::Cancel
                 } else if self.preempt.load(Ordering::Acquire) {
                     Signal::Preempt
-                } else if self.phys.arbiter.overdue(self.function) {
-                    // Past its quantum and the timeout inside a batch,
-                    // where it cannot yield: it is stopped, and halted.
-                    overdue.set(true);
-                    Signal::Cancel
-                } else if self.phys.arbiter.should_yield(self.function) {
-                    Signal::Yield
                 } else {
-                    Signal::Run
+                    match self.phys.arbiter.turn(self.function) {
+                        Turn::Keep => Signal::Run,
+                        Turn::Yield => Signal::Yield,
+                        // Past its quantum and the timeout inside a batch,
+                        // where it cannot yield: stopped, and halted.
+                        Turn::Overdue => {
+                            overdue.set(true);
+                            Signal::Cancel
+                        }
+                    }
                 }
             };
             let mut out = engine.run(&mem, budget, &signal);

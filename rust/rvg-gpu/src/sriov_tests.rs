@@ -3,7 +3,7 @@
 
 use super::*;
 use rvg_model::cmd::Command;
-use rvg_model::engine::{error, ring_ctl};
+use rvg_model::engine::{error, ring_ctl, EngineState};
 use rvg_model::irq::IntSource;
 use rvg_model::regs::{EngineReg, GlobalReg, Register, SriovReg};
 
@@ -184,14 +184,7 @@ fn a_vf_in_line_gets_its_turn_from_a_busy_one() {
     let pf = pf();
     let (busy, light) = (pf.vf(0).unwrap(), pf.vf(1).unwrap());
     // 100 fills of 8 MiB: far more than a quantum's work.
-    let long: Vec<Command> = (0..100)
-        .map(|i| Command::FillRect {
-            dst: 0x10000,
-            pitch: 4096,
-            width: 1024,
-            height: 2048,
-            color: i,
-        })
+    let long: Vec<Command> = big_fills(100, 0x10000)
         .chain([Command::Fence {
             seqno: 1,
             interrupt: false,
@@ -223,6 +216,130 @@ fn a_vf_in_line_gets_its_turn_from_a_busy_one() {
     assert_eq!(busy.engine_state().error, error::NONE);
     busy.mmio_write(e(EngineReg::RingCtl), u64::from(ring_ctl::RESET), 4);
     assert!(busy.engine_time() > Duration::ZERO && light.engine_time() > Duration::ZERO);
+}
+
+/// `n` fills of 8 MiB at `dst`, each its own colour.
+fn big_fills(n: u32, dst: u64) -> impl Iterator<Item = Command> {
+    (0..n).map(move |color| Command::FillRect {
+        dst,
+        pitch: 4096,
+        width: 1024,
+        height: 2048,
+        color,
+    })
+}
+
+/// A batch of `n` fills of 8 MiB at 0x100000, written at 0x2000 of `f`'s
+/// VRAM with all of it mapped: the command that starts it.
+fn batch_at_0x2000(f: &Gpu, n: u32) -> Command {
+    let bytes: Vec<u8> = big_fills(n, 0x100000)
+        .chain([Command::BatchEnd])
+        .flat_map(|c| c.encode())
+        .flat_map(|d| d.to_le_bytes())
+        .collect();
+    map(f, 0..4096);
+    f.vram().write(0x2000, &bytes).unwrap();
+    Command::BatchStart {
+        addr: 0x2000,
+        len: bytes.len() as u32,
+    }
+}
+
+/// `hog` has the engine with a batch of minutes of work and no preemption
+/// timeout, and `light` (a fill and fence 1) waits in line behind it:
+/// however slow this thread, nothing moves until the test acts.
+fn hog_with_one_in_line(pf: &Gpu, hog: &Gpu, light: &Gpu) {
+    assert!(pf
+        .mmio_write(sr(SriovReg::PreemptTimeoutUs), 0, 4)
+        .diags
+        .is_empty());
+    hog.set_engine_hold(true);
+    light.set_engine_hold(true);
+    let batch = batch_at_0x2000(hog, 30000);
+    submit(
+        hog,
+        &[
+            batch,
+            Command::Fence {
+                seqno: 1,
+                interrupt: false,
+            },
+        ],
+    );
+    submit(
+        light,
+        &[
+            fill(0x10000, 0x66),
+            Command::Fence {
+                seqno: 1,
+                interrupt: false,
+            },
+        ],
+    );
+    hog.set_engine_hold(false);
+    while pf.core.phys.arbiter.owner() != Some(hog.core.function) {
+        std::thread::yield_now();
+    }
+    light.set_engine_hold(false);
+    while pf.core.phys.arbiter.waiting() == 0 {
+        std::thread::yield_now();
+    }
+}
+
+/// The worst moment for a reset: a VF's FLR while its batch is on the
+/// engine and a neighbour waits for it. The reset stops the batch inside
+/// (it does not wait for minutes of work), the neighbour gets the engine
+/// and completes, and the reset VF is at its reset state, scrubbed.
+#[test]
+fn a_reset_of_the_owner_mid_batch_lets_the_one_in_line_run() {
+    let pf = pf();
+    let (hog, light) = (pf.vf(0).unwrap(), pf.vf(1).unwrap());
+    hog_with_one_in_line(&pf, &hog, &light);
+    assert_eq!(light.engine_state().seqno, 0, "still in line");
+    hog.reset();
+    light.wait_engine_idle();
+    assert_eq!(
+        (light.engine_state().seqno, light.engine_state().error),
+        (1, error::NONE)
+    );
+    assert_eq!(pixel(light.vram(), 0x10000), 0x66);
+    assert_eq!(hog.engine_state(), EngineState::default());
+    assert_eq!(
+        pixel(hog.vram(), 0x100000),
+        0,
+        "the old tenant's fills are gone"
+    );
+    assert_eq!(hog.gtt_entry(0), Some(GttEntry(0)));
+}
+
+/// The worst moment for an unplug: a VF going away while it waits in line
+/// behind a batch of minutes. It leaves at once, out of line; the owner
+/// goes on, and the engine passes to nobody stale.
+#[test]
+fn a_vf_unplugged_while_in_line_leaves_at_once() {
+    let pf = pf();
+    let (hog, light) = (pf.vf(0).unwrap(), pf.vf(1).unwrap());
+    hog_with_one_in_line(&pf, &hog, &light);
+    drop(light);
+    assert_eq!(pf.core.phys.arbiter.waiting(), 0);
+    assert_eq!(pf.core.phys.arbiter.owner(), Some(hog.core.function));
+    assert_eq!(
+        hog.engine_state().seqno,
+        0,
+        "the owner is still at its batch"
+    );
+    // Its place is free: a new VF 1 works once the owner is done.
+    let again = pf.vf(1).unwrap();
+    hog.reset();
+    submit(
+        &again,
+        &[Command::Fence {
+            seqno: 9,
+            interrupt: false,
+        }],
+    );
+    again.wait_engine_idle();
+    assert_eq!(again.engine_state().seqno, 9);
 }
 
 fn map(f: &Gpu, pages: std::ops::Range<u32>) {
@@ -317,24 +434,7 @@ fn a_batch_past_the_preemption_timeout_is_halted_alone() {
         1
     );
     // A batch of 200 fills of 8 MiB at 0x100000 (far longer than 3 ms).
-    let fills: Vec<u8> = (0..200)
-        .map(|i| Command::FillRect {
-            dst: 0x100000,
-            pitch: 4096,
-            width: 1024,
-            height: 2048,
-            color: i,
-        })
-        .chain([Command::BatchEnd])
-        .flat_map(|c| c.encode())
-        .flat_map(|d| d.to_le_bytes())
-        .collect();
-    map(&hog, 0..4096);
-    hog.vram().write(0x2000, &fills).unwrap();
-    let batch = Command::BatchStart {
-        addr: 0x2000,
-        len: fills.len() as u32,
-    };
+    let batch = batch_at_0x2000(&hog, 200);
     hog.set_engine_hold(true);
     light.set_engine_hold(true);
     submit(
