@@ -58,24 +58,28 @@ enum Arrangement {
     Shared,
 }
 
-/// `n` vGPUs (the GPU behind them kept alive with them).
-fn vgpus(how: Arrangement, n: usize) -> (Vec<Busy>, Gpu) {
-    let pf = Gpu::with_vfs(
-        GpuConfig {
-            vram_size: GPU_VRAM,
-        },
-        VFS,
-    )
-    .expect("GPU");
+/// `n` vGPUs. (A VF keeps its GPU's memory and engine alive: the PF
+/// itself may go once they are made.)
+fn vgpus(how: Arrangement, n: usize) -> Vec<Busy> {
     let log = || Arc::new(|m: &str| panic!("{m}"));
-    let busy = match how {
-        Arrangement::Vfs => (0..n)
-            .map(|i| {
-                let soft = SoftGpu::on(pf.vf(i as u16).expect("VF"), Box::new(|m| panic!("{m}")));
-                let gpu = SharedGpu::private(Arc::new(soft), SchedConfig::default(), log());
-                Busy::new(&Arc::new(gpu.expect("GPU on a VF")), config())
-            })
-            .collect(),
+    match how {
+        Arrangement::Vfs => {
+            let pf = Gpu::with_vfs(
+                GpuConfig {
+                    vram_size: GPU_VRAM,
+                },
+                VFS,
+            )
+            .expect("GPU");
+            (0..n)
+                .map(|i| {
+                    let soft =
+                        SoftGpu::on(pf.vf(i as u16).expect("VF"), Box::new(|m| panic!("{m}")));
+                    let gpu = SharedGpu::private(Arc::new(soft), SchedConfig::default(), log());
+                    Busy::new(&Arc::new(gpu.expect("GPU on a VF")), config())
+                })
+                .collect()
+        }
         Arrangement::Shared => {
             let soft = SoftGpu::new(
                 GpuConfig {
@@ -91,13 +95,12 @@ fn vgpus(how: Arrangement, n: usize) -> (Vec<Busy>, Gpu) {
             let gpu = Arc::new(gpu.expect("shared GPU"));
             (0..n).map(|_| Busy::new(&gpu, config())).collect()
         }
-    };
-    (busy, pf)
+    }
 }
 
 /// Fills per second of each of `n` busy vGPUs over `SPAN`.
 fn measure(how: Arrangement, n: usize) -> Vec<f64> {
-    let (mut busy, _gpu) = vgpus(how, n);
+    let mut busy = vgpus(how, n);
     let warm = Instant::now() + Duration::from_millis(200);
     while Instant::now() < warm {
         busy.iter_mut().for_each(Busy::feed);
@@ -119,7 +122,7 @@ fn measure(how: Arrangement, n: usize) -> Vec<f64> {
 /// Tail write to SEQNO, for `PROBES` fences on the first vGPU of
 /// `1 + others`, the others busy: the median and the 99th percentile.
 fn latency(how: Arrangement, others: usize) -> (Duration, Duration) {
-    let (mut busy, _gpu) = vgpus(how, 1 + others);
+    let mut busy = vgpus(how, 1 + others);
     let (probe, rest) = busy.split_first_mut().expect("a probe");
     let eng = |r: EngineReg| bar2::ENGINE + r.offset();
     let mut tail = 0;
